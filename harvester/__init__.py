@@ -1,0 +1,1 @@
+"""NCJRS harvester: parse, normalize, validate, de-duplicate and store NCJRS records."""

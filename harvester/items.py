@@ -1,0 +1,142 @@
+"""The two shapes a record takes on its way to the database.
+
+``RawRecord`` is what the parser read off one page: label -> values exactly as shown, plus where
+and when the page was fetched. ``Record`` is the typed, normalized record that validation,
+de-duplication and storage work with. Both are dataclasses, so Scrapy's item machinery
+(pipelines, feed exports) handles them without adapters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+Layout = Literal["current", "legacy", "publication", "generic"]
+DatePrecision = Literal["day", "month", "month_range", "season", "year"]
+ContributorKind = Literal["person", "organization"]
+
+
+@dataclass(slots=True)
+class RawRecord:
+    """Values as the page shows them, keyed by canonical field name (see parsing.LABELS)."""
+
+    url: str  # the URL that was requested
+    final_url: str  # where redirects ended
+    status: int
+    fetched_at: datetime  # UTC
+    layout: Layout
+    heading: str | None = None  # the page heading (h1), the title on current pages
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # field name -> label text as shown
+    links: dict[str, list[str]] = field(default_factory=dict)  # field name -> absolute hrefs
+    unknown_fields: dict[str, list[str]] = field(default_factory=dict)  # label as shown -> values
+    redirect_urls: list[str] = field(default_factory=list)
+
+    def first(self, name: str) -> str | None:
+        values = self.fields.get(name)
+        return values[0] if values else None
+
+    def joined(self, name: str, separator: str = "\n") -> str | None:
+        values = [v for v in self.fields.get(name, ()) if v]
+        return separator.join(values) if values else None
+
+
+@dataclass(slots=True, frozen=True)
+class NonRecordPage:
+    """A fetched page that is not a record (section page, soft 404): skipped, not quarantined."""
+
+    url: str
+    reason: Literal["soft_404", "no_record_fields"]
+
+
+@dataclass(slots=True, frozen=True)
+class PartialDate:
+    """A date as precise as the page is, never more: no guessed day or month."""
+
+    text: str
+    year: int | None = None
+    month: int | None = None
+    day: int | None = None
+    precision: DatePrecision | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Person:
+    name: str  # as displayed
+    family: str | None = None
+    given: str | None = None
+    suffix: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class JournalCitation:
+    raw: str
+    name: str
+    volume: str | None = None
+    issue: str | None = None
+    dated: str | None = None
+    pages: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ChapterOf:
+    """Parsed from titles like ``... (From <book>, P 5-40, 2004, <editor>, ed. -- See NCJ-1)``."""
+
+    parent_ncj_number: int
+    book_title: str | None = None
+    pages: str | None = None
+
+
+@dataclass(slots=True)
+class Record:
+    """A normalized record. NCJ number and title are None only until validation rejects it."""
+
+    ncj_number: int | None
+    title: str | None
+    source_url: str
+    fetched_at: datetime
+    chapter_of: ChapterOf | None = None
+    journal: JournalCitation | None = None
+    authors: list[Person] = field(default_factory=list)
+    editors: list[Person] = field(default_factory=list)
+    corporate_authors: list[str] = field(default_factory=list)
+    published: PartialDate | None = None
+    date_created: PartialDate | None = None
+    page_count: int | None = None
+    annotation: str | None = None
+    abstract: str | None = None
+    sponsoring_agencies: list[str] = field(default_factory=list)
+    agencies: list[str] = field(default_factory=list)
+    grant_numbers: list[str] = field(default_factory=list)
+    sale_source: str | None = None
+    publisher: str | None = None
+    document_urls: list[str] = field(default_factory=list)
+    publication_type: str | None = None
+    publication_format: str | None = None
+    language: str | None = None
+    country: str | None = None
+    publication_series: str | None = None
+    note: str | None = None
+    subjects: list[str] = field(default_factory=list)
+    extra_fields: dict[str, list[str]] = field(default_factory=dict)  # unknown labels, raw
+    layout: Layout = "generic"
+    requested_url: str | None = None
+    status: int = 200
+    redirect_urls: list[str] = field(default_factory=list)
+    raw: RawRecord | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def part_of(self) -> int | None:
+        return self.chapter_of.parent_ncj_number if self.chapter_of else None
+
+
+@dataclass(slots=True, frozen=True)
+class Rejection:
+    """Why a page that looks like a record cannot be trusted; stored in quarantine."""
+
+    reason: Literal["missing_ncj_number", "invalid_ncj_number", "missing_title", "shifted_values"]
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"

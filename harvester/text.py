@@ -1,0 +1,163 @@
+"""Turning markup into the plain text a reader sees.
+
+Values keep their structure as line breaks: a paragraph ends with a blank line, a list item or a
+``<br>`` with a single line break. Inside a line, whitespace collapses to one space.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from lxml import etree
+
+# Subtrees that are never visible text (or are page chrome wherever they appear).
+SKIPPED_TAGS = frozenset(
+    {
+        "script",
+        "style",
+        "noscript",
+        "template",
+        "svg",
+        "iframe",
+        "select",
+        "button",
+        "input",
+        "textarea",
+        "head",
+        "nav",
+    }
+)
+# A paragraph break (blank line) before and after.
+PARAGRAPH_TAGS = frozenset(
+    {
+        "p",
+        "blockquote",
+        "pre",
+        "ul",
+        "ol",
+        "dl",
+        "table",
+        "section",
+        "article",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+    }
+)
+# A line break before and after.
+LINE_TAGS = frozenset(
+    {
+        "div",
+        "li",
+        "dd",
+        "dt",
+        "tr",
+        "td",
+        "th",
+        "address",
+        "header",
+        "footer",
+        "main",
+        "aside",
+        "form",
+        "fieldset",
+        "figure",
+        "figcaption",
+        "caption",
+        "center",
+        "body",
+        "html",
+    }
+)
+BLOCK_TAGS = PARAGRAPH_TAGS | LINE_TAGS
+
+_LINE = 1
+_PARAGRAPH = 2
+
+# Characters that are invisible on the page but break matching and exact comparisons.
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u2060\ufeff\ud800-\udfff]")
+
+
+def clean(text: str) -> str:
+    """NFC, invisible characters and lone surrogates removed; no other change."""
+    text = _INVISIBLE.sub("", text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    return text
+
+
+def collapse(text: str) -> str:
+    """One line of text: runs of whitespace (NBSP included) become one space."""
+    return " ".join(clean(text).split())
+
+
+def _walk(node: etree._Element, out: list[str | int], with_tail: bool = True) -> None:
+    tag = node.tag
+    if isinstance(tag, str):
+        if tag in SKIPPED_TAGS:
+            pass
+        elif tag == "br":
+            out.append(_LINE)
+        else:
+            brk = _PARAGRAPH if tag in PARAGRAPH_TAGS else _LINE if tag in LINE_TAGS else 0
+            if brk:
+                out.append(brk)
+            if node.text:
+                out.append(node.text)
+            for child in node:
+                _walk(child, out)
+            if brk:
+                out.append(brk)
+    if with_tail and node.tail:
+        out.append(node.tail)
+
+
+def _render(tokens: Iterable[str | int]) -> str:
+    parts: list[str] = []
+    buffer: list[str] = []
+    break_before = 0  # the strongest break between the last emitted line and the buffer
+
+    def flush() -> None:
+        line = " ".join("".join(buffer).split())
+        buffer.clear()
+        if line:
+            if parts:
+                parts.append("\n\n" if break_before == _PARAGRAPH else "\n")
+            parts.append(line)
+
+    for token in tokens:
+        if isinstance(token, int):
+            if any(not piece.isspace() for piece in buffer):
+                flush()
+                break_before = token
+            else:
+                break_before = max(break_before, token)
+        else:
+            buffer.append(token)
+    flush()
+    return clean("".join(parts))
+
+
+def node_text(nodes: Iterable[etree._Element | str]) -> str:
+    """Visible text of a run of sibling nodes (elements and loose text) in document order.
+
+    Tails of the elements are *not* included: the caller passes loose text explicitly, so a
+    value can stop exactly where the next label starts.
+    """
+    tokens: list[str | int] = []
+    for node in nodes:
+        if isinstance(node, str):
+            tokens.append(node)
+        else:
+            _walk(node, tokens, with_tail=False)
+    return _render(tokens)
+
+
+def element_text(element: etree._Element) -> str:
+    """Visible text of one element (without its tail)."""
+    return node_text([element])

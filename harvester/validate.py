@@ -1,0 +1,66 @@
+"""Deciding whether a normalized record can be trusted.
+
+A record that fails goes to quarantine with its raw values, never into ``records``. The checks
+are about identity (a numeric NCJ number, a title) and about values that sit under the wrong
+label, which is what a page looks like when its labels and values fall out of step.
+"""
+
+from __future__ import annotations
+
+import re
+
+from harvester.items import Record, Rejection
+from harvester.normalize import parse_date, parse_length
+
+_CITATION_MARKERS = re.compile(r"\b(?:Volume|Issue|Dated|Pages):")
+# Short fields: a value much longer than this is a paragraph that slid under the wrong label.
+_SHORT_FIELD_LIMIT = 120
+
+
+def _quote(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def validate(record: Record) -> Rejection | None:
+    raw = record.raw
+    ncj_text = raw.joined("ncj_number", " ") if raw else None
+    if record.ncj_number is None:
+        if not ncj_text:
+            return Rejection("missing_ncj_number", "the page has no NCJ Number value")
+        return Rejection("invalid_ncj_number", f"NCJ Number is {_quote(ncj_text)}")
+    if not record.title:
+        return Rejection("missing_title", f"NCJ {record.ncj_number} has no title")
+    if raw is not None and (shifted := _shifted_value(raw.fields, raw.labels)):
+        return Rejection("shifted_values", shifted)
+    return None
+
+
+def _shifted_value(fields: dict[str, list[str]], labels: dict[str, str]) -> str | None:
+    """A value that fits another label better than its own: the page is out of step."""
+
+    def describe(name: str, value: str) -> str:
+        return f"{labels.get(name, name)} is {_quote(value)}"
+
+    date_text = " ".join(fields.get("date_published", ()))
+    if date_text.strip():
+        parsed = parse_date(date_text)
+        unreadable = parsed is None or parsed.year is None
+        if unreadable and (parse_length(date_text) is not None or _looks_misplaced(date_text)):
+            return describe("date_published", date_text)
+    for name in ("length", "page_count"):
+        length_text = " ".join(fields.get(name, ()))
+        if length_text.strip() and parse_length(length_text) is None:
+            date = parse_date(length_text)
+            if (date is not None and date.year is not None) or _looks_misplaced(length_text):
+                return describe(name, length_text)
+    for name in ("authors", "editors", "language", "country", "publication_type"):
+        for value in fields.get(name, ()):
+            pieces = value.split(";") if name in ("authors", "editors") else [value]
+            if any(_looks_misplaced(piece) for piece in pieces):
+                return describe(name, value)
+    return None
+
+
+def _looks_misplaced(text: str) -> bool:
+    return len(text) > _SHORT_FIELD_LIMIT or bool(_CITATION_MARKERS.search(text))
