@@ -128,11 +128,13 @@ _label_candidates = etree.XPath(
     ".//*[string-length(normalize-space(.)) <= $limit and normalize-space(.) != '']"
 )
 _main_content = etree.XPath(
-    "(//main | //*[@role='main'] | //*[@id='main-content'] | //*[@id='content'])[1]"
+    "(//main | //*[@role='main'] | //*[@id='main-content'] | //*[@id='content'])"
+    "[normalize-space()][1]"
 )
 _h1 = etree.XPath(".//h1")
 _title_tag = etree.XPath("//title")
 _hrefs = etree.XPath("descendant-or-self::a[@href]/@href")
+_links = etree.XPath("descendant::a[@href]")
 
 _CHROME_TAGS = SKIPPED_TAGS | {"header", "footer", "aside"}
 
@@ -146,9 +148,12 @@ def parse_page(response: TextResponse) -> RawRecord | NonRecordPage:
     """Parse one fetched page. Pure: reads the response, changes nothing."""
     root = response.selector.root
     content = _content_root(root)
-    heading = _page_heading(content, root)
-
     labels, chrome = _find_labels(content)
+    if not any(name for _, name, _ in labels) and content is not root:
+        # The "main" region was not where the record is: look at the whole page.
+        content = root
+        labels, chrome = _find_labels(content)
+    heading = _page_heading(content, root)
     fields: dict[str, list[str]] = {}
     shown: dict[str, str] = {}
     links: dict[str, list[str]] = {}
@@ -217,7 +222,7 @@ def _page_heading(content: etree._Element, root: etree._Element) -> str | None:
     titles = _title_tag(root)
     if titles:
         # "<record title> | Office of Justice Programs"
-        text = collapse(titles[0].text_content()).split(" | ")[0].strip()
+        text = collapse(titles[0].text_content()).split("|")[0].strip()
         if text and text.lower() not in _GENERIC_HEADINGS:
             return text
     return None
@@ -258,8 +263,8 @@ def _find_labels(
         name = LABELS.get(key)
         if name is None and key not in CHROME_LABELS:
             continue
-        if _in_chrome(element, content):
-            continue
+        if tag == "a" or _links(element) or _in_chrome(element, content):
+            continue  # a label is never a link: "Topics" in a menu is navigation
         taken.add(element)
         if name is None:
             chrome.append(element)
@@ -294,7 +299,7 @@ def _find_labels(
             continue
         if outer.getparent() not in parents and _grandparent(outer) not in grandparents:
             continue
-        if _has_taken_relative(outer, taken) or _in_chrome(outer, content):
+        if _has_taken_relative(outer, taken) or _links(outer) or _in_chrome(outer, content):
             continue
         taken.add(outer)
         unknown.append((outer, None, text))

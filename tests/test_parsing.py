@@ -1,0 +1,108 @@
+"""Golden tests: every frozen page fixture parses, normalizes and validates as its .json says."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from harvester.items import NonRecordPage, RawRecord
+from harvester.normalize import normalize_record, record_content
+from harvester.parsing import label_key, parse_page
+from harvester.validate import validate
+from tests.support import golden, page_names, response_from_file
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "ncjrs-samples"
+
+
+@pytest.mark.parametrize("name", page_names())
+def test_fixture_matches_golden(name: str) -> None:
+    meta = golden(name)
+    page = parse_page(response_from_file(name))
+    if meta["kind"] in ("soft_404", "no_record_fields"):
+        assert page == NonRecordPage(url=meta["url"], reason=meta["kind"])
+        return
+    assert isinstance(page, RawRecord)
+    assert page.layout == meta["layout"]
+    record = normalize_record(page)
+    rejection = validate(record)
+    if meta["kind"] == "rejected":
+        assert rejection is not None
+        assert rejection.reason == meta["rejection"]
+        return
+    assert rejection is None
+    assert record_content(record) == meta["expected"]
+
+
+def test_every_markup_has_a_fixture() -> None:
+    markups = {golden(name)["markup"] for name in page_names()}
+    assert {"a", "b", "c", "d", "e", "f"} <= markups
+
+
+def test_every_real_sample_with_a_numeric_ncj_number_is_covered() -> None:
+    if not SAMPLES.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SAMPLES} is missing")
+        pytest.skip(f"{SAMPLES} is not beside this checkout")
+    numeric = {
+        sample.name
+        for sample in SAMPLES.glob("*.txt")
+        if re.search(r"NCJ Number:?\s*(?:NCJ\s*)?\d+", sample.read_text(encoding="utf-8"))
+    }
+    covered = {golden(name)["sample"] for name in page_names()}
+    assert len(numeric) == 16
+    assert numeric <= covered
+
+
+CHROME_WORDS = ("Similar Publications", "An official website", "Skip to main content")
+
+
+@pytest.mark.parametrize("name", page_names())
+def test_page_chrome_never_leaks_into_values(name: str) -> None:
+    page = parse_page(response_from_file(name))
+    if not isinstance(page, RawRecord):
+        return
+    values = [v for vs in page.fields.values() for v in vs]
+    values += [v for vs in page.unknown_fields.values() for v in vs]
+    for value in values:
+        for word in CHROME_WORDS:
+            assert word not in value
+
+
+def test_parse_page_is_pure() -> None:
+    response = response_from_file("current_191386")
+    first = parse_page(response)
+    second = parse_page(response)
+    assert isinstance(first, RawRecord)
+    assert isinstance(second, RawRecord)
+    assert first.fields == second.fields
+    assert first.unknown_fields == second.unknown_fields
+
+
+def test_declared_windows_1252_charset_is_honoured() -> None:
+    page = parse_page(response_from_file("legacy_cp1252_90001"))
+    assert isinstance(page, RawRecord)
+    record = normalize_record(page)
+    assert record.title is not None
+    assert "é" in record.title
+    assert "\ufffd" not in record.title
+
+
+def test_unknown_labels_are_kept() -> None:
+    page = parse_page(response_from_file("dl_78126"))
+    assert isinstance(page, RawRecord)
+    assert page.unknown_fields == {"Call Number": ["HV 7936 .T4"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("NCJ Number", "ncj number"),
+        ("  Author(s):", "author(s)"),
+        ("DATE\u00a0PUBLISHED :", "date published"),
+    ],
+)
+def test_label_key(text: str, key: str) -> None:
+    assert label_key(text) == key
