@@ -1,0 +1,332 @@
+"""The relational schema the harvester writes: one row per NCJRS record plus its lists.
+
+Tables (names and columns are a contract for downstream SQL):
+
+``records``
+    One row per NCJ number: the normalized fields of the latest version of the record page,
+    bookkeeping of when it was first seen, last seen and last changed, and the hash of its
+    content that decides whether a re-crawl changed it.
+``contributors`` / ``record_contributors``
+    People and organizations, each stored once under a normalized name, and which record
+    names them as author, editor or corporate author, in page order.
+``agencies`` / ``record_agencies``
+    Sponsoring agencies and the publication-page "Agencies" field, deduplicated the same way.
+``record_grants`` / ``record_subjects``
+    The grant numbers and subject terms of each record.
+``quarantine``
+    Pages that looked like records but could not be trusted (see ``items.Rejection``), kept
+    raw so that a parser fix can replay them instead of re-fetching.
+``crawl_runs``
+    One row per crawl: its arguments, counters and Scrapy's final stats.
+
+Every timestamp is UTC. ``UTCDateTime`` stores it timezone-aware where the database can
+(PostgreSQL ``timestamptz``) and always hands back aware UTC datetimes, on SQLite too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeEngine
+
+# Deterministic constraint names: Alembic can only drop or alter a constraint it can name,
+# and SQLite batch migrations recreate tables by name.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+PUBLISHED_PRECISIONS = ("day", "month", "month_range", "season", "year")  # items.DatePrecision
+LAYOUTS = ("current", "legacy", "publication", "generic")  # items.Layout
+CONTRIBUTOR_KINDS = ("person", "organization")  # items.ContributorKind
+CONTRIBUTOR_ROLES = ("author", "editor", "corporate_author")
+AGENCY_ROLES = ("sponsor", "agency")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp that is UTC on the way in and aware UTC on the way out, on every dialect.
+
+    SQLite has no time zone type, so it gets naive UTC text (which also keeps its string
+    ordering chronological); PostgreSQL gets ``timestamptz``. Naive datetimes are refused
+    rather than guessed at: a local time silently stored as UTC is wrong by hours.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                f"naive datetime {value!r}: pass an aware UTC datetime "
+                "(datetime.now(timezone.utc), not datetime.utcnow())"
+            )
+        value = value.astimezone(dt.UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def json_type(*, none_as_null: bool = True) -> TypeEngine[Any]:
+    """JSON text on SQLite, JSONB (indexable, compact) on PostgreSQL.
+
+    ``none_as_null`` makes Python ``None`` SQL NULL, not the JSON literal ``null``, so that
+    ``IS NULL`` means what a reader of the SQL expects.
+    """
+    return JSON(none_as_null=none_as_null).with_variant(
+        JSONB(none_as_null=none_as_null), "postgresql"
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class CrawlRun(Base):
+    __tablename__ = "crawl_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spider: Mapped[str] = mapped_column(Text)
+    arguments: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    finish_reason: Mapped[str | None] = mapped_column(Text)
+    # Server defaults too, so a run row inserted by hand or by raw SQL still adds up.
+    pages_fetched: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    records_new: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    records_updated: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    records_unchanged: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    records_quarantined: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    errors: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    stats: Mapped[dict[str, Any] | None] = mapped_column(json_type())
+
+    def __repr__(self) -> str:
+        return f"CrawlRun(id={self.id!r}, spider={self.spider!r}, started_at={self.started_at!r})"
+
+
+class Record(Base):
+    __tablename__ = "records"
+    __table_args__ = (
+        CheckConstraint(
+            _in("published_precision", PUBLISHED_PRECISIONS), name="published_precision"
+        ),
+        CheckConstraint("published_month BETWEEN 1 AND 12", name="published_month"),
+        CheckConstraint("published_day BETWEEN 1 AND 31", name="published_day"),
+        CheckConstraint(_in("layout", LAYOUTS), name="layout"),
+    )
+
+    # The NCJ number is NCJRS's own identifier, so it is assigned, never generated.
+    ncj_number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    title: Mapped[str] = mapped_column(Text)
+    annotation: Mapped[str | None] = mapped_column(Text)
+    abstract: Mapped[str | None] = mapped_column(Text)
+
+    # Publication dates are partial ("Summer 1977"): the text as shown plus only the parts
+    # the page actually gives, never a guessed day or month.
+    published_text: Mapped[str | None] = mapped_column(Text)
+    published_year: Mapped[int | None] = mapped_column(Integer, index=True)
+    published_month: Mapped[int | None] = mapped_column(Integer)
+    published_day: Mapped[int | None] = mapped_column(Integer)
+    published_precision: Mapped[str | None] = mapped_column(String(16))
+    date_created_text: Mapped[str | None] = mapped_column(Text)
+    date_created: Mapped[dt.date | None] = mapped_column(Date)  # only when the page gives a day
+    page_count: Mapped[int | None] = mapped_column(Integer)
+
+    journal_citation: Mapped[str | None] = mapped_column(Text)  # as shown; the parts may be wrong
+    journal_name: Mapped[str | None] = mapped_column(Text, index=True)
+    journal_volume: Mapped[str | None] = mapped_column(Text)
+    journal_issue: Mapped[str | None] = mapped_column(Text)
+    journal_dated: Mapped[str | None] = mapped_column(Text)
+    journal_pages: Mapped[str | None] = mapped_column(Text)
+
+    language: Mapped[str | None] = mapped_column(Text)
+    country: Mapped[str | None] = mapped_column(Text)
+    publication_type: Mapped[str | None] = mapped_column(Text)
+    publication_format: Mapped[str | None] = mapped_column(Text)
+    publication_series: Mapped[str | None] = mapped_column(Text)
+    sale_source: Mapped[str | None] = mapped_column(Text)
+    publisher: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    # Not a foreign key: a chapter's book is often a record the crawl has not reached (or
+    # never will), and the chapter must be storable all the same.
+    part_of: Mapped[int | None] = mapped_column(Integer)
+    part_pages: Mapped[str | None] = mapped_column(Text)
+    book_title: Mapped[str | None] = mapped_column(Text)
+
+    document_urls: Mapped[list[str]] = mapped_column(json_type(), default=list)
+    # Labels the parser does not know yet, verbatim, so that nothing on a page is lost.
+    extra_fields: Mapped[dict[str, list[str]]] = mapped_column(json_type(), default=dict)
+    layout: Mapped[str] = mapped_column(String(16))
+    source_url: Mapped[str] = mapped_column(Text)
+
+    first_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    content_hash: Mapped[str] = mapped_column(String(64))  # hex sha256 of the normalized record
+    # The run that last changed the record, not the last one that saw it: "what did run N
+    # change" is then a plain filter, and last_seen_at already answers "is it still there".
+    crawl_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("crawl_runs.id", ondelete="SET NULL")
+    )
+
+    crawl_run: Mapped[CrawlRun | None] = relationship()
+    contributor_links: Mapped[list[RecordContributor]] = relationship(
+        back_populates="record",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="[RecordContributor.role, RecordContributor.position]",
+    )
+    agency_links: Mapped[list[RecordAgency]] = relationship(
+        back_populates="record",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="[RecordAgency.role, RecordAgency.position]",
+    )
+    grants: Mapped[list[RecordGrant]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="RecordGrant.grant_number"
+    )
+    subjects: Mapped[list[RecordSubject]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="RecordSubject.subject"
+    )
+
+    def __repr__(self) -> str:
+        return f"Record(ncj_number={self.ncj_number!r}, title={self.title!r})"
+
+
+class Contributor(Base):
+    __tablename__ = "contributors"
+    __table_args__ = (CheckConstraint(_in("kind", CONTRIBUTOR_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)  # as first displayed
+    # The deduplication key: one row per person or organization across all records.
+    normalized_name: Mapped[str] = mapped_column(Text, unique=True)
+    family: Mapped[str | None] = mapped_column(Text)
+    given: Mapped[str | None] = mapped_column(Text)
+    suffix: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+
+    def __repr__(self) -> str:
+        return f"Contributor(id={self.id!r}, name={self.name!r}, kind={self.kind!r})"
+
+
+class RecordContributor(Base):
+    __tablename__ = "record_contributors"
+    __table_args__ = (
+        CheckConstraint(_in("role", CONTRIBUTOR_ROLES), name="role"),
+        CheckConstraint("position >= 0", name="position"),
+    )
+
+    ncj_number: Mapped[int] = mapped_column(
+        ForeignKey("records.ncj_number", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(20), primary_key=True)
+    # Page order matters (first author), and the same person may appear twice in one role.
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    contributor_id: Mapped[int] = mapped_column(ForeignKey("contributors.id"), index=True)
+
+    record: Mapped[Record] = relationship(back_populates="contributor_links")
+    contributor: Mapped[Contributor] = relationship()
+
+
+class Agency(Base):
+    __tablename__ = "agencies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    normalized_name: Mapped[str] = mapped_column(Text, unique=True)
+
+    def __repr__(self) -> str:
+        return f"Agency(id={self.id!r}, name={self.name!r})"
+
+
+class RecordAgency(Base):
+    __tablename__ = "record_agencies"
+    __table_args__ = (
+        CheckConstraint(_in("role", AGENCY_ROLES), name="role"),
+        CheckConstraint("position >= 0", name="position"),
+    )
+
+    ncj_number: Mapped[int] = mapped_column(
+        ForeignKey("records.ncj_number", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(20), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # Indexed for "everything agency X funded"; foreign keys are not indexed by themselves.
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+
+    record: Mapped[Record] = relationship(back_populates="agency_links")
+    agency: Mapped[Agency] = relationship()
+
+
+class RecordGrant(Base):
+    __tablename__ = "record_grants"
+
+    ncj_number: Mapped[int] = mapped_column(
+        ForeignKey("records.ncj_number", ondelete="CASCADE"), primary_key=True
+    )
+    # Indexed on its own for "what came out of grant 2009-IJ-CX-0001".
+    grant_number: Mapped[str] = mapped_column(Text, primary_key=True, index=True)
+
+
+class RecordSubject(Base):
+    __tablename__ = "record_subjects"
+
+    ncj_number: Mapped[int] = mapped_column(
+        ForeignKey("records.ncj_number", ondelete="CASCADE"), primary_key=True
+    )
+    subject: Mapped[str] = mapped_column(Text, primary_key=True, index=True)
+
+
+class Quarantine(Base):
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(String(40), index=True)
+    detail: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(json_type())  # the RawRecord, as JSON
+    fetched_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    crawl_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("crawl_runs.id", ondelete="SET NULL")
+    )
+
+    crawl_run: Mapped[CrawlRun | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"Quarantine(id={self.id!r}, url={self.url!r}, reason={self.reason!r})"

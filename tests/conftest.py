@@ -1,0 +1,110 @@
+"""Shared pytest fixtures. Sections belong to the parts of the harvester they serve."""
+
+from __future__ import annotations
+
+# --- Databases: harvester.db, harvester.models, migrations/ ---------------------------------
+#
+# `database_url` runs a test once on a new SQLite file and once on a new PostgreSQL database.
+# The PostgreSQL variant needs HARVESTER_TEST_POSTGRES_URL, the URL of a server whose user may
+# CREATE DATABASE (e.g. postgresql://postgres@127.0.0.1:5432/postgres; .ci/run starts one).
+# Without it the variant is skipped, except under CI, where a missing server is a failure:
+# a CI run that quietly skipped every PostgreSQL test would prove nothing.
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from harvester.db import create_engine_for, display_url, normalize_url
+
+POSTGRES_URL_ENV = "HARVESTER_TEST_POSTGRES_URL"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def postgres_server_url() -> str:
+    """The test server's URL; skips the test (fails it under CI) when none is configured."""
+    url = os.environ.get(POSTGRES_URL_ENV, "").strip()
+    if url:
+        return url
+    if in_ci():
+        pytest.fail(
+            f"CI is set but {POSTGRES_URL_ENV} is not: the PostgreSQL tests cannot run. "
+            ".ci/run starts a server and exports it; set it to a server URL such as "
+            "postgresql://postgres@127.0.0.1:5432/postgres.",
+            pytrace=False,
+        )
+    pytest.skip(
+        f"PostgreSQL tests need {POSTGRES_URL_ENV}=postgresql://user@host:port/postgres "
+        "(a server where the user may CREATE DATABASE); it is not set"
+    )
+
+
+def _admin_engine(server_url: str) -> Engine:
+    return create_engine(
+        normalize_url(server_url), isolation_level="AUTOCOMMIT", poolclass=NullPool
+    )
+
+
+def new_postgres_database(server_url: str) -> tuple[str, str]:
+    """Create an empty database on the test server: (its URL, its name)."""
+    name = f"harvester_test_{uuid.uuid4().hex[:16]}"
+    admin = _admin_engine(server_url)
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except DBAPIError as exc:
+        pytest.fail(
+            f"cannot create a test database on {display_url(server_url)} "
+            f"({POSTGRES_URL_ENV}): {exc.orig}",
+            pytrace=False,
+        )
+    finally:
+        admin.dispose()
+    url = normalize_url(server_url).set(database=name)
+    return url.render_as_string(hide_password=False), name
+
+
+def drop_postgres_database(server_url: str, name: str) -> None:
+    admin = _admin_engine(server_url)
+    try:
+        with admin.connect() as connection:
+            # FORCE: a test that failed half-way may have left a connection open.
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The URL of a new, empty database: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        directory = tmp_path_factory.mktemp("sqlite")
+        yield f"sqlite:///{directory / 'harvester.sqlite'}"
+        return
+    server_url = postgres_server_url()
+    url, name = new_postgres_database(server_url)
+    try:
+        yield url
+    finally:
+        drop_postgres_database(server_url, name)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """``create_engine_for(database_url)``, disposed after the test."""
+    engine = create_engine_for(database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+# --- end of the database section --------------------------------------------------------------
