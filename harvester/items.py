@@ -135,7 +135,9 @@ class Record:
 class Rejection:
     """Why a page that looks like a record cannot be trusted; stored in quarantine."""
 
-    reason: Literal["missing_ncj_number", "invalid_ncj_number", "missing_title", "shifted_values"]
+    reason: Literal[
+        "missing_ncj_number", "invalid_ncj_number", "missing_title", "shifted_values", "store_error"
+    ]
     detail: str
 
     def __str__(self) -> str:

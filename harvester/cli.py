@@ -1,0 +1,145 @@
+"""The `harvester` command: a demo crawl of a local NCJRS-style site, and database chores.
+
+`scrapy crawl ncjrs` is the main entry point; these commands wrap the same spider and
+settings (harvester.settings) so that nothing is configured twice.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import func, select
+
+from harvester import models
+from harvester.config import database_url
+from harvester.db import create_engine_for
+
+# A local site is ours to load: no throttling, many requests at once. robots.txt still counts.
+LOCAL_SITE_SETTINGS: dict[str, Any] = {
+    "AUTOTHROTTLE_ENABLED": False,
+    "DOWNLOAD_DELAY": 0,
+    "CONCURRENT_REQUESTS": 32,
+    "CONCURRENT_REQUESTS_PER_DOMAIN": 32,
+}
+
+
+def project_settings(overrides: dict[str, Any] | None = None) -> Any:
+    """harvester.settings, wherever the command runs from (no scrapy.cfg needed)."""
+    from scrapy.utils.project import get_project_settings
+
+    os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "harvester.settings")
+    settings = get_project_settings()
+    if overrides:
+        settings.setdict(overrides, priority="cmdline")
+    return settings
+
+
+def run_crawl(spider_arguments: dict[str, str], overrides: dict[str, Any] | None = None) -> int:
+    """Run `scrapy crawl ncjrs` in this process; returns the exit status Scrapy would."""
+    from scrapy.crawler import CrawlerProcess
+
+    process = CrawlerProcess(project_settings(overrides))
+    process.crawl("ncjrs", **spider_arguments)
+    process.start()
+    return 1 if process.bootstrap_failed else 0
+
+
+@click.group()
+def main() -> None:
+    """Harvest NCJRS Virtual Library records into a relational database."""
+
+
+@main.command()
+@click.option("--records", default=300, show_default=True, help="Records on the local site.")
+@click.option("--seed", default=1, show_default=True, help="Seed of the generated site.")
+@click.option(
+    "--database",
+    default="ncjrs-demo.sqlite",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite file to crawl into.",
+)
+def demo(records: int, seed: int, database: Path) -> None:
+    """Serve a generated NCJRS-style site on 127.0.0.1, crawl it into SQLite, summarise."""
+    from harvester.localsite import serve_site
+
+    url = f"sqlite:///{database}"
+    with serve_site(records=records, seed=seed) as site:
+        click.echo(f"Serving {records} generated records at {site.base_url}")
+        status = run_crawl(
+            {"sitemap": f"{site.base_url}/robots.txt"},
+            {**LOCAL_SITE_SETTINGS, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"},
+        )
+    if status:
+        sys.exit(status)
+    _print_summary(url)
+
+
+def _print_summary(url: str) -> None:
+    engine = create_engine_for(url)
+    try:
+        with engine.connect() as connection:
+
+            def count(table: Any) -> int:
+                return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+            run = connection.execute(
+                select(models.CrawlRun).order_by(models.CrawlRun.id.desc()).limit(1)
+            ).first()
+            click.echo(f"Database: {url}")
+            click.echo(
+                f"  records: {count(models.Record)}  contributors: {count(models.Contributor)}"
+                f"  agencies: {count(models.Agency)}  quarantined: {count(models.Quarantine)}"
+            )
+            if run is not None:
+                last = run[0]
+                click.echo(
+                    f"  last run #{last.id} ({last.finish_reason}): {last.pages_fetched} pages,"
+                    f" {last.records_new} new, {last.records_updated} updated,"
+                    f" {last.records_unchanged} unchanged, {last.records_quarantined} quarantined,"
+                    f" {last.errors} errors"
+                )
+            sample = connection.execute(
+                select(models.Record.ncj_number, models.Record.title)
+                .order_by(models.Record.ncj_number)
+                .limit(3)
+            ).all()
+            for ncj_number, title in sample:
+                click.echo(f"  NCJ {ncj_number}: {title[:90]}")
+            click.echo(f'Query it: sqlite3 {url.removeprefix("sqlite:///")} "SELECT ...;"')
+    finally:
+        engine.dispose()
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database (DATABASE_URL) to the current schema: `alembic upgrade head`."""
+    from alembic import command
+
+    from harvester.db import alembic_config
+
+    command.upgrade(alembic_config(), "head")
+    click.echo(f"{database_url()}: schema is current")
+
+
+@main.command()
+@click.option("--records", default=1000, show_default=True)
+@click.option("--seed", default=1, show_default=True)
+@click.option("--port", default=8000, show_default=True)
+def serve(records: int, seed: int, port: int) -> None:
+    """Serve the generated local site on 127.0.0.1 until interrupted (Ctrl-C)."""
+    import time
+
+    from harvester.localsite import serve_site
+
+    with serve_site(records=records, seed=seed, port=port) as site:
+        click.echo(f"Serving {records} records at {site.base_url} (robots.txt, sitemap.xml)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass

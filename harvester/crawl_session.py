@@ -1,0 +1,86 @@
+"""One crawl's connection to the database, shared by the pipelines and the summary extension.
+
+Opening it checks the database before anything is fetched: a database that cannot be opened,
+or one at another schema revision, stops the crawl with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from scrapy.crawler import Crawler
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from harvester.config import database_url
+from harvester.db import create_engine_for, ensure_schema
+from harvester.store import RecordWriter, finish_run, jsonable, now_utc, start_run
+
+logger = logging.getLogger(__name__)
+
+_OPEN: WeakKeyDictionary[Crawler, CrawlSession] = WeakKeyDictionary()
+
+
+class CrawlSession:
+    """The database, the ``crawl_runs`` row and the record writer of one crawl."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        settings = crawler.settings
+        self.crawler = crawler
+        self.url = database_url(settings)
+        self.engine: Engine = create_engine_for(self.url)
+        if settings.get("HARVESTER_AUTO_MIGRATE") is None:
+            # Zero set-up for SQLite files; production databases are migrated on purpose.
+            auto_migrate = make_url(self.url).get_backend_name() == "sqlite"
+        else:
+            auto_migrate = settings.getbool("HARVESTER_AUTO_MIGRATE")
+        ensure_schema(self.engine, auto_migrate=auto_migrate)
+        self.run_id: int | None = None
+        self.writer: RecordWriter | None = None
+        self.started = time.monotonic()
+        self.closed = False
+
+    @classmethod
+    def for_crawler(cls, crawler: Crawler) -> CrawlSession:
+        run = _OPEN.get(crawler)
+        if run is None:
+            run = _OPEN[crawler] = cls(crawler)
+        return run
+
+    def start(self, spider_name: str, arguments: dict[str, Any]) -> RecordWriter:
+        if self.writer is None:
+            self.run_id = start_run(self.engine, spider_name, arguments)
+            settings = self.crawler.settings
+            self.writer = RecordWriter(
+                self.engine,
+                run_id=self.run_id,
+                batch_size=settings.getint("HARVESTER_BATCH_SIZE"),
+                batch_seconds=settings.getfloat("HARVESTER_BATCH_SECONDS"),
+            )
+        return self.writer
+
+    def finish(self, reason: str) -> dict[str, Any]:
+        """Record the run's figures and return them; the writer must be closed already."""
+        stats: dict[str, Any] = dict(self.crawler.stats.get_stats()) if self.crawler.stats else {}
+        counts = self.writer.counts if self.writer else None
+        figures = {
+            "finished_at": now_utc(),
+            "finish_reason": reason,
+            "pages_fetched": int(stats.get("response_received_count", 0)),
+            "records_new": counts.new if counts else 0,
+            "records_updated": counts.updated if counts else 0,
+            "records_unchanged": counts.unchanged if counts else 0,
+            "records_quarantined": counts.quarantined if counts else 0,
+            "errors": int(stats.get("harvester/errors", 0))
+            + int(stats.get("spider_exceptions/count", 0))
+            + int(stats.get("item_dropped_reasons_count/Exception", 0)),
+            "stats": jsonable(stats),
+        }
+        if self.run_id is not None:
+            finish_run(self.engine, self.run_id, figures)
+        self.engine.dispose()
+        self.closed = True
+        return figures

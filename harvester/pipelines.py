@@ -1,0 +1,135 @@
+"""The item pipelines, one job each, in this order (see ITEM_PIPELINES in settings.py):
+
+    RawRecord -> NormalizePipeline -> ValidatePipeline -> DedupePipeline -> StorePipeline
+
+Rejected records go to the ``quarantine`` table with their raw values; duplicates of a record
+already passed on in this crawl are dropped, unless they are richer than what was passed on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DropItem
+from twisted.internet.task import LoopingCall
+
+from harvester.crawl_session import CrawlSession
+from harvester.items import RawRecord, Record
+from harvester.normalize import normalize_record
+from harvester.store import RecordWriter
+from harvester.validate import validate
+
+# Which page to keep when one record is reached under several URLs in a crawl: the layout
+# that shows the most fields wins, then the page with more filled-in fields.
+_LAYOUT_RANK = {"legacy": 3, "current": 2, "generic": 1, "publication": 0}
+
+
+class NormalizePipeline:
+    def process_item(self, item: Any) -> Any:
+        if isinstance(item, RawRecord):
+            return normalize_record(item)
+        return item
+
+
+class ValidatePipeline:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ValidatePipeline:
+        return cls(crawler)
+
+    def process_item(self, item: Any) -> Any:
+        if not isinstance(item, Record):
+            return item
+        rejection = validate(item)
+        if rejection is None:
+            return item
+        session = CrawlSession.for_crawler(self.crawler)
+        assert session.writer is not None, "StorePipeline.open_spider starts the writer"
+        session.writer.add_quarantined(item, rejection)
+        if self.crawler.stats:
+            self.crawler.stats.inc_value(f"harvester/quarantined/{rejection.reason}")
+        raise DropItem(f"Quarantined {item.source_url}: {rejection}")
+
+
+def richness(record: Record) -> tuple[int, int]:
+    filled = sum(
+        1
+        for value in (
+            record.journal,
+            record.published,
+            record.page_count,
+            record.annotation,
+            record.abstract,
+            record.authors,
+            record.editors,
+            record.corporate_authors,
+            record.sponsoring_agencies,
+            record.grant_numbers,
+            record.publication_type,
+            record.language,
+        )
+        if value
+    )
+    return (_LAYOUT_RANK.get(record.layout, 0), filled)
+
+
+class DedupePipeline:
+    """One record per NCJ number per crawl, whatever URL it was reached under."""
+
+    def __init__(self) -> None:
+        self.passed: dict[int, tuple[int, int]] = {}
+
+    def process_item(self, item: Any) -> Any:
+        if not isinstance(item, Record) or item.ncj_number is None:
+            return item
+        rank = richness(item)
+        previous = self.passed.get(item.ncj_number)
+        if previous is not None and rank <= previous:
+            raise DropItem(
+                f"Duplicate NCJ {item.ncj_number} at {item.source_url}", log_level="DEBUG"
+            )
+        self.passed[item.ncj_number] = rank
+        return item
+
+
+class StorePipeline:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        # Opening here, before the engine starts, makes a bad database stop the crawl early.
+        self.session = CrawlSession.for_crawler(crawler)
+        self.writer: RecordWriter | None = None
+        self.timer: LoopingCall | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> StorePipeline:
+        return cls(crawler)
+
+    def open_spider(self) -> None:
+        spider = self.crawler.spider
+        assert spider is not None
+        self.writer = self.session.start(spider.name, getattr(spider, "arguments", {}))
+        self.timer = LoopingCall(self._flush_stale)
+        self.timer.start(1.0, now=False)
+
+    def _flush_stale(self) -> None:
+        if self.writer is not None and self.writer.is_stale():
+            self.writer.flush_if_idle()
+
+    async def process_item(self, item: Any) -> Any:
+        if isinstance(item, Record) and self.writer is not None and self.writer.add(item):
+            await self.writer.flush()
+        return item
+
+    def close_spider(self) -> None:
+        if self.timer is not None and self.timer.running:
+            self.timer.stop()
+        if self.writer is not None:
+            counts = self.writer.close()
+            if self.crawler.stats:
+                self.crawler.stats.set_value("harvester/records_new", counts.new)
+                self.crawler.stats.set_value("harvester/records_updated", counts.updated)
+                self.crawler.stats.set_value("harvester/records_unchanged", counts.unchanged)
+                self.crawler.stats.set_value("harvester/records_quarantined", counts.quarantined)

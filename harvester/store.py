@@ -1,0 +1,490 @@
+"""Writing records into the database: batched, idempotent upserts keyed on the NCJ number.
+
+A batch is written in one transaction by one writer thread, so the crawl keeps fetching and
+parsing while the database works. Per batch:
+
+- records whose content hash is unchanged only get ``last_seen_at`` touched;
+- new and changed records are upserted (``INSERT ... ON CONFLICT (ncj_number) DO UPDATE``),
+  changed ones bump ``last_changed_at`` and have their list rows (people, agencies, grants,
+  subjects) replaced;
+- contributors and agencies are shared across records by normalized name.
+
+Nothing is ever deleted from ``records``: a record missing from a crawl stays as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import re
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from harvester import models
+from harvester.items import Person, RawRecord, Record, Rejection
+from harvester.normalize import content_hash
+
+logger = logging.getLogger(__name__)
+
+RECORDS: Table = models.Record.__table__  # type: ignore[assignment]
+CONTRIBUTORS: Table = models.Contributor.__table__  # type: ignore[assignment]
+RECORD_CONTRIBUTORS: Table = models.RecordContributor.__table__  # type: ignore[assignment]
+AGENCIES: Table = models.Agency.__table__  # type: ignore[assignment]
+RECORD_AGENCIES: Table = models.RecordAgency.__table__  # type: ignore[assignment]
+RECORD_GRANTS: Table = models.RecordGrant.__table__  # type: ignore[assignment]
+RECORD_SUBJECTS: Table = models.RecordSubject.__table__  # type: ignore[assignment]
+QUARANTINE: Table = models.Quarantine.__table__  # type: ignore[assignment]
+CRAWL_RUNS: Table = models.CrawlRun.__table__  # type: ignore[assignment]
+
+# Columns an upsert of a new or changed record rewrites (first_seen_at is kept).
+_REWRITTEN = (
+    "title",
+    "annotation",
+    "abstract",
+    "published_text",
+    "published_year",
+    "published_month",
+    "published_day",
+    "published_precision",
+    "date_created_text",
+    "date_created",
+    "page_count",
+    "journal_citation",
+    "journal_name",
+    "journal_volume",
+    "journal_issue",
+    "journal_dated",
+    "journal_pages",
+    "language",
+    "country",
+    "publication_type",
+    "publication_format",
+    "publication_series",
+    "sale_source",
+    "publisher",
+    "note",
+    "part_of",
+    "part_pages",
+    "book_title",
+    "document_urls",
+    "extra_fields",
+    "layout",
+    "source_url",
+    "last_seen_at",
+    "last_changed_at",
+    "content_hash",
+    "crawl_run_id",
+)
+_CHILD_TABLES = (RECORD_CONTRIBUTORS, RECORD_AGENCIES, RECORD_GRANTS, RECORD_SUBJECTS)
+# Stay far below SQLite's limit on bound parameters in one statement.
+_IN_CHUNK = 500
+
+
+def normalized_name(name: str) -> str:
+    """The key that makes 'J. Walsh', 'J Walsh' and 'J WALSH' one contributor."""
+    return " ".join(re.sub(r"[.,]", " ", name).casefold().split())
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def _insert_for(connection: Connection, table: Table) -> Any:
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"upserts are implemented for SQLite and PostgreSQL, not {dialect}")
+
+
+def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def record_row(record: Record, digest: str, now: datetime, run_id: int | None) -> dict[str, Any]:
+    published = record.published
+    created = record.date_created
+    journal = record.journal
+    chapter = record.chapter_of
+    created_day = (
+        date(created.year, created.month, created.day)
+        if created and created.year and created.month and created.day
+        else None
+    )
+    return {
+        "ncj_number": record.ncj_number,
+        "title": record.title,
+        "annotation": record.annotation,
+        "abstract": record.abstract,
+        "published_text": published.text if published else None,
+        "published_year": published.year if published else None,
+        "published_month": published.month if published else None,
+        "published_day": published.day if published else None,
+        "published_precision": published.precision if published else None,
+        "date_created_text": created.text if created else None,
+        "date_created": created_day,
+        "page_count": record.page_count,
+        "journal_citation": journal.raw if journal else None,
+        "journal_name": journal.name if journal else None,
+        "journal_volume": journal.volume if journal else None,
+        "journal_issue": journal.issue if journal else None,
+        "journal_dated": journal.dated if journal else None,
+        "journal_pages": journal.pages if journal else None,
+        "language": record.language,
+        "country": record.country,
+        "publication_type": record.publication_type,
+        "publication_format": record.publication_format,
+        "publication_series": record.publication_series,
+        "sale_source": record.sale_source,
+        "publisher": record.publisher,
+        "note": record.note,
+        "part_of": chapter.parent_ncj_number if chapter else None,
+        "part_pages": chapter.pages if chapter else None,
+        "book_title": chapter.book_title if chapter else None,
+        "document_urls": list(record.document_urls),
+        "extra_fields": dict(record.extra_fields),
+        "layout": record.layout,
+        "source_url": record.source_url,
+        "first_seen_at": now,
+        "last_seen_at": now,
+        "last_changed_at": now,
+        "content_hash": digest,
+        "crawl_run_id": run_id,
+    }
+
+
+def raw_to_json(raw: RawRecord | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    data = dataclasses.asdict(raw)
+    data["fetched_at"] = raw.fetched_at.isoformat()
+    return data
+
+
+@dataclasses.dataclass
+class WriteCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    counted: set[int] = dataclasses.field(default_factory=set)
+
+    def add(self, other: WriteCounts) -> None:
+        self.new += other.new
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.quarantined += other.quarantined
+
+
+def write_batch(
+    connection: Connection,
+    records: Sequence[tuple[Record, str]],
+    quarantined: Sequence[dict[str, Any]],
+    *,
+    now: datetime,
+    run_id: int | None,
+    counted: set[int],
+) -> WriteCounts:
+    """Write one batch in the caller's transaction. ``records`` holds (record, content hash).
+
+    ``counted`` holds the NCJ numbers already counted in this run: a record written twice in
+    one run (a richer page for it came later) counts once. The numbers this batch counts are
+    returned in ``WriteCounts.counted``, for the caller to add once the transaction commits.
+    """
+    counts = WriteCounts(quarantined=len(quarantined))
+    if quarantined:
+        connection.execute(insert(QUARANTINE), list(quarantined))
+    if not records:
+        return counts
+    keys = [record.ncj_number for record, _ in records]
+    stored: dict[int, str] = {}
+    for chunk in _chunks(keys):
+        query = select(RECORDS.c.ncj_number, RECORDS.c.content_hash).where(
+            RECORDS.c.ncj_number.in_(chunk)
+        )
+        stored.update(connection.execute(query).all())
+
+    unchanged = [
+        key for (_, digest), key in zip(records, keys, strict=True) if stored.get(key) == digest
+    ]
+    writes = [
+        (record, digest) for record, digest in records if stored.get(record.ncj_number) != digest
+    ]
+    changed = [record.ncj_number for record, _ in writes if record.ncj_number in stored]
+    for key in keys:
+        if key in counted or key in counts.counted:
+            continue
+        counts.counted.add(key)
+        if key not in stored:
+            counts.new += 1
+        elif key in changed:
+            counts.updated += 1
+        else:
+            counts.unchanged += 1
+
+    for chunk in _chunks(unchanged):
+        connection.execute(
+            update(RECORDS).where(RECORDS.c.ncj_number.in_(chunk)).values(last_seen_at=now)
+        )
+    if not writes:
+        return counts
+
+    stmt = _insert_for(connection, RECORDS)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[RECORDS.c.ncj_number],
+        set_={name: stmt.excluded[name] for name in _REWRITTEN},
+    )
+    connection.execute(stmt, [record_row(r, digest, now, run_id) for r, digest in writes])
+    for table in _CHILD_TABLES:
+        for chunk in _chunks(changed):
+            connection.execute(delete(table).where(table.c.ncj_number.in_(chunk)))
+    _write_lists(connection, [record for record, _ in writes])
+    return counts
+
+
+def _people(record: Record) -> list[tuple[str, int, Person | str]]:
+    return [
+        *(("author", i, p) for i, p in enumerate(record.authors)),
+        *(("editor", i, p) for i, p in enumerate(record.editors)),
+        *(("corporate_author", i, name) for i, name in enumerate(record.corporate_authors)),
+    ]
+
+
+def _write_lists(connection: Connection, records: Sequence[Record]) -> None:
+    contributor_rows: dict[str, dict[str, Any]] = {}
+    agency_rows: dict[str, dict[str, Any]] = {}
+    for record in records:
+        for _, _, who in _people(record):
+            if isinstance(who, Person):
+                row = {"name": who.name, "family": who.family, "given": who.given}
+                row |= {"suffix": who.suffix, "kind": "person"}
+            else:
+                row = {"name": who, "family": None, "given": None, "suffix": None}
+                row |= {"kind": "organization"}
+            contributor_rows.setdefault(normalized_name(row["name"]), row)
+        for name in (*record.sponsoring_agencies, *record.agencies):
+            agency_rows.setdefault(normalized_name(name), {"name": name})
+
+    contributor_ids = _ensure_named(connection, CONTRIBUTORS, contributor_rows)
+    agency_ids = _ensure_named(connection, AGENCIES, agency_rows)
+
+    links: list[dict[str, Any]] = []
+    agency_links: list[dict[str, Any]] = []
+    grants: list[dict[str, Any]] = []
+    subjects: list[dict[str, Any]] = []
+    for record in records:
+        key = record.ncj_number
+        for role, position, who in _people(record):
+            name = who.name if isinstance(who, Person) else who
+            links.append(
+                {
+                    "ncj_number": key,
+                    "contributor_id": contributor_ids[normalized_name(name)],
+                    "role": role,
+                    "position": position,
+                }
+            )
+        for role, names in (("sponsor", record.sponsoring_agencies), ("agency", record.agencies)):
+            for position, name in enumerate(names):
+                agency_links.append(
+                    {
+                        "ncj_number": key,
+                        "agency_id": agency_ids[normalized_name(name)],
+                        "role": role,
+                        "position": position,
+                    }
+                )
+        grants += [
+            {"ncj_number": key, "grant_number": g} for g in dict.fromkeys(record.grant_numbers)
+        ]
+        subjects += [{"ncj_number": key, "subject": s} for s in dict.fromkeys(record.subjects)]
+    for table, rows in (
+        (RECORD_CONTRIBUTORS, links),
+        (RECORD_AGENCIES, agency_links),
+        (RECORD_GRANTS, grants),
+        (RECORD_SUBJECTS, subjects),
+    ):
+        if rows:
+            connection.execute(insert(table), rows)
+
+
+def _ensure_named(
+    connection: Connection, table: Table, rows: dict[str, dict[str, Any]]
+) -> dict[str, int]:
+    """Insert the names not stored yet; return normalized name -> id for all of them."""
+    if not rows:
+        return {}
+    stmt = _insert_for(connection, table).on_conflict_do_nothing(
+        index_elements=[table.c.normalized_name]
+    )
+    connection.execute(stmt, [{**row, "normalized_name": key} for key, row in rows.items()])
+    ids: dict[str, int] = {}
+    keys = list(rows)
+    for chunk in _chunks(keys):
+        query = select(table.c.normalized_name, table.c.id).where(
+            table.c.normalized_name.in_(chunk)
+        )
+        ids.update(connection.execute(query).all())
+    return ids
+
+
+class RecordWriter:
+    """Buffers records and writes them in batches on one background thread.
+
+    Batches are bounded by size and by age; ``close`` flushes the rest and waits for it.
+    """
+
+    def __init__(
+        self, engine: Engine, *, run_id: int | None, batch_size: int, batch_seconds: float
+    ) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
+        self.counts = WriteCounts()
+        self._records: dict[int, tuple[Record, str]] = {}
+        self._quarantined: list[dict[str, Any]] = []
+        self._first_buffered: float | None = None
+        self._counted: set[int] = set()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvester-db")
+        self._pending: Future[WriteCounts] | None = None
+
+    def add(self, record: Record) -> bool:
+        """Buffer a record; True when the batch is full and should be flushed."""
+        assert record.ncj_number is not None
+        self._records[record.ncj_number] = (record, content_hash(record))
+        return self._buffered()
+
+    def add_quarantined(self, record: Record, rejection: Rejection) -> bool:
+        self._quarantined.append(self.quarantine_row(record, rejection))
+        return self._buffered()
+
+    def quarantine_row(self, record: Record, rejection: Rejection) -> dict[str, Any]:
+        return {
+            "url": record.source_url,
+            "reason": rejection.reason,
+            "detail": rejection.detail,
+            "raw": raw_to_json(record.raw),
+            "fetched_at": record.fetched_at,
+            "crawl_run_id": self.run_id,
+        }
+
+    def _buffered(self) -> bool:
+        if self._first_buffered is None:
+            self._first_buffered = time.monotonic()
+        return len(self._records) + len(self._quarantined) >= self.batch_size
+
+    def is_stale(self) -> bool:
+        return (
+            self._first_buffered is not None
+            and time.monotonic() - self._first_buffered >= self.batch_seconds
+        )
+
+    async def flush(self) -> None:
+        """Hand the buffer to the writer thread, after the previous batch is written."""
+        if self._pending is not None:
+            await asyncio.wrap_future(self._pending)
+        self._submit()
+
+    def flush_if_idle(self) -> None:
+        """From a timer: write a stale buffer unless a write is still under way."""
+        if self._pending is None or self._pending.done():
+            self._collect()
+            self._submit()
+
+    def _submit(self) -> None:
+        self._collect()
+        if not self._records and not self._quarantined:
+            return
+        records = list(self._records.values())
+        quarantined = self._quarantined
+        self._records, self._quarantined, self._first_buffered = {}, [], None
+        self._pending = self._executor.submit(self._write, records, quarantined)
+
+    def _collect(self) -> None:
+        if self._pending is not None and self._pending.done():
+            pending, self._pending = self._pending, None
+            self.counts.add(pending.result())  # a failed write raises here, loudly
+
+    def _write(
+        self, records: list[tuple[Record, str]], quarantined: list[dict[str, Any]]
+    ) -> WriteCounts:
+        try:
+            counts = self._write_in_one_transaction(records, quarantined)
+        except SQLAlchemyError:
+            if len(records) + len(quarantined) <= 1:
+                raise
+            # One bad row must not cost the whole batch: write them one by one, and put what
+            # still fails into quarantine with the database's reason.
+            logger.exception("A batch of %d records failed; writing them one by one", len(records))
+            counts = WriteCounts()
+            for row in quarantined:
+                counts.add(self._write_in_one_transaction([], [row]))
+            for record, digest in records:
+                try:
+                    counts.add(self._write_in_one_transaction([(record, digest)], []))
+                except SQLAlchemyError as error:
+                    logger.error("NCJ %s could not be stored: %s", record.ncj_number, error)
+                    rejection = Rejection("store_error", str(error).splitlines()[0][:500])
+                    counts.add(
+                        self._write_in_one_transaction([], [self.quarantine_row(record, rejection)])
+                    )
+        return counts
+
+    def _write_in_one_transaction(
+        self, records: list[tuple[Record, str]], quarantined: list[dict[str, Any]]
+    ) -> WriteCounts:
+        with self.engine.begin() as connection:
+            counts = write_batch(
+                connection,
+                records,
+                quarantined,
+                now=now_utc(),
+                run_id=self.run_id,
+                counted=self._counted,
+            )
+        self._counted |= counts.counted
+        return counts
+
+    def close(self) -> WriteCounts:
+        """Write what is buffered and wait for every write: blocking, for shutdown."""
+        if self._pending is not None:
+            self._pending.result()
+            self._collect()
+        self._submit()
+        if self._pending is not None:
+            self._pending.result()
+            self._collect()
+        self._executor.shutdown(wait=True)
+        return self.counts
+
+
+def start_run(engine: Engine, spider: str, arguments: dict[str, Any]) -> int:
+    with engine.begin() as connection:
+        result = connection.execute(
+            insert(CRAWL_RUNS)
+            .values(spider=spider, arguments=arguments, started_at=now_utc())
+            .returning(CRAWL_RUNS.c.id)
+        )
+        return int(result.scalar_one())
+
+
+def finish_run(engine: Engine, run_id: int, values: dict[str, Any]) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(CRAWL_RUNS).where(CRAWL_RUNS.c.id == run_id).values(**values))
+
+
+def jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    """Scrapy stats hold datetimes and other objects: keep them readable in a JSON column."""
+    return json.loads(json.dumps(data, default=str))

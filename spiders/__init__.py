@@ -1,0 +1,1 @@
+"""Spiders: navigation only; parsing and storage live in the harvester package."""

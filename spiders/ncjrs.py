@@ -1,0 +1,141 @@
+"""`scrapy crawl ncjrs`: finds NCJRS record pages and hands them to the parser.
+
+Navigation only. Where the records come from:
+
+    scrapy crawl ncjrs                                   the live site, via robots.txt sitemaps
+    scrapy crawl ncjrs -a sitemap=URL                    a sitemap, sitemap index or robots.txt
+    scrapy crawl ncjrs -a listing=URL                    a listing / search page and its next pages
+    scrapy crawl ncjrs -a url=URL[,URL...]               these record pages
+    scrapy crawl ncjrs -a urls_file=PATH                 record page URLs, one a line
+    scrapy crawl ncjrs -a ncj=N[,N...]                   by NCJ number (setting NCJ_URL_TEMPLATE)
+    scrapy crawl ncjrs -a ncj_file=PATH                  NCJ numbers, one a line
+
+Every record page goes to harvester.parsing.parse_page; the item pipelines then normalize,
+validate, de-duplicate and store what it yields (harvester/pipelines.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from scrapy import Request
+from scrapy.http import Response, TextResponse
+from scrapy.settings import BaseSettings
+from scrapy.spiders import SitemapSpider
+from twisted.python.failure import Failure
+
+from harvester.items import RawRecord
+from harvester.parsing import parse_page
+from harvester.urls import LIVE_SITE_ROBOTS, RECORD_URL, allowed_domains, is_record_url, ncj_url
+
+NEXT_PAGE_XPATH = (
+    "//a[@rel='next' or contains(concat(' ', normalize-space(@class), ' '), ' next ')"
+    " or translate(normalize-space(.), 'NEXT›»>', 'next') = 'next']/@href"
+    " | //link[@rel='next']/@href"
+)
+
+
+class NcjrsSpider(SitemapSpider):
+    name = "ncjrs"
+    sitemap_rules = ((RECORD_URL, "parse_record"),)
+
+    def __init__(
+        self,
+        sitemap: str | None = None,
+        listing: str | None = None,
+        url: str | None = None,
+        urls_file: str | None = None,
+        ncj: str | None = None,
+        ncj_file: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.listing_urls = _split(listing)
+        self.record_urls = _split(url) + _lines(urls_file)
+        self.ncj_numbers = [int(n) for n in _split(ncj) + _lines(ncj_file)]
+        self.sitemap_urls = _split(sitemap)
+        if not (self.sitemap_urls or self.listing_urls or self.record_urls or self.ncj_numbers):
+            self.sitemap_urls = [LIVE_SITE_ROBOTS]
+        self.arguments = {
+            key: value
+            for key, value in {
+                "sitemap": sitemap,
+                "listing": listing,
+                "url": url,
+                "urls_file": urls_file,
+                "ncj": ncj,
+                "ncj_file": ncj_file,
+            }.items()
+            if value is not None
+        }
+
+    @classmethod
+    def update_settings(cls, settings: BaseSettings) -> None:
+        super().update_settings(settings)
+        contact = settings.get("HARVESTER_CONTACT")
+        if contact and settings.getpriority("USER_AGENT") <= settings.getpriority("BOT_NAME"):
+            settings.set("USER_AGENT", f"{settings['USER_AGENT'][:-1]}; {contact})", "spider")
+
+    async def start(self) -> AsyncIterator[Any]:
+        template = self.settings.get("NCJ_URL_TEMPLATE")
+        by_number = [ncj_url(template, number) for number in self.ncj_numbers]
+        # Stay on the hosts the user pointed us at (and, for the live site, its sister hosts).
+        self.allowed_domains = allowed_domains(
+            self.sitemap_urls + self.listing_urls + self.record_urls + by_number
+        )
+        for record_url in self.record_urls + by_number:
+            yield self._record_request(record_url)
+        for listing_url in self.listing_urls:
+            yield Request(listing_url, callback=self.parse_listing, errback=self.on_error)
+        async for request in super().start():
+            yield request
+
+    def _record_request(self, url: str) -> Request:
+        return Request(url, callback=self.parse_record, errback=self.on_error)
+
+    def parse_listing(self, response: Response) -> Iterator[Request]:
+        if not isinstance(response, TextResponse):
+            return
+        hrefs = response.xpath("//a/@href").getall()
+        for href in dict.fromkeys(response.urljoin(h.strip()) for h in hrefs):
+            if is_record_url(href):
+                yield self._record_request(href)
+        for href in response.xpath(NEXT_PAGE_XPATH).getall()[:1]:
+            yield Request(response.urljoin(href.strip()), callback=self.parse_listing)
+
+    def parse_record(self, response: Response) -> Iterator[RawRecord]:
+        assert self.crawler.stats is not None
+        if not isinstance(response, TextResponse):
+            self.crawler.stats.inc_value("harvester/non_record/not_html")
+            return
+        page = parse_page(response)
+        if isinstance(page, RawRecord):
+            self.crawler.stats.inc_value("harvester/record_pages")
+            yield page
+        else:
+            self.crawler.stats.inc_value(f"harvester/non_record/{page.reason}")
+            self.logger.debug("Not a record page (%s): %s", page.reason, response.url)
+
+    def on_error(self, failure: Failure) -> None:
+        assert self.crawler.stats is not None
+        self.crawler.stats.inc_value("harvester/errors")
+        request = getattr(failure, "request", None)
+        url = request.url if request is not None else "?"
+        failed = self.crawler.stats.get_value("harvester/failed_urls") or []
+        if len(failed) < 100:  # enough to act on, bounded for very bad runs
+            failed.append(f"{url} ({failure.getErrorMessage()})")
+            self.crawler.stats.set_value("harvester/failed_urls", failed)
+        self.logger.warning("Giving up on %s: %s", url, failure.getErrorMessage())
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _lines(path: str | None) -> list[str]:
+    if not path:
+        return []
+    text = Path(path).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]

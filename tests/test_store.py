@@ -1,0 +1,193 @@
+"""Batched upserts into real SQLite files and a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from harvester import models
+from harvester.db import ensure_schema
+from harvester.items import PartialDate, Person, RawRecord, Record, Rejection
+from harvester.normalize import content_hash, normalize_record
+from harvester.parsing import parse_page
+from harvester.store import RecordWriter, normalized_name, start_run, write_batch
+from tests.support import response_from_file
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def fixture_record(name: str) -> Record:
+    page = parse_page(response_from_file(name))
+    assert isinstance(page, RawRecord)
+    return normalize_record(page)
+
+
+def write(engine: Engine, records: list[Record], now: datetime, counted: set[int] | None = None):
+    with engine.begin() as connection:
+        return write_batch(
+            connection,
+            [(r, content_hash(r)) for r in records],
+            [],
+            now=now,
+            run_id=None,
+            counted=counted or set(),
+        )
+
+
+@pytest.fixture
+def schema(engine: Engine) -> Engine:
+    ensure_schema(engine, auto_migrate=True)
+    return engine
+
+
+def count(engine: Engine, model: type[models.Base]) -> int:
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def test_new_records_fill_the_contract_columns(schema: Engine) -> None:
+    chapter = fixture_record("legacy_206598")
+    journal = fixture_record("current_78126")
+    counts = write(schema, [chapter, journal], T0)
+    assert (counts.new, counts.updated, counts.unchanged) == (2, 0, 0)
+    with Session(schema) as connection:
+        row = connection.scalars(
+            select(models.Record).where(models.Record.ncj_number == 206598)
+        ).one()
+        assert row.title.startswith("Overview of Juvenile Justice")
+        assert row.part_of == 206597
+        assert row.part_pages == "5-40"
+        assert (row.published_year, row.published_month, row.published_precision) == (
+            2004,
+            None,
+            "year",
+        )
+        assert row.page_count == 36
+        assert row.sale_source.startswith("Oxford University Press, Inc\n198 Madison Avenue")
+        assert row.first_seen_at == row.last_seen_at == row.last_changed_at == T0
+        assert row.content_hash == content_hash(chapter)
+        agencies = connection.execute(
+            select(models.Agency.name, models.RecordAgency.role)
+            .join(models.RecordAgency)
+            .where(models.RecordAgency.ncj_number == 206598)
+        ).all()
+        assert agencies == [("Oxford University Press, Inc", "sponsor")]
+        row = connection.scalars(
+            select(models.Record).where(models.Record.ncj_number == 78126)
+        ).one()
+        assert (row.journal_name, row.journal_volume, row.journal_issue) == (
+            "Police Chief",
+            "48",
+            "7",
+        )
+        assert (row.journal_dated, row.journal_pages) == ("July 1981", "24,26,28,30-33")
+        people = connection.execute(
+            select(
+                models.Contributor.name,
+                models.Contributor.family,
+                models.RecordContributor.position,
+            )
+            .join(models.RecordContributor)
+            .where(models.RecordContributor.ncj_number == 78126)
+            .order_by(models.RecordContributor.position)
+        ).all()
+        assert people == [
+            ("J Walsh", "Walsh", 0),
+            ("R T Foote", "Foote", 1),
+            ("N Day", "Day", 2),
+            ("L L Goldman", "Goldman", 3),
+        ]
+
+
+def test_unchanged_record_only_touches_last_seen(schema: Engine) -> None:
+    record = fixture_record("current_191386")
+    write(schema, [record], T0)
+    later = T0 + timedelta(days=1)
+    counts = write(schema, [fixture_record("current_191386")], later)
+    assert (counts.new, counts.updated, counts.unchanged) == (0, 0, 1)
+    with Session(schema) as connection:
+        row = connection.scalars(select(models.Record)).one()
+    assert row.first_seen_at == T0
+    assert row.last_changed_at == T0
+    assert row.last_seen_at == later
+
+
+def test_changed_record_is_updated_and_its_lists_replaced(schema: Engine) -> None:
+    record = fixture_record("current_78126")
+    write(schema, [record], T0)
+    changed = dataclasses.replace(
+        record, abstract="A corrected abstract.", authors=[Person("N Day", "Day", "N")]
+    )
+    later = T0 + timedelta(days=2)
+    counts = write(schema, [changed], later)
+    assert (counts.new, counts.updated, counts.unchanged) == (0, 1, 0)
+    with Session(schema) as connection:
+        row = connection.scalars(select(models.Record)).one()
+        links = connection.scalars(select(models.RecordContributor)).all()
+    assert row.abstract == "A corrected abstract."
+    assert row.first_seen_at == T0
+    assert row.last_changed_at == later
+    assert len(links) == 1
+    # Contributors are shared and never deleted: the people of the old version stay.
+    assert count(schema, models.Contributor) == 4
+
+
+def test_contributors_are_shared_by_normalized_name(schema: Engine) -> None:
+    first = fixture_record("current_78126")
+    second = dataclasses.replace(
+        fixture_record("current_191386"), authors=[Person("J. WALSH", "WALSH", "J.")]
+    )
+    write(schema, [first, second], T0)
+    assert normalized_name("J. WALSH") == normalized_name("J Walsh")
+    assert count(schema, models.Contributor) == 4
+    assert count(schema, models.RecordContributor) == 5
+
+
+def test_a_crawl_never_deletes_records(schema: Engine) -> None:
+    write(schema, [fixture_record("current_78126"), fixture_record("current_191386")], T0)
+    write(schema, [fixture_record("current_191386")], T0 + timedelta(days=1))
+    assert count(schema, models.Record) == 2
+
+
+def test_a_record_counted_once_per_run(schema: Engine) -> None:
+    counted: set[int] = set()
+    first = write(schema, [fixture_record("current_78126")], T0, counted)
+    counted |= first.counted
+    richer = dataclasses.replace(fixture_record("current_78126"), note="more")
+    second = write(schema, [richer], T0, counted)
+    assert (first.new, second.new, second.updated, second.unchanged) == (1, 0, 0, 0)
+
+
+def test_writer_batches_and_quarantines_a_row_the_database_refuses(schema: Engine) -> None:
+    run_id = start_run(schema, "test", {})
+    writer = RecordWriter(schema, run_id=run_id, batch_size=3, batch_seconds=60)
+    base = fixture_record("current_191386")
+    records = [dataclasses.replace(base, ncj_number=1000 + i) for i in range(7)]
+    # A month the schema's CHECK constraint refuses: only this record may be lost to quarantine.
+    records[4] = dataclasses.replace(
+        records[4], published=PartialDate("Smarch 2001", 2001, 13, None, "month")
+    )
+    rejected = dataclasses.replace(base, ncj_number=None)
+
+    async def feed() -> None:
+        for record in records:
+            if writer.add(record):
+                await writer.flush()
+        writer.add_quarantined(rejected, Rejection("invalid_ncj_number", "NCJ Number is 'x'"))
+
+    asyncio.run(feed())
+    counts = writer.close()
+    assert counts.new == 6
+    assert counts.quarantined == 2
+    with schema.connect() as connection:
+        stored = connection.execute(select(models.Record.ncj_number)).scalars().all()
+        reasons = connection.execute(
+            select(models.Quarantine.reason, models.Quarantine.crawl_run_id)
+        ).all()
+    assert sorted(stored) == [1000, 1001, 1002, 1003, 1005, 1006]
+    assert sorted(reasons) == [("invalid_ncj_number", run_id), ("store_error", run_id)]
