@@ -181,17 +181,18 @@ _M = "(?P<m>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
 _M2 = _M.replace("?P<m>", "?P<m2>")
 _S = "(?P<s>" + "|".join(_SEASONS) + ")"
 _Y = r"(?P<y>\d{4})"
+# Most common first: a year alone, then "Month YYYY".
 _DATE_FORMATS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(rf"^{_Y}$"), "year"),
+    (re.compile(rf"^{_M},? {_Y}$"), "month"),
     (re.compile(rf"^{_M} (?P<d>\d{{1,2}}),? {_Y}$"), "day"),
+    (re.compile(rf"^(?P<mn>\d{{1,2}})/{_Y}$"), "month"),
     (re.compile(rf"^(?P<d>\d{{1,2}}) {_M},? {_Y}$"), "day"),
     (re.compile(rf"^(?P<mn>\d{{1,2}})/(?P<d>\d{{1,2}})/{_Y}$"), "day"),
     (re.compile(rf"^{_Y}-(?P<mn>\d{{2}})-(?P<d>\d{{2}})$"), "day"),
-    (re.compile(rf"^(?P<mn>\d{{1,2}})/{_Y}$"), "month"),
     (re.compile(rf"^{_Y}-(?P<mn>\d{{2}})$"), "month"),
-    (re.compile(rf"^{_M},? {_Y}$"), "month"),
     (re.compile(rf"^{_M}\s*[-/–]\s*{_M2},? {_Y}$"), "month_range"),
     (re.compile(rf"^{_S}(?:\s*[-/–]\s*(?:{'|'.join(_SEASONS)}))?,? {_Y}$"), "season"),
-    (re.compile(rf"^{_Y}$"), "year"),
 ]
 
 

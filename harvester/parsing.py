@@ -18,14 +18,16 @@ label (``<td><strong>Label:</strong></td>``) do not matter.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from urllib.parse import urljoin
 
 from lxml import etree
 from scrapy.http import TextResponse
 
 from harvester.items import Layout, NonRecordPage, RawRecord
-from harvester.text import BLOCK_TAGS, SKIPPED_TAGS, collapse, element_text, node_text
+from harvester.text import BLOCK_TAGS, SKIPPED_TAGS, collapse, element_text, node_text, short_text
 
 # Label text (lower case, no trailing colon, single spaces) -> canonical field name.
 LABELS: dict[str, str] = {
@@ -122,21 +124,21 @@ _GENERIC_HEADINGS = frozenset(
     }
 )
 _SOFT_404 = re.compile(r"\b(page not found|not found|404)\b", re.IGNORECASE)
-_MAX_LABEL_CHARS = 40
+# A label with the whitespace and wrappers around it in the source stays under this.
+_MAX_LABEL_SOURCE_CHARS = 200
+_MAX_LABEL_CHARS = max(len(key) for key in LABELS) + 8
+_ALL_LABEL_KEYS = frozenset(LABELS) | CHROME_LABELS
 
-_label_candidates = etree.XPath(
-    ".//*[string-length(normalize-space(.)) <= $limit and normalize-space(.) != '']"
-)
-_main_content = etree.XPath(
-    "(//main | //*[@role='main'] | //*[@id='main-content'] | //*[@id='content'])"
-    "[normalize-space()][1]"
-)
-_h1 = etree.XPath(".//h1")
-_title_tag = etree.XPath("//title")
 _hrefs = etree.XPath("descendant-or-self::a[@href]/@href")
-_links = etree.XPath("descendant::a[@href]")
+_CHROME_TAGS = frozenset({"nav", "header", "footer", "aside"}) | SKIPPED_TAGS
+_CHROME_ROLES = frozenset({"navigation", "banner", "contentinfo", "search"})
 
-_CHROME_TAGS = SKIPPED_TAGS | {"header", "footer", "aside"}
+
+def _links(element: etree._Element) -> bool:
+    return any(a.get("href") is not None for a in element.iter("a"))
+
+
+_parsers = threading.local()  # lxml parsers must not be shared between threads
 
 
 def label_key(text: str) -> str:
@@ -146,7 +148,52 @@ def label_key(text: str) -> str:
 
 def parse_page(response: TextResponse) -> RawRecord | NonRecordPage:
     """Parse one fetched page. Pure: reads the response, changes nothing."""
-    root = response.selector.root
+    request = response.request
+    return parse_tree(
+        response_tree(response),
+        url=response.url,
+        status=response.status,
+        redirect_urls=list(request.meta.get("redirect_urls", ())) if request else [],
+    )
+
+
+def response_tree(response: TextResponse) -> etree._Element:
+    """The page's lxml tree, decoded with the charset the response declares (or Scrapy infers).
+
+    UTF-8 bodies, most pages, go to libxml2 as they are; others are decoded by Scrapy first.
+    """
+    body = response.body
+    if response.encoding.replace("-", "").lower() == "utf8" and b"\x00" not in body:
+        return page_tree(body)
+    return page_tree(response.text.replace("\x00", "").encode("utf-8"))
+
+
+def page_tree(utf8_html: bytes) -> etree._Element:
+    """The lxml tree of a UTF-8 encoded page.
+
+    A plain libxml2 parser, without lxml.html's per-element Python class lookup: the parser
+    only reads the tree, and the lookup costs more than the parse itself.
+    """
+    parser = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = _parsers.parser = etree.HTMLParser(
+            encoding="utf-8", remove_comments=True, remove_pis=True
+        )
+    root = etree.fromstring(utf8_html, parser=parser)
+    if root is None:  # an empty document
+        root = etree.fromstring(b"<html><body></body></html>", parser=parser)
+    return root
+
+
+def parse_tree(
+    root: etree._Element,
+    *,
+    url: str,
+    status: int = 200,
+    redirect_urls: list[str] | None = None,
+) -> RawRecord | NonRecordPage:
+    """Parse a page already parsed by lxml (``parsel.Selector.root`` works too)."""
+    redirect_urls = redirect_urls or []
     content = _content_root(root)
     labels, chrome = _find_labels(content)
     if not any(name for _, name, _ in labels) and content is not root:
@@ -174,7 +221,7 @@ def parse_page(response: TextResponse) -> RawRecord | NonRecordPage:
             shown[name] = label_shown
         if name == "document":
             hrefs = [
-                response.urljoin(href.strip())
+                urljoin(url, href.strip())
                 for node in value_nodes
                 if not isinstance(node, str)
                 for href in _hrefs(node)
@@ -182,18 +229,17 @@ def parse_page(response: TextResponse) -> RawRecord | NonRecordPage:
             if hrefs:
                 links.setdefault(name, []).extend(hrefs)
 
-    if response.status in (404, 410) or (
+    if status in (404, 410) or (
         not (fields.keys() & RECORD_FIELDS) and heading and _SOFT_404.search(heading)
     ):
-        return NonRecordPage(url=response.url, reason="soft_404")
+        return NonRecordPage(url=url, reason="soft_404")
     if not fields.keys() & RECORD_FIELDS:
-        return NonRecordPage(url=response.url, reason="no_record_fields")
+        return NonRecordPage(url=url, reason="no_record_fields")
 
-    redirect_urls = list(response.request.meta.get("redirect_urls", ())) if response.request else []
     return RawRecord(
-        url=redirect_urls[0] if redirect_urls else response.url,
-        final_url=response.url,
-        status=response.status,
+        url=redirect_urls[0] if redirect_urls else url,
+        final_url=url,
+        status=status,
         fetched_at=datetime.now(UTC),
         layout=_layout(fields, [text for _, name, text in labels if name]),
         heading=heading,
@@ -206,35 +252,28 @@ def parse_page(response: TextResponse) -> RawRecord | NonRecordPage:
 
 
 def _content_root(root: etree._Element) -> etree._Element:
-    found = _main_content(root)
-    if found:
-        return found[0]
+    """The page's <main> when it has one, else its body: where record fields are looked for."""
+    for main in root.iter("main"):
+        if len(main) or (main.text or "").strip():
+            return main
     body = root.find("body")
     return body if body is not None else root
 
 
 def _page_heading(content: etree._Element, root: etree._Element) -> str | None:
     for scope in (content, root):
-        for h1 in _h1(scope):
+        for h1 in scope.iter("h1"):
             text = element_text(h1).replace("\n", " ")
             if text and text.lower() not in _GENERIC_HEADINGS:
                 return text
-    titles = _title_tag(root)
-    if titles:
-        # "<record title> | Office of Justice Programs"
-        text = collapse(titles[0].text_content()).split("|")[0].strip()
-        if text and text.lower() not in _GENERIC_HEADINGS:
-            return text
     return None
 
 
-def _in_chrome(element: etree._Element, stop: etree._Element) -> bool:
+def _in_chrome(element: etree._Element, content: etree._Element) -> bool:
+    """Inside navigation, a header, a footer or an aside (within the content)."""
     node = element
-    while node is not None and node is not stop:
-        tag = node.tag
-        if isinstance(tag, str) and tag in _CHROME_TAGS:
-            return True
-        if node.get("role") in ("navigation", "banner", "contentinfo", "search"):
+    while node is not None and node is not content:
+        if node.tag in _CHROME_TAGS or node.get("role") in _CHROME_ROLES:
             return True
         node = node.getparent()
     return False
@@ -248,66 +287,151 @@ def _find_labels(
     chrome: list[etree._Element] = []
     taken: set[etree._Element] = set()
     shapes: set[tuple[str, str | None]] = set()
-    candidates = _label_candidates(content, limit=_MAX_LABEL_CHARS)
-    texts: dict[etree._Element, str] = {}
-    for element in candidates:
-        tag = element.tag
-        if not isinstance(tag, str) or tag in SKIPPED_TAGS:
-            continue
-        parent = element.getparent()
-        if parent is not None and parent in taken:
-            continue  # the outermost element with the label text is the label
-        text = element_text(element)
-        texts[element] = text
-        key = label_key(text)
-        name = LABELS.get(key)
-        if name is None and key not in CHROME_LABELS:
-            continue
-        if tag == "a" or _links(element) or _in_chrome(element, content):
+    for element, key in _label_elements(content):
+        while element is not content:  # the outermost element showing just this label
+            parent = element.getparent()
+            if parent is None or not _shows_only(parent, element, key):
+                break
+            element = parent
+        if element in taken or element.tag == "a" or _links(element):
             continue  # a label is never a link: "Topics" in a menu is navigation
+        if _in_chrome(element, content):
+            continue
+        text = element.text.strip() if not len(element) else short_text(element)
+        if _is_value_of_label(element, text, taken):
+            continue  # "Format: Document": the value "Document" is not a label
         taken.add(element)
+        name = LABELS.get(key)
         if name is None:
             chrome.append(element)
         else:
             known.append((element, name, text))
             if element.get("class"):  # a bare <td> or <div> says nothing about labels
-                shapes.add((tag, element.get("class")))
+                shapes.add(_shape(element))
 
-    # Unknown labels: elements shaped like the known ones (same tag and class), definition
-    # terms, header cells and inline "Something:" labels, standing where the known labels stand
-    # (same parent, or parents that are siblings). They are kept, never dropped.
-    parents = {el.getparent() for el, _, _ in known}
-    grandparents = {_grandparent(el) for el, _, _ in known}
-    outermost: dict[etree._Element, etree._Element] = {}
-    unknown: list[tuple[etree._Element, str | None, str]] = []
-    for element in candidates:
-        text = texts.get(element)
-        if text is None:
-            continue
-        parent = element.getparent()
-        outer = outermost.get(parent, element) if texts.get(parent) == text else element
-        outermost[element] = outer
-        if outer in taken or "\n" in text:
-            continue
-        looks_like_label = (
-            (element.tag, element.get("class")) in shapes
-            or (outer.tag, outer.get("class")) in shapes
-            or outer.tag in ("dt", "th")
-            or (element.tag in ("b", "strong", "label") and text.endswith(":"))
-        )
-        if not looks_like_label:
-            continue
-        if outer.getparent() not in parents and _grandparent(outer) not in grandparents:
-            continue
-        if _has_taken_relative(outer, taken) or _links(outer) or _in_chrome(outer, content):
-            continue
-        taken.add(outer)
-        unknown.append((outer, None, text))
-
+    unknown = _unknown_labels(content, known, taken, shapes)
     if unknown:
         order = {el: i for i, el in enumerate(content.iter())}
         known = sorted(known + unknown, key=lambda item: order[item[0]])
     return known, chrome
+
+
+def _unknown_labels(
+    content: etree._Element,
+    known: list[tuple[etree._Element, str | None, str]],
+    taken: set[etree._Element],
+    shapes: set[tuple[str, str | None]],
+) -> list[tuple[etree._Element, str | None, str]]:
+    """Labels the parser does not know, kept so that nothing on the page is dropped silently.
+
+    They stand where the known labels stand (same parent, or parents that are siblings) and
+    look like them: same tag and class, a definition term or header cell, or an inline bold
+    "Something:".
+    """
+    # Ordered sets (dicts), so that the same page always yields the same labels.
+    parents = dict.fromkeys(el.getparent() for el, _, _ in known if el.getparent() is not None)
+    groups = dict(parents)
+    for grandparent in dict.fromkeys(parent.getparent() for parent in parents):
+        if grandparent is not None:
+            groups.update(dict.fromkeys(c for c in grandparent if isinstance(c.tag, str)))
+    peers = [child for group in groups for child in group if isinstance(child.tag, str)]
+    unknown: list[tuple[etree._Element, str | None, str]] = []
+    for element in dict.fromkeys(peers):
+        if element in taken or element.tag in SKIPPED_TAGS:
+            continue
+        previous = element.getprevious()
+        if previous in taken and _shape(previous) != _shape(element):
+            continue  # the value of the label before it
+        inner = element
+        while len(inner) == 1 and not (inner.text or "").strip() and isinstance(inner[0].tag, str):
+            inner = inner[0]
+        shaped = _shape(element) in shapes or element.tag in ("dt", "th")
+        if not shaped and inner.tag not in ("b", "strong", "label"):
+            continue
+        if not _short_key(element) or element.find(".//br") is not None:
+            continue
+        text = short_text(element)
+        if not (shaped or text.endswith(":")):
+            continue
+        if _has_taken_relative(element, taken) or _links(element):
+            continue
+        if _is_value_of_label(element, text, taken) or _in_chrome(element, content):
+            continue
+        taken.add(element)
+        unknown.append((element, None, text))
+    return unknown
+
+
+def _label_elements(content: etree._Element) -> Iterator[tuple[etree._Element, str]]:
+    """Elements whose own text is a label, with its key, in page order.
+
+    A plain loop over .text is several times faster than any XPath that does the same test.
+    """
+    for element in content.iter():
+        text = element.text
+        if not text:
+            continue
+        text = text.strip()
+        if not text or len(text) > _MAX_LABEL_CHARS:
+            continue
+        key = text.lower().rstrip(":").rstrip()
+        if key not in _ALL_LABEL_KEYS:
+            key = label_key(text)  # odd whitespace or invisible characters inside
+            if key not in _ALL_LABEL_KEYS:
+                continue
+        if isinstance(element.tag, str) and element.tag not in SKIPPED_TAGS:
+            yield element, key
+
+
+def _shows_only(parent: etree._Element, child: etree._Element, key: str) -> bool:
+    """Whether ``parent`` shows nothing but ``child`` (its label text)."""
+    if (parent.text or "").strip() or (child.tail or "").strip():
+        return False
+    for other in parent:
+        if other is child:
+            continue
+        if (other.tail or "").strip():
+            return False
+        if isinstance(other.tag, str) and ((other.text or "").strip() or len(other)):
+            return False  # another element with content: a label's sibling value
+    return True
+
+
+def _short_key(element: etree._Element) -> str | None:
+    """label_key of an element's text, or None when the text is too long to be a label."""
+    pieces: list[str] = []
+    size = 0
+    for piece in element.itertext():
+        size += len(piece)
+        if size > _MAX_LABEL_SOURCE_CHARS:
+            return None
+        pieces.append(piece)
+    return _quick_key("".join(pieces))
+
+
+def _quick_key(text: str) -> str:
+    """label_key for text without invisible characters (checked where it matters)."""
+    return " ".join(text.split()).lower().rstrip(":").rstrip()
+
+
+def _shape(element: etree._Element) -> tuple[str, str | None]:
+    return (element.tag, element.get("class"))
+
+
+def _is_value_of_label(element: etree._Element, text: str, taken: set[etree._Element]) -> bool:
+    """True for an element right after a label and shaped differently: the label's value.
+
+    Two labels in a row (an empty field) have the same shape, or the second ends with a colon.
+    """
+    previous = element.getprevious()
+    while previous is not None and not isinstance(previous.tag, str):
+        previous = previous.getprevious()  # comments and processing instructions
+    return (
+        previous is not None
+        and previous in taken
+        and not text.endswith(":")
+        and _shape(previous) != _shape(element)
+    )
 
 
 def _grandparent(element: etree._Element) -> etree._Element | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from lxml import etree
 
@@ -78,6 +78,7 @@ BLOCK_TAGS = PARAGRAPH_TAGS | LINE_TAGS
 
 _LINE = 1
 _PARAGRAPH = 2
+_BR = 3  # a line break, or with a second one right after it, a paragraph break
 
 # Characters that are invisible on the page but break matching and exact comparisons.
 _INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u2060\ufeff\ud800-\udfff]")
@@ -93,7 +94,10 @@ def clean(text: str) -> str:
 
 def collapse(text: str) -> str:
     """One line of text: runs of whitespace (NBSP included) become one space."""
-    return " ".join(clean(text).split())
+    line = " ".join(text.split())
+    if line.isascii() and line.isprintable():
+        return line  # nothing to remove or normalize
+    return " ".join(clean(line).split())
 
 
 def _walk(node: etree._Element, out: list[str | int], with_tail: bool = True) -> None:
@@ -102,7 +106,7 @@ def _walk(node: etree._Element, out: list[str | int], with_tail: bool = True) ->
         if tag in SKIPPED_TAGS:
             pass
         elif tag == "br":
-            out.append(_LINE)
+            out.append(_BR)
         else:
             brk = _PARAGRAPH if tag in PARAGRAPH_TAGS else _LINE if tag in LINE_TAGS else 0
             if brk:
@@ -123,32 +127,44 @@ def _render(tokens: Iterable[str | int]) -> str:
     break_before = 0  # the strongest break between the last emitted line and the buffer
 
     def flush() -> None:
-        line = " ".join("".join(buffer).split())
+        line = collapse("".join(buffer))
         buffer.clear()
         if line:
             if parts:
                 parts.append("\n\n" if break_before == _PARAGRAPH else "\n")
             parts.append(line)
 
+    brs = 0  # <br>s since the last text
     for token in tokens:
         if isinstance(token, int):
+            if token == _BR:
+                brs += 1
+                token = _PARAGRAPH if brs >= 2 else _LINE
             if any(not piece.isspace() for piece in buffer):
                 flush()
                 break_before = token
             else:
                 break_before = max(break_before, token)
         else:
+            if not token.isspace():
+                brs = 0
             buffer.append(token)
     flush()
-    return clean("".join(parts))
+    return "".join(parts)
 
 
-def node_text(nodes: Iterable[etree._Element | str]) -> str:
+def node_text(nodes: Sequence[etree._Element | str]) -> str:
     """Visible text of a run of sibling nodes (elements and loose text) in document order.
 
     Tails of the elements are *not* included: the caller passes loose text explicitly, so a
     value can stop exactly where the next label starts.
     """
+    if len(nodes) == 1:
+        node = nodes[0]
+        if isinstance(node, str):
+            return collapse(node)
+        if node.tag not in SKIPPED_TAGS and _is_one_line(node):  # no structure to keep
+            return collapse("".join(node.itertext(with_tail=False)))
     tokens: list[str | int] = []
     for node in nodes:
         if isinstance(node, str):
@@ -156,6 +172,20 @@ def node_text(nodes: Iterable[etree._Element | str]) -> str:
         else:
             _walk(node, tokens, with_tail=False)
     return _render(tokens)
+
+
+def _is_one_line(element: etree._Element) -> bool:
+    """Only inline markup inside: its text is one line, no block rendering needed."""
+    for descendant in element.iterdescendants():
+        tag = descendant.tag
+        if tag in BLOCK_TAGS or tag in SKIPPED_TAGS or tag == "br":
+            return False
+    return True
+
+
+def short_text(element: etree._Element) -> str:
+    """Visible text of a short element (a label) on one line, without the block rendering."""
+    return collapse("".join(element.itertext()))
 
 
 def element_text(element: etree._Element) -> str:

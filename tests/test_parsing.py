@@ -106,3 +106,40 @@ def test_unknown_labels_are_kept() -> None:
 )
 def test_label_key(text: str, key: str) -> None:
     assert label_key(text) == key
+
+
+def test_generated_pages_of_every_layout_match_their_truth() -> None:
+    from scrapy.http import HtmlResponse, Request
+
+    from harvester.localsite.generator import Site
+
+    site = Site(records=300, seed=11)
+    base = "http://127.0.0.1:8000"
+    checked = {"current": 0, "legacy": 0, "publication": 0, "rejected": 0}
+    for index in range(site.records):
+        truth = site.truth_entry(index, base)
+        pages = [(truth["url"], truth["layout"], truth)]
+        if truth["publication"]:
+            pages.append((truth["publication"]["url"], "publication", truth["publication"]))
+        for url, layout, expected in pages:
+            render = {
+                "current": site.render_current,
+                "legacy": site.render_legacy,
+                "publication": site.render_publication,
+            }[layout]
+            body = render(index, base).encode()
+            response = HtmlResponse(url=url, body=body, encoding="utf-8", request=Request(url))
+            page = parse_page(response)
+            assert isinstance(page, RawRecord)
+            record = normalize_record(page)
+            rejection = validate(record)
+            if expected["kind"] == "rejected":
+                assert rejection is not None
+                assert rejection.reason == expected["rejection"]
+                checked["rejected"] += 1
+                continue
+            assert rejection is None, (url, rejection)
+            assert page.layout == layout
+            assert record_content(record) == expected["expected"], url
+            checked[layout] += 1
+    assert all(checked.values()), checked
