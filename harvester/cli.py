@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from harvester import models
 from harvester.config import database_url
@@ -82,12 +83,12 @@ def demo(records: int, seed: int, database: Path) -> None:
 def _print_summary(url: str) -> None:
     engine = create_engine_for(url)
     try:
-        with engine.connect() as connection:
+        with Session(engine) as connection:
 
             def count(table: Any) -> int:
-                return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+                return int(connection.scalar(select(func.count()).select_from(table)) or 0)
 
-            run = connection.execute(
+            last = connection.scalars(
                 select(models.CrawlRun).order_by(models.CrawlRun.id.desc()).limit(1)
             ).first()
             click.echo(f"Database: {url}")
@@ -95,8 +96,7 @@ def _print_summary(url: str) -> None:
                 f"  records: {count(models.Record)}  contributors: {count(models.Contributor)}"
                 f"  agencies: {count(models.Agency)}  quarantined: {count(models.Quarantine)}"
             )
-            if run is not None:
-                last = run[0]
+            if last is not None:
                 click.echo(
                     f"  last run #{last.id} ({last.finish_reason}): {last.pages_fetched} pages,"
                     f" {last.records_new} new, {last.records_updated} updated,"

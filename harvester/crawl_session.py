@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from harvester.config import database_url
-from harvester.db import create_engine_for, ensure_schema
+from harvester.db import DatabaseUnavailable, SchemaError, create_engine_for, ensure_schema
 from harvester.store import RecordWriter, finish_run, jsonable, now_utc, start_run
 
 logger = logging.getLogger(__name__)
@@ -31,13 +31,17 @@ class CrawlSession:
         settings = crawler.settings
         self.crawler = crawler
         self.url = database_url(settings)
-        self.engine: Engine = create_engine_for(self.url)
         if settings.get("HARVESTER_AUTO_MIGRATE") is None:
             # Zero set-up for SQLite files; production databases are migrated on purpose.
             auto_migrate = make_url(self.url).get_backend_name() == "sqlite"
         else:
             auto_migrate = settings.getbool("HARVESTER_AUTO_MIGRATE")
-        ensure_schema(self.engine, auto_migrate=auto_migrate)
+        try:
+            self.engine: Engine = create_engine_for(self.url)
+            ensure_schema(self.engine, auto_migrate=auto_migrate)
+        except (DatabaseUnavailable, SchemaError) as error:
+            logger.critical("Not crawling: %s", error)
+            raise
         self.run_id: int | None = None
         self.writer: RecordWriter | None = None
         self.started = time.monotonic()

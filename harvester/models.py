@@ -259,6 +259,8 @@ class RecordContributor(Base):
     # Page order matters (first author), and the same person may appear twice in one role.
     position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     contributor_id: Mapped[int] = mapped_column(ForeignKey("contributors.id"), index=True)
+    # The shared contributor row keeps the first spelling seen; this is this page's.
+    name_as_shown: Mapped[str] = mapped_column(Text)
 
     record: Mapped[Record] = relationship(back_populates="contributor_links")
     contributor: Mapped[Contributor] = relationship()
@@ -289,6 +291,7 @@ class RecordAgency(Base):
     position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     # Indexed for "everything agency X funded"; foreign keys are not indexed by themselves.
     agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    name_as_shown: Mapped[str] = mapped_column(Text)
 
     record: Mapped[Record] = relationship(back_populates="agency_links")
     agency: Mapped[Agency] = relationship()

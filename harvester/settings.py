@@ -66,3 +66,6 @@ NCJ_URL_TEMPLATE = LEGACY_NCJ_URL_TEMPLATE
 
 FEED_EXPORT_ENCODING = "utf-8"
 LOG_LEVEL = "INFO"
+
+# Dropped items are logged with their reason only (quarantined ones are in the database).
+LOG_FORMATTER = "harvester.logformatter.HarvesterLogFormatter"

@@ -291,6 +291,7 @@ def _write_lists(connection: Connection, records: Sequence[Record]) -> None:
                 {
                     "ncj_number": key,
                     "contributor_id": contributor_ids[normalized_name(name)],
+                    "name_as_shown": name,
                     "role": role,
                     "position": position,
                 }
@@ -301,6 +302,7 @@ def _write_lists(connection: Connection, records: Sequence[Record]) -> None:
                     {
                         "ncj_number": key,
                         "agency_id": agency_ids[normalized_name(name)],
+                        "name_as_shown": name,
                         "role": role,
                         "position": position,
                     }

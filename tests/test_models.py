@@ -219,10 +219,16 @@ def add_full_record(session: Session) -> None:
     )
     record = make_record(crawl_run=run)
     record.contributor_links = [
-        RecordContributor(role="author", position=0, contributor=hickman),
-        RecordContributor(role="corporate_author", position=0, contributor=bjs),
+        RecordContributor(
+            role="author", position=0, contributor=hickman, name_as_shown=hickman.name
+        ),
+        RecordContributor(
+            role="corporate_author", position=0, contributor=bjs, name_as_shown=bjs.name
+        ),
     ]
-    record.agency_links = [RecordAgency(role="sponsor", position=0, agency=nij)]
+    record.agency_links = [
+        RecordAgency(role="sponsor", position=0, agency=nij, name_as_shown=nij.name)
+    ]
     record.grants = [RecordGrant(grant_number="2009-IJ-CX-0001")]
     record.subjects = [RecordSubject(subject="Police"), RecordSubject(subject="Juveniles")]
     session.add(record)
@@ -264,7 +270,14 @@ def test_deleting_a_crawl_run_keeps_its_records(session: Session) -> None:
 
 
 def _link(**overrides: object) -> dict[str, object]:
-    return {"ncj_number": 191386, "role": "author", "position": 0, "contributor_id": 1, **overrides}
+    return {
+        "ncj_number": 191386,
+        "role": "author",
+        "position": 0,
+        "contributor_id": 1,
+        "name_as_shown": "Joseph R. Greene",
+        **overrides,
+    }
 
 
 VIOLATIONS: dict[str, Callable[[], Executable]] = {

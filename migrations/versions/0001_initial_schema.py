@@ -137,6 +137,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=20), nullable=False),
         sa.Column("position", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("contributor_id", sa.Integer(), nullable=False),
+        sa.Column("name_as_shown", sa.Text(), nullable=False),
         sa.CheckConstraint(
             "role IN ('author', 'editor', 'corporate_author')",
             name=op.f("ck_record_contributors_role"),
@@ -176,6 +177,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=20), nullable=False),
         sa.Column("position", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("agency_id", sa.Integer(), nullable=False),
+        sa.Column("name_as_shown", sa.Text(), nullable=False),
         sa.CheckConstraint("role IN ('sponsor', 'agency')", name=op.f("ck_record_agencies_role")),
         sa.CheckConstraint("position >= 0", name=op.f("ck_record_agencies_position")),
         sa.ForeignKeyConstraint(

@@ -1,0 +1,330 @@
+"""End to end: `scrapy crawl ncjrs` over the local NCJRS-style site into SQLite and PostgreSQL.
+
+Every crawl is a real `scrapy crawl` process against a real HTTP server on 127.0.0.1, and the
+rows it stores are compared, column by column, with the generator's truth.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from harvester import models
+from harvester.db import create_engine_for
+from harvester.localsite import SiteHandle, serve_site
+from harvester.normalize import parse_date
+
+REPO = Path(__file__).resolve().parents[1]
+RECORDS = 120
+LOCAL = {
+    "AUTOTHROTTLE_ENABLED": "0",
+    "DOWNLOAD_DELAY": "0",
+    "CONCURRENT_REQUESTS_PER_DOMAIN": "16",
+    "HARVESTER_BATCH_SIZE": "25",
+    "LOG_LEVEL": "INFO",
+}
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[SiteHandle]:
+    with serve_site(records=RECORDS, seed=5) as handle:
+        yield handle
+
+
+def crawl(database_url: str, *arguments: str, settings: dict[str, str] | None = None) -> str:
+    """Run `scrapy crawl ncjrs` from the repository root; returns its log."""
+    command = [sys.executable, "-m", "scrapy", "crawl", "ncjrs"]
+    for name, value in {**LOCAL, **(settings or {})}.items():
+        command += ["-s", f"{name}={value}"]
+    for argument in arguments:
+        command += ["-a", argument]
+    env = {**os.environ, "DATABASE_URL": database_url}
+    done = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
+
+
+def migrated(database_url: str) -> None:
+    """PostgreSQL databases are migrated on purpose (`alembic upgrade head`), as in production."""
+    if database_url.startswith("postgresql"):
+        env = {**os.environ, "DATABASE_URL": database_url}
+        subprocess.run(
+            [sys.executable, "-m", "alembic", "upgrade", "head"],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+
+
+def stored_content(session: Session, record: models.Record) -> dict[str, Any]:
+    """Rebuild a record's golden-format content from the database rows alone."""
+
+    def people(role: str) -> list[Any]:
+        rows = session.execute(
+            select(models.RecordContributor, models.Contributor)
+            .join(models.Contributor)
+            .where(models.RecordContributor.ncj_number == record.ncj_number)
+            .where(models.RecordContributor.role == role)
+            .order_by(models.RecordContributor.position)
+        ).all()
+        if role == "corporate_author":
+            return [link.name_as_shown for link, _ in rows]
+        return [
+            {"name": link.name_as_shown, "family": c.family, "given": c.given, "suffix": c.suffix}
+            for link, c in rows
+        ]
+
+    def agencies(role: str) -> list[str]:
+        return list(
+            session.scalars(
+                select(models.RecordAgency.name_as_shown)
+                .where(models.RecordAgency.ncj_number == record.ncj_number)
+                .where(models.RecordAgency.role == role)
+                .order_by(models.RecordAgency.position)
+            )
+        )
+
+    created = parse_date(record.date_created_text)
+    return {
+        "ncj_number": record.ncj_number,
+        "title": record.title,
+        "chapter_of": {
+            "parent_ncj_number": record.part_of,
+            "book_title": record.book_title,
+            "pages": record.part_pages,
+        }
+        if record.part_of is not None
+        else None,
+        "journal": {
+            "raw": record.journal_citation,
+            "name": record.journal_name,
+            "volume": record.journal_volume,
+            "issue": record.journal_issue,
+            "dated": record.journal_dated,
+            "pages": record.journal_pages,
+        }
+        if record.journal_citation is not None
+        else None,
+        "authors": people("author"),
+        "editors": people("editor"),
+        "corporate_authors": people("corporate_author"),
+        "published": {
+            "text": record.published_text,
+            "year": record.published_year,
+            "month": record.published_month,
+            "day": record.published_day,
+            "precision": record.published_precision,
+        }
+        if record.published_text is not None
+        else None,
+        "date_created": None
+        if created is None
+        else {
+            "text": created.text,
+            "year": created.year,
+            "month": created.month,
+            "day": created.day,
+            "precision": created.precision,
+        },
+        "page_count": record.page_count,
+        "annotation": record.annotation,
+        "abstract": record.abstract,
+        "sponsoring_agencies": agencies("sponsor"),
+        "agencies": agencies("agency"),
+        "grant_numbers": sorted(g.grant_number for g in record.grants),
+        "sale_source": record.sale_source,
+        "publisher": record.publisher,
+        "document_urls": record.document_urls,
+        "publication_type": record.publication_type,
+        "publication_format": record.publication_format,
+        "language": record.language,
+        "country": record.country,
+        "publication_series": record.publication_series,
+        "note": record.note,
+        "subjects": sorted(s.subject for s in record.subjects),
+        "extra_fields": record.extra_fields,
+    }
+
+
+def assert_matches_truth(engine: Engine, site: SiteHandle) -> None:
+    truth = list(site.truth())
+    expected_records = {t["ncj_number"]: t for t in truth if t["kind"] == "record"}
+    rejected = {t["url"]: t["rejection"] for t in truth if t["kind"] == "rejected"}
+    with Session(engine) as session:
+        stored = {r.ncj_number: r for r in session.scalars(select(models.Record))}
+        assert sorted(stored) == sorted(expected_records)
+        for ncj_number, entry in expected_records.items():
+            expected = dict(entry["expected"])
+            expected["grant_numbers"] = sorted(expected["grant_numbers"])
+            expected["subjects"] = sorted(expected["subjects"])
+            assert stored_content(session, stored[ncj_number]) == expected, ncj_number
+            record = stored[ncj_number]
+            assert record.first_seen_at <= record.last_seen_at
+            assert record.layout == entry["layout"]
+            assert len(record.content_hash) == 64
+        quarantined = {q.url: q.reason for q in session.scalars(select(models.Quarantine))}
+        for url, reason in rejected.items():
+            assert quarantined.get(url) == reason
+
+
+@pytest.fixture
+def engine_for(database_url: str) -> Iterator[Engine]:
+    migrated(database_url)
+    engine = create_engine_for(database_url)
+    yield engine
+    engine.dispose()
+
+
+def test_sitemap_crawl_stores_every_record_once_and_recrawl_changes_nothing(
+    site: SiteHandle, database_url: str, engine_for: Engine
+) -> None:
+    log = crawl(database_url, f"sitemap={site.base_url}/sitemap.xml")
+    assert "Crawl run 1 finished" in log
+    assert_matches_truth(engine_for, site)
+    with Session(engine_for) as session:
+        first = session.scalars(select(models.CrawlRun)).one()
+        hashes = dict(
+            session.execute(select(models.Record.ncj_number, models.Record.content_hash)).all()
+        )
+    records = len(hashes)
+    assert first.records_new == records
+    assert first.records_quarantined == sum(1 for t in site.truth() if t["kind"] == "rejected")
+    assert first.finish_reason == "finished"
+    assert first.pages_fetched > records
+    assert first.stats["harvester/non_record/soft_404"] >= 1
+
+    crawl(database_url, f"sitemap={site.base_url}/sitemap.xml")
+    with Session(engine_for) as session:
+        second = session.scalars(
+            select(models.CrawlRun).order_by(models.CrawlRun.id.desc())
+        ).first()
+        again = dict(
+            session.execute(select(models.Record.ncj_number, models.Record.content_hash)).all()
+        )
+        changed = session.scalars(
+            select(models.Record).where(models.Record.last_changed_at > first.finished_at)
+        ).all()
+    assert second is not None
+    assert (second.records_new, second.records_updated) == (0, 0)
+    assert second.records_unchanged == records
+    assert again == hashes
+    assert changed == []
+
+
+@pytest.mark.parametrize("mode", ["robots", "listing", "url", "urls_file", "ncj", "ncj_file"])
+def test_every_discovery_mode(
+    mode: str, site: SiteHandle, tmp_path: Path, database_url: str, engine_for: Engine
+) -> None:
+    truth = list(site.truth())
+    if mode in ("robots", "listing"):
+        argument = {
+            "robots": f"sitemap={site.base_url}/robots.txt",
+            "listing": f"listing={site.base_url}/ncjrs/virtual-library/abstracts?page=0",
+        }[mode]
+        crawl(database_url, argument)
+        assert_matches_truth(engine_for, site)
+        return
+    # Direct modes fetch a chosen subset: one record under each of its URLs.
+    chosen = [t for t in truth if t["kind"] == "record"][:10]
+    if mode in ("url", "urls_file"):
+        urls = [u for t in chosen for u in t["urls"].values() if u]
+        if mode == "url":
+            crawl(database_url, "url=" + ",".join(urls))
+        else:
+            (tmp_path / "urls.txt").write_text("\n".join(urls) + "\n")
+            crawl(database_url, f"urls_file={tmp_path / 'urls.txt'}")
+    else:
+        numbers = [
+            str(t["ncj_number"])
+            for t in chosen
+            if t["urls"]["legacy"] and t["urls"]["legacy"].endswith(f"={t['ncj_number']}")
+        ]
+        template = {
+            "NCJ_URL_TEMPLATE": f"{site.base_url}/App/Publications/abstract.aspx?ID={{ncj}}"
+        }
+        if mode == "ncj":
+            crawl(database_url, "ncj=" + ",".join(numbers), settings=template)
+        else:
+            (tmp_path / "ncj.txt").write_text("\n".join(numbers) + "\n")
+            crawl(database_url, f"ncj_file={tmp_path / 'ncj.txt'}", settings=template)
+        chosen = [t for t in chosen if str(t["ncj_number"]) in numbers]
+    with Session(engine_for) as session:
+        stored = {r.ncj_number: r for r in session.scalars(select(models.Record))}
+        assert sorted(stored) == sorted(t["ncj_number"] for t in chosen)
+        for entry in chosen:
+            record = stored[entry["ncj_number"]]
+            expected = dict(entry["expected"])
+            expected["grant_numbers"] = sorted(expected["grant_numbers"])
+            expected["subjects"] = sorted(expected["subjects"])
+            # Reached under legacy, current and publication URLs: one row, from the richest page.
+            assert stored_content(session, record) == expected
+            assert record.layout == entry["layout"]
+
+
+def run_scrapy(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "scrapy", "crawl", "ncjrs"]
+    for argument in arguments:
+        command += ["-a", argument]
+    env = {**os.environ, "DATABASE_URL": database_url}
+    return subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_a_database_that_cannot_be_opened_stops_the_crawl_before_it_fetches(
+    site: SiteHandle, tmp_path: Path
+) -> None:
+    site.clear_requests()
+    done = run_scrapy(f"sqlite:///{tmp_path / 'missing' / 'x.sqlite'}", f"url={site.base_url}/")
+    assert done.returncode == 1
+    assert "Not crawling: cannot open SQLite database" in done.stderr
+    assert site.requests() == []
+
+
+def test_a_database_at_another_revision_stops_the_crawl_with_what_to_run(
+    site: SiteHandle, tmp_path: Path
+) -> None:
+    path = tmp_path / "other.sqlite"
+    engine = create_engine_for(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32))")
+        connection.exec_driver_sql("INSERT INTO alembic_version VALUES ('0000_from_the_future')")
+        connection.exec_driver_sql("CREATE TABLE records (ncj_number INTEGER PRIMARY KEY)")
+    engine.dispose()
+    site.clear_requests()
+    done = run_scrapy(f"sqlite:///{path}", f"url={site.base_url}/")
+    assert done.returncode == 1
+    assert "alembic upgrade head" in done.stderr
+    assert site.requests() == []
+
+
+def test_two_crawls_started_at_once_on_a_new_sqlite_file(site: SiteHandle, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.sqlite'}"
+    command = [sys.executable, "-m", "scrapy", "crawl", "ncjrs", "-a"]
+    command += [f"sitemap={site.base_url}/sitemap.xml"]
+    for name, value in LOCAL.items():
+        command += ["-s", f"{name}={value}"]
+    env = {**os.environ, "DATABASE_URL": url}
+    runs = [
+        subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for run in runs:
+        _, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr[-3000:]
+    engine = create_engine_for(url)
+    try:
+        assert_matches_truth(engine, site)
+    finally:
+        engine.dispose()
