@@ -360,7 +360,7 @@ class RecordWriter:
         self._first_buffered: float | None = None
         self._counted: set[int] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvester-db")
-        self._pending: Future[WriteCounts] | None = None
+        self._pending: list[Future[WriteCounts]] = []  # oldest first
 
     def add(self, record: Record) -> bool:
         """Buffer a record; True when the batch is full and should be flushed."""
@@ -394,30 +394,34 @@ class RecordWriter:
         )
 
     async def flush(self) -> None:
-        """Hand the buffer to the writer thread, after the previous batch is written."""
-        if self._pending is not None:
-            await asyncio.wrap_future(self._pending)
+        """Hand the buffer to the writer thread once the writes under way are done.
+
+        Waiting here is the back-pressure: parsing never runs more than one batch ahead of
+        the database.
+        """
+        while self._pending:
+            await asyncio.wrap_future(self._pending[0])
+            self._collect()
         self._submit()
 
     def flush_if_idle(self) -> None:
         """From a timer: write a stale buffer unless a write is still under way."""
-        if self._pending is None or self._pending.done():
-            self._collect()
+        self._collect()
+        if not self._pending:
             self._submit()
 
     def _submit(self) -> None:
-        self._collect()
         if not self._records and not self._quarantined:
             return
         records = list(self._records.values())
         quarantined = self._quarantined
         self._records, self._quarantined, self._first_buffered = {}, [], None
-        self._pending = self._executor.submit(self._write, records, quarantined)
+        self._pending.append(self._executor.submit(self._write, records, quarantined))
 
     def _collect(self) -> None:
-        if self._pending is not None and self._pending.done():
-            pending, self._pending = self._pending, None
-            self.counts.add(pending.result())  # a failed write raises here, loudly
+        """Add up the finished writes; a write that failed raises here, loudly."""
+        while self._pending and self._pending[0].done():
+            self.counts.add(self._pending.pop(0).result())
 
     def _write(
         self, records: list[tuple[Record, str]], quarantined: list[dict[str, Any]]
@@ -461,14 +465,13 @@ class RecordWriter:
 
     def close(self) -> WriteCounts:
         """Write what is buffered and wait for every write: blocking, for shutdown."""
-        if self._pending is not None:
-            self._pending.result()
-            self._collect()
         self._submit()
-        if self._pending is not None:
-            self._pending.result()
+        try:
+            for future in list(self._pending):
+                future.result()
             self._collect()
-        self._executor.shutdown(wait=True)
+        finally:
+            self._executor.shutdown(wait=True)
         return self.counts
 
 

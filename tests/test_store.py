@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -191,3 +192,33 @@ def test_writer_batches_and_quarantines_a_row_the_database_refuses(schema: Engin
         ).all()
     assert sorted(stored) == [1000, 1001, 1002, 1003, 1005, 1006]
     assert sorted(reasons) == [("invalid_ncj_number", run_id), ("store_error", run_id)]
+
+
+def test_a_timer_flush_during_a_waiting_flush_loses_no_counts(schema: Engine) -> None:
+    writer = RecordWriter(schema, run_id=None, batch_size=2, batch_seconds=0)
+    base = fixture_record("current_191386")
+
+    def add(number: int) -> bool:
+        return writer.add(dataclasses.replace(base, ncj_number=number))
+
+    async def crawl() -> None:
+        add(1)
+        if add(2):
+            await writer.flush()  # batch 1 goes to the writer thread
+
+        async def second_batch() -> None:
+            add(3)
+            if add(4):
+                await writer.flush()  # waits for batch 1
+
+        waiting = asyncio.create_task(second_batch())
+        await asyncio.sleep(0)  # it is now waiting for batch 1
+        time.sleep(0.5)  # batch 1 is written meanwhile; the event loop has not noticed yet
+        writer.flush_if_idle()  # the periodic timer writes records 3 and 4
+        add(5)
+        await waiting  # the waiting flush resumes and writes record 5
+
+    asyncio.run(crawl())
+    counts = writer.close()
+    assert counts.new == 5
+    assert count(schema, models.Record) == 5
