@@ -20,15 +20,16 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from scrapy import Request
+from scrapy import Request, Spider
 from scrapy.http import Response, TextResponse
 from scrapy.settings import BaseSettings
-from scrapy.spiders import SitemapSpider
+from scrapy.utils.gz import gunzip, gzip_magic_number
+from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
 from twisted.python.failure import Failure
 
 from harvester.items import RawRecord
 from harvester.parsing import parse_page
-from harvester.urls import LIVE_SITE_ROBOTS, RECORD_URL, allowed_domains, is_record_url, ncj_url
+from harvester.urls import LIVE_SITE_ROBOTS, allowed_domains, is_record_url, ncj_url
 
 NEXT_PAGE_XPATH = (
     "//a[@rel='next' or contains(concat(' ', normalize-space(@class), ' '), ' next ')"
@@ -37,9 +38,13 @@ NEXT_PAGE_XPATH = (
 )
 
 
-class NcjrsSpider(SitemapSpider):
+# Sitemaps and listings wait until the record pages already found are fetched, so the queue
+# holds one sitemap's worth of requests, not the whole site's.
+NAVIGATION_PRIORITY = -10
+
+
+class NcjrsSpider(Spider):
     name = "ncjrs"
-    sitemap_rules = ((RECORD_URL, "parse_record"),)
 
     def __init__(
         self,
@@ -89,8 +94,36 @@ class NcjrsSpider(SitemapSpider):
             yield self._record_request(record_url)
         for listing_url in self.listing_urls:
             yield Request(listing_url, callback=self.parse_listing, errback=self.on_error)
-        async for request in super().start():
-            yield request
+        for sitemap_url in self.sitemap_urls:
+            yield self._sitemap_request(sitemap_url)
+
+    def _sitemap_request(self, url: str) -> Request:
+        return Request(
+            url, callback=self.parse_sitemap, errback=self.on_error, priority=NAVIGATION_PRIORITY
+        )
+
+    def parse_sitemap(self, response: Response) -> Iterator[Request]:
+        """A robots.txt (its Sitemap: lines), a sitemap index, or a sitemap of pages."""
+        if response.url.endswith("/robots.txt"):
+            for url in sitemap_urls_from_robots(response.text, base_url=response.url):
+                yield self._sitemap_request(url)
+            return
+        body = response.body
+        if gzip_magic_number(response):
+            body = gunzip(body, max_size=self.settings.getint("DOWNLOAD_MAXSIZE"))
+        try:
+            sitemap = Sitemap(body)
+        except Exception:  # lxml's errors for a page that is not XML at all
+            self.logger.warning("Not a sitemap: %s", response.url)
+            return
+        for entry in sitemap:
+            location = entry.get("loc", "").strip()
+            if not location:
+                continue
+            if sitemap.type == "sitemapindex":
+                yield self._sitemap_request(location)
+            elif is_record_url(location):
+                yield self._record_request(location)
 
     def _record_request(self, url: str) -> Request:
         return Request(url, callback=self.parse_record, errback=self.on_error)
@@ -103,7 +136,12 @@ class NcjrsSpider(SitemapSpider):
             if is_record_url(href):
                 yield self._record_request(href)
         for href in response.xpath(NEXT_PAGE_XPATH).getall()[:1]:
-            yield Request(response.urljoin(href.strip()), callback=self.parse_listing)
+            yield Request(
+                response.urljoin(href.strip()),
+                callback=self.parse_listing,
+                errback=self.on_error,
+                priority=NAVIGATION_PRIORITY,
+            )
 
     def parse_record(self, response: Response) -> Iterator[RawRecord]:
         assert self.crawler.stats is not None
