@@ -119,7 +119,12 @@ class StorePipeline:
             self.writer.flush_if_idle()
 
     async def process_item(self, item: Any) -> Any:
-        if isinstance(item, Record) and self.writer is not None and self.writer.add(item):
+        if not isinstance(item, Record) or self.writer is None:
+            return item
+        # Stored records keep no copy of the raw page values (only quarantine needs them), so
+        # feeds (-O records.jsonl) get the normalized record alone and memory stays flat.
+        item.raw = None
+        if self.writer.add(item):
             await self.writer.flush()
         return item
 

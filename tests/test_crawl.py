@@ -272,10 +272,16 @@ def test_every_discovery_mode(
             assert record.layout == entry["layout"]
 
 
-def run_scrapy(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+def run_scrapy(
+    database_url: str, *arguments: str, output: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "scrapy", "crawl", "ncjrs"]
     for argument in arguments:
         command += ["-a", argument]
+    if output is not None:
+        command += ["-O", str(output)]
+        for name, value in LOCAL.items():
+            command += ["-s", f"{name}={value}"]
     env = {**os.environ, "DATABASE_URL": database_url}
     return subprocess.run(
         command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
@@ -328,3 +334,19 @@ def test_two_crawls_started_at_once_on_a_new_sqlite_file(site: SiteHandle, tmp_p
         assert_matches_truth(engine, site)
     finally:
         engine.dispose()
+
+
+def test_feed_export_works_alongside_the_database(
+    site: SiteHandle, tmp_path: Path, database_url: str, engine_for: Engine
+) -> None:
+    import json
+
+    chosen = [t for t in site.truth() if t["kind"] == "record" and t["layout"] == "current"][:5]
+    output = tmp_path / "records.jsonl"
+    done = run_scrapy(database_url, "url=" + ",".join(t["url"] for t in chosen), output=output)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert sorted(line["ncj_number"] for line in lines) == sorted(t["ncj_number"] for t in chosen)
+    assert all(line["raw"] is None and line["title"] for line in lines)
+    with Session(engine_for) as session:
+        assert len(session.scalars(select(models.Record)).all()) == len(chosen)
