@@ -151,6 +151,8 @@ class NcjrsSpider(Spider):
         page = parse_page(response)
         if isinstance(page, RawRecord):
             self.crawler.stats.inc_value("harvester/record_pages")
+            for label in page.unknown_fields:  # new labels on the site show up in crawl_runs
+                self.crawler.stats.inc_value(f"harvester/unknown_label/{label}")
             yield page
         else:
             self.crawler.stats.inc_value(f"harvester/non_record/{page.reason}")
