@@ -16,6 +16,7 @@ validate, de-duplicate and store what it yields (harvester/pipelines.py).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ class NcjrsSpider(Spider):
         self.record_urls = _split(url) + _lines(urls_file)
         self.ncj_numbers = [int(n) for n in _split(ncj) + _lines(ncj_file)]
         self.sitemap_urls = _split(sitemap)
+        self.sitemaps_waiting: deque[str] = deque()
         if not (self.sitemap_urls or self.listing_urls or self.record_urls or self.ncj_numbers):
             self.sitemap_urls = [LIVE_SITE_ROBOTS]
         self.arguments = {
@@ -94,19 +96,37 @@ class NcjrsSpider(Spider):
             yield self._record_request(record_url)
         for listing_url in self.listing_urls:
             yield Request(listing_url, callback=self.parse_listing, errback=self.on_error)
-        for sitemap_url in self.sitemap_urls:
-            yield self._sitemap_request(sitemap_url)
+        self.sitemaps_waiting.extend(self.sitemap_urls)
+        if request := self._next_sitemap():
+            yield request
 
-    def _sitemap_request(self, url: str) -> Request:
+    def _next_sitemap(self) -> Request | None:
+        """One sitemap at a time: the next is fetched once this one's record pages are.
+
+        A site's sitemaps list every record; fetching them all at once would queue every
+        record request in memory before the first record is stored.
+        """
+        if not self.sitemaps_waiting:
+            return None
         return Request(
-            url, callback=self.parse_sitemap, errback=self.on_error, priority=NAVIGATION_PRIORITY
+            self.sitemaps_waiting.popleft(),
+            callback=self.parse_sitemap,
+            errback=self.on_error,
+            priority=NAVIGATION_PRIORITY,
+            meta={"harvester_sitemap": True},
         )
 
     def parse_sitemap(self, response: Response) -> Iterator[Request]:
         """A robots.txt (its Sitemap: lines), a sitemap index, or a sitemap of pages."""
+        yield from self._sitemap_entries(response)
+        if request := self._next_sitemap():
+            yield request
+
+    def _sitemap_entries(self, response: Response) -> Iterator[Request]:
         if response.url.endswith("/robots.txt"):
-            for url in sitemap_urls_from_robots(response.text, base_url=response.url):
-                yield self._sitemap_request(url)
+            self.sitemaps_waiting.extend(
+                sitemap_urls_from_robots(response.text, base_url=response.url)
+            )
             return
         body = response.body
         if gzip_magic_number(response):
@@ -121,7 +141,7 @@ class NcjrsSpider(Spider):
             if not location:
                 continue
             if sitemap.type == "sitemapindex":
-                yield self._sitemap_request(location)
+                self.sitemaps_waiting.append(location)
             elif is_record_url(location):
                 yield self._record_request(location)
 
@@ -158,7 +178,7 @@ class NcjrsSpider(Spider):
             self.crawler.stats.inc_value(f"harvester/non_record/{page.reason}")
             self.logger.debug("Not a record page (%s): %s", page.reason, response.url)
 
-    def on_error(self, failure: Failure) -> None:
+    def on_error(self, failure: Failure) -> Iterator[Request]:
         assert self.crawler.stats is not None
         self.crawler.stats.inc_value("harvester/errors")
         request = getattr(failure, "request", None)
@@ -168,6 +188,10 @@ class NcjrsSpider(Spider):
             failed.append(f"{url} ({failure.getErrorMessage()})")
             self.crawler.stats.set_value("harvester/failed_urls", failed)
         self.logger.warning("Giving up on %s: %s", url, failure.getErrorMessage())
+        # One bad sitemap must not end the crawl: go on with the next.
+        is_sitemap = request is not None and request.meta.get("harvester_sitemap")
+        if is_sitemap and (next_sitemap := self._next_sitemap()):
+            yield next_sitemap
 
 
 def _split(value: str | None) -> list[str]:
