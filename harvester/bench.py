@@ -157,13 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     crawl = commands.add_parser("crawl", help="end-to-end crawl of the local site")
     crawl.add_argument("--records", type=int, nargs="+", default=[5000, 20000])
     crawl.add_argument("--naive-records", type=int, default=2000)
+    crawl.add_argument("--repeat", type=int, default=2, help="runs of each crawl; best counts")
     args = parser.parse_args(argv)
     if args.command == "parse":
         run_parse(args.pages, args.rounds)
         return 0
     from harvester.bench_crawl import run_crawl_bench
 
-    return run_crawl_bench(args.records, args.naive_records)
+    return run_crawl_bench(args.records, args.naive_records, args.repeat)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import asdict
-from functools import lru_cache
+from dataclasses import fields, is_dataclass
+from functools import cache, lru_cache
 from typing import Any
 
 from nameparser import HumanName
@@ -368,15 +368,27 @@ _NOT_CONTENT = ("source_url", "fetched_at", "requested_url", "status", "redirect
 
 def record_content(record: Record) -> dict[str, Any]:
     """The record's content as plain JSON-able data (the golden-file format)."""
-    raw = record.raw
-    record.raw = None
-    try:
-        content = asdict(record)
-    finally:
-        record.raw = raw
-    for name in (*_NOT_CONTENT, "raw"):
-        content.pop(name, None)
-    return content
+    return {
+        name: _plain(getattr(record, name))
+        for name in _field_names(Record)
+        if name not in _NOT_CONTENT and name != "raw"
+    }
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def _plain(value: Any) -> Any:
+    """dataclasses.asdict without its deep copies: values here are immutable or rebuilt."""
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if is_dataclass(value) and not isinstance(value, type):
+        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
+    return value
 
 
 def content_hash(record: Record) -> str:
