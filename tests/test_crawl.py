@@ -350,3 +350,32 @@ def test_feed_export_works_alongside_the_database(
     assert all(line["raw"] is None and line["title"] for line in lines)
     with Session(engine_for) as session:
         assert len(session.scalars(select(models.Record)).all()) == len(chosen)
+
+
+def test_a_failing_sitemap_and_record_page_do_not_stop_the_crawl(tmp_path: Path) -> None:
+    from harvester.localsite.generator import Site
+
+    url = f"sqlite:///{tmp_path / 'errors.sqlite'}"
+    generated = Site(records=60, seed=9, per_sitemap=20)
+    entries = [generated.entry_path(entry) for entry in generated.sitemap_entries()]
+    later_paths = set(entries[20:])  # sitemap 1 (entries 0-19) will fail
+    reachable = [
+        t
+        for t in generated.truth("")
+        if t["kind"] == "record" and {t["url"], (t["publication"] or {}).get("url")} & later_paths
+    ]
+    broken = next(t for t in reachable if not t["publication"])
+    overrides = {"/sitemaps/sitemap-1.xml": 500, broken["url"]: 500}
+    with serve_site(records=60, seed=9, per_sitemap=20, status_overrides=overrides) as site:
+        log = crawl(url, f"sitemap={site.base_url}/sitemap.xml", settings={"RETRY_TIMES": "0"})
+    assert "Giving up on" in log
+    engine = create_engine_for(url)
+    try:
+        with Session(engine) as session:
+            stored = set(session.scalars(select(models.Record.ncj_number)))
+            run = session.scalars(select(models.CrawlRun)).one()
+    finally:
+        engine.dispose()
+    assert stored == {t["ncj_number"] for t in reachable} - {broken["ncj_number"]}
+    assert run.errors == 2
+    assert len(run.stats["harvester/failed_urls"]) == 2
