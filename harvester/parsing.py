@@ -269,14 +269,30 @@ def _page_heading(content: etree._Element, root: etree._Element) -> str | None:
     return None
 
 
-def _in_chrome(element: etree._Element, content: etree._Element) -> bool:
-    """Inside navigation, a header, a footer or an aside (within the content)."""
-    node = element
+def _in_chrome(
+    element: etree._Element, content: etree._Element, seen: dict[etree._Element, bool]
+) -> bool:
+    """Inside navigation, a header, a footer or an aside (within the content).
+
+    ``seen`` remembers the answer for every ancestor walked, so the labels of one page, which
+    share most of their ancestors, cost one walk between them.
+    """
+    path: list[etree._Element] = []
+    node: etree._Element | None = element
+    inside = False
     while node is not None and node is not content:
+        known = seen.get(node)
+        if known is not None:
+            inside = known
+            break
+        path.append(node)
         if node.tag in _CHROME_TAGS or node.get("role") in _CHROME_ROLES:
-            return True
+            inside = True
+            break
         node = node.getparent()
-    return False
+    for walked in path:
+        seen[walked] = inside
+    return inside
 
 
 def _find_labels(
@@ -287,6 +303,7 @@ def _find_labels(
     chrome: list[etree._Element] = []
     taken: set[etree._Element] = set()
     shapes: set[tuple[str, str | None]] = set()
+    chrome_seen: dict[etree._Element, bool] = {}
     for element, key in _label_elements(content):
         while element is not content:  # the outermost element showing just this label
             parent = element.getparent()
@@ -295,7 +312,7 @@ def _find_labels(
             element = parent
         if element in taken or element.tag == "a" or _links(element):
             continue  # a label is never a link: "Topics" in a menu is navigation
-        if _in_chrome(element, content):
+        if _in_chrome(element, content, chrome_seen):
             continue
         text = element.text.strip() if not len(element) else short_text(element)
         if _is_value_of_label(element, text, taken):
@@ -309,7 +326,7 @@ def _find_labels(
             if element.get("class"):  # a bare <td> or <div> says nothing about labels
                 shapes.add(_shape(element))
 
-    unknown = _unknown_labels(content, known, taken, shapes)
+    unknown = _unknown_labels(content, known, taken, shapes, chrome_seen)
     if unknown:
         order = {el: i for i, el in enumerate(content.iter())}
         known = sorted(known + unknown, key=lambda item: order[item[0]])
@@ -321,6 +338,7 @@ def _unknown_labels(
     known: list[tuple[etree._Element, str | None, str]],
     taken: set[etree._Element],
     shapes: set[tuple[str, str | None]],
+    chrome_seen: dict[etree._Element, bool],
 ) -> list[tuple[etree._Element, str | None, str]]:
     """Labels the parser does not know, kept so that nothing on the page is dropped silently.
 
@@ -355,7 +373,7 @@ def _unknown_labels(
             continue
         if _has_taken_relative(element, taken) or _links(element):
             continue
-        if _is_value_of_label(element, text, taken) or _in_chrome(element, content):
+        if _is_value_of_label(element, text, taken) or _in_chrome(element, content, chrome_seen):
             continue
         taken.add(element)
         unknown.append((element, None, text))
@@ -376,6 +394,8 @@ def _label_elements(content: etree._Element) -> Iterator[tuple[etree._Element, s
             continue
         key = text.lower().rstrip(":").rstrip()
         if key not in _ALL_LABEL_KEYS:
+            if text.isascii() and "  " not in key and "\n" not in key and "\t" not in key:
+                continue  # nothing that label_key would change
             key = label_key(text)  # odd whitespace or invisible characters inside
             if key not in _ALL_LABEL_KEYS:
                 continue

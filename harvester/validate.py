@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from harvester.items import Record, Rejection
+from harvester.items import RawRecord, Record, Rejection
 from harvester.normalize import parse_date, parse_length
 
 _CITATION_MARKERS = re.compile(r"\b(?:Volume|Issue|Dated|Pages):")
@@ -31,31 +31,33 @@ def validate(record: Record) -> Rejection | None:
         return Rejection("invalid_ncj_number", f"NCJ Number is {_quote(ncj_text)}")
     if not record.title:
         return Rejection("missing_title", f"NCJ {record.ncj_number} has no title")
-    if raw is not None and (shifted := _shifted_value(raw.fields, raw.labels)):
+    if raw is not None and (shifted := _shifted_value(record, raw)):
         return Rejection("shifted_values", shifted)
     return None
 
 
-def _shifted_value(fields: dict[str, list[str]], labels: dict[str, str]) -> str | None:
-    """A value that fits another label better than its own: the page is out of step."""
+def _shifted_value(record: Record, raw: RawRecord) -> str | None:
+    """A value that fits another label better than its own: the page is out of step.
+
+    Only values that normalization could not read are looked at twice.
+    """
 
     def describe(name: str, value: str) -> str:
-        return f"{labels.get(name, name)} is {_quote(value)}"
+        return f"{raw.labels.get(name, name)} is {_quote(value)}"
 
-    date_text = " ".join(fields.get("date_published", ()))
-    if date_text.strip():
-        parsed = parse_date(date_text)
-        unreadable = parsed is None or parsed.year is None
-        if unreadable and (parse_length(date_text) is not None or _looks_misplaced(date_text)):
-            return describe("date_published", date_text)
+    date_text = raw.joined("date_published", " ")
+    published = record.published
+    unread = date_text and (published is None or published.year is None)
+    if unread and (parse_length(date_text) is not None or _looks_misplaced(date_text)):
+        return describe("date_published", date_text)
     for name in ("length", "page_count"):
-        length_text = " ".join(fields.get(name, ()))
-        if length_text.strip() and parse_length(length_text) is None:
+        length_text = raw.first(name)
+        if length_text and record.page_count is None:
             date = parse_date(length_text)
             if (date is not None and date.year is not None) or _looks_misplaced(length_text):
                 return describe(name, length_text)
     for name in ("authors", "editors", "language", "country", "publication_type"):
-        for value in fields.get(name, ()):
+        for value in raw.fields.get(name, ()):
             pieces = value.split(";") if name in ("authors", "editors") else [value]
             if any(_looks_misplaced(piece) for piece in pieces):
                 return describe(name, value)
