@@ -164,7 +164,10 @@ def node_text(nodes: Sequence[etree._Element | str]) -> str:
         if isinstance(node, str):
             return collapse(node)
         if node.tag not in SKIPPED_TAGS and _is_one_line(node):  # no structure to keep
-            return collapse("".join(node.itertext(with_tail=False)))
+            return collapse("".join(node.itertext()))
+        blocks = _one_line_blocks(node)
+        if blocks is not None:
+            return blocks
     tokens: list[str | int] = []
     for node in nodes:
         if isinstance(node, str):
@@ -181,6 +184,34 @@ def _is_one_line(element: etree._Element) -> bool:
         if tag in BLOCK_TAGS or tag in SKIPPED_TAGS or tag == "br":
             return False
     return True
+
+
+def _one_line_blocks(element: etree._Element) -> str | None:
+    """The text of an element made of one-line blocks only (paragraphs, say), else None.
+
+    The common shape of an abstract, rendered without the general walk.
+    """
+    if (element.text or "").strip():
+        return None
+    parts: list[str] = []
+    previous = 0
+    for child in element:
+        if (child.tail or "").strip():
+            return None
+        tag = child.tag
+        if not isinstance(tag, str) or tag in SKIPPED_TAGS:
+            continue
+        if tag not in BLOCK_TAGS or not _is_one_line(child):
+            return None
+        text = collapse("".join(child.itertext()))
+        if not text:
+            continue
+        kind = _PARAGRAPH if tag in PARAGRAPH_TAGS else _LINE
+        if parts:
+            parts.append("\n\n" if max(previous, kind) == _PARAGRAPH else "\n")
+        parts.append(text)
+        previous = kind
+    return "".join(parts)
 
 
 def short_text(element: etree._Element) -> str:

@@ -27,6 +27,10 @@ def text_of(html: str) -> str:
         ("non\u00a0breaking\u00a0space", "non breaking space"),
         ("zero\u200bwidth", "zerowidth"),
         ("cafe\u0301", "café"),
+        ("NCJ <b>123</b> rest <a>link</a> end", "NCJ 123 rest link end"),
+        ("<p>a <i>b</i> c</p><p>d <em>e</em> f</p>", "a b c\n\nd e f"),
+        ("<div>a <b>b</b> c</div><div>d</div>", "a b c\nd"),
+        ("<p>x</p>loose<p>y</p>", "x\n\nloose\n\ny"),
     ],
 )
 def test_element_text(html: str, expected: str) -> None:
