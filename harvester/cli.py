@@ -110,7 +110,11 @@ def _print_summary(url: str) -> None:
             ).all()
             for ncj_number, title in sample:
                 click.echo(f"  NCJ {ncj_number}: {title[:90]}")
-            click.echo(f'Query it: sqlite3 {url.removeprefix("sqlite:///")} "SELECT ...;"')
+            path = url.removeprefix("sqlite:///")
+            click.echo(
+                f'Query it: sqlite3 {path} "SELECT ncj_number, title, published_year'
+                ' FROM records ORDER BY ncj_number LIMIT 10;"  (tables: docs/schema.md)'
+            )
     finally:
         engine.dispose()
 

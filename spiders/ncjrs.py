@@ -125,7 +125,7 @@ class NcjrsSpider(Spider):
     def _sitemap_entries(self, response: Response) -> Iterator[Request]:
         if response.url.endswith("/robots.txt"):
             self.sitemaps_waiting.extend(
-                sitemap_urls_from_robots(response.text, base_url=response.url)
+                sitemap_urls_from_robots(response.body, base_url=response.url)
             )
             return
         body = response.body
