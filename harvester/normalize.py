@@ -30,6 +30,8 @@ def parse_ncj_number(text: str | None) -> int | None:
     """'191386', 'NCJ 229379', '206598 Find in a Library', '123,456' -> int."""
     if not text:
         return None
+    if text.isdigit() and text.isascii():  # the common case, as plain as it gets
+        return int(text) or None
     value = _FIND_IN_A_LIBRARY.sub("", collapse(text))
     match = _NCJ.match(value)
     if not match:

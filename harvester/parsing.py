@@ -135,7 +135,9 @@ _CHROME_ROLES = frozenset({"navigation", "banner", "contentinfo", "search"})
 
 
 def _links(element: etree._Element) -> bool:
-    return any(a.get("href") is not None for a in element.iter("a"))
+    if element.tag == "a":
+        return element.get("href") is not None
+    return len(element) > 0 and any(a.get("href") is not None for a in element.iter("a"))
 
 
 _parsers = threading.local()  # lxml parsers must not be shared between threads
