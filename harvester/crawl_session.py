@@ -78,9 +78,11 @@ class CrawlSession:
             "records_updated": counts.updated if counts else 0,
             "records_unchanged": counts.unchanged if counts else 0,
             "records_quarantined": counts.quarantined if counts else 0,
+            # Give-ups (errbacks), exceptions in callbacks and pipelines, failed batches.
             "errors": int(stats.get("harvester/errors", 0))
             + int(stats.get("spider_exceptions/count", 0))
-            + int(stats.get("item_dropped_reasons_count/Exception", 0)),
+            + int(stats.get("harvester/item_errors", 0))
+            + int(stats.get("harvester/failed_batches", 0)),
             "stats": jsonable(stats),
         }
         if self.run_id is not None:

@@ -49,6 +49,8 @@ from sqlalchemy.orm import Session, sessionmaker
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Execution option: this connection's transactions write (SQLite: BEGIN IMMEDIATE).
+WRITE_TRANSACTION_OPTION = "harvester_write_transaction"
 POSTGRES_CONNECT_TIMEOUT_S = 10
 # Long enough for a real migration of a big file, short enough that a hung process holding
 # the lock turns into an error instead of a crawler that silently never starts.
@@ -185,7 +187,11 @@ def _install_sqlite_hooks(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # A connection that will write after reading (the record writer's batches) asks for
+        # IMMEDIATE: it takes the write lock up front, so two writers queue on busy_timeout
+        # instead of one failing with "database is locked" when it upgrades its read lock.
+        immediate = connection.get_execution_options().get(WRITE_TRANSACTION_OPTION)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _enable_wal(cursor: sqlite3.Cursor) -> None:

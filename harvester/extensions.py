@@ -23,7 +23,13 @@ class CrawlSummary:
         extension = cls(crawler)
         crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(extension.item_error, signal=signals.item_error)
         return extension
+
+    def item_error(self, item: object, response: object, spider: Spider, failure: object) -> None:
+        # An exception in a pipeline (not a DropItem) leaves no stat of its own in Scrapy.
+        if self.crawler.stats is not None:
+            self.crawler.stats.inc_value("harvester/item_errors")
 
     def spider_opened(self, spider: Spider) -> None:
         self.started = time.monotonic()

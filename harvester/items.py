@@ -16,6 +16,10 @@ Layout = Literal["current", "legacy", "publication", "generic"]
 DatePrecision = Literal["day", "month", "month_range", "season", "year"]
 ContributorKind = Literal["person", "organization"]
 
+# Which page of a record to keep when it is reached under several URLs: the layout that shows
+# the most fields. A publication page never replaces a record stored from its abstract page.
+LAYOUT_RANK: dict[str, int] = {"legacy": 3, "current": 2, "generic": 1, "publication": 0}
+
 
 @dataclass(slots=True)
 class RawRecord:
@@ -47,7 +51,7 @@ class NonRecordPage:
     """A fetched page that is not a record (section page, soft 404): skipped, not quarantined."""
 
     url: str
-    reason: Literal["soft_404", "no_record_fields"]
+    reason: Literal["soft_404", "no_record_fields", "several_records"]
 
 
 @dataclass(slots=True, frozen=True)

@@ -8,6 +8,7 @@ already passed on in this crawl are dropped, unless they are richer than what wa
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from scrapy.crawler import Crawler
@@ -15,14 +16,15 @@ from scrapy.exceptions import DropItem
 from twisted.internet.task import LoopingCall
 
 from harvester.crawl_session import CrawlSession
-from harvester.items import RawRecord, Record
+from harvester.items import LAYOUT_RANK, RawRecord, Record
 from harvester.normalize import normalize_record
 from harvester.store import RecordWriter
 from harvester.validate import validate
 
+logger = logging.getLogger(__name__)
+
 # Which page to keep when one record is reached under several URLs in a crawl: the layout
 # that shows the most fields wins, then the page with more filled-in fields.
-_LAYOUT_RANK = {"legacy": 3, "current": 2, "generic": 1, "publication": 0}
 
 
 class NormalizePipeline:
@@ -73,7 +75,7 @@ def richness(record: Record) -> tuple[int, int]:
         )
         if value
     )
-    return (_LAYOUT_RANK.get(record.layout, 0), filled)
+    return (LAYOUT_RANK.get(record.layout, 0), filled)
 
 
 class DedupePipeline:
@@ -116,7 +118,10 @@ class StorePipeline:
 
     def _flush_stale(self) -> None:
         if self.writer is not None and self.writer.is_stale():
-            self.writer.flush_if_idle()
+            try:
+                self.writer.flush_if_idle()
+            except Exception:  # a failed write must not stop the timer: log it, go on
+                logger.exception("A batch of records could not be written")
 
     async def process_item(self, item: Any) -> Any:
         if not isinstance(item, Record) or self.writer is None:
@@ -138,3 +143,4 @@ class StorePipeline:
                 self.crawler.stats.set_value("harvester/records_updated", counts.updated)
                 self.crawler.stats.set_value("harvester/records_unchanged", counts.unchanged)
                 self.crawler.stats.set_value("harvester/records_quarantined", counts.quarantined)
+                self.crawler.stats.set_value("harvester/failed_batches", self.writer.failed_batches)

@@ -27,11 +27,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 
 from harvester import models
-from harvester.items import Person, RawRecord, Record, Rejection
-from harvester.normalize import content_hash
+from harvester.db import WRITE_TRANSACTION_OPTION
+from harvester.items import LAYOUT_RANK, Person, RawRecord, Record, Rejection
+from harvester.normalize import content_hash, record_content
 
 logger = logging.getLogger(__name__)
 
@@ -208,19 +208,24 @@ def write_batch(
     if not records:
         return counts
     keys = [record.ncj_number for record, _ in records]
-    stored: dict[int, str] = {}
+    stored: dict[int, tuple[str, str]] = {}  # ncj_number -> (content hash, layout)
     for chunk in _chunks(keys):
-        query = select(RECORDS.c.ncj_number, RECORDS.c.content_hash).where(
+        query = select(RECORDS.c.ncj_number, RECORDS.c.content_hash, RECORDS.c.layout).where(
             RECORDS.c.ncj_number.in_(chunk)
         )
-        stored.update(connection.execute(query).all())
+        stored.update((key, (digest, layout)) for key, digest, layout in connection.execute(query))
 
-    unchanged = [
-        key for (_, digest), key in zip(records, keys, strict=True) if stored.get(key) == digest
-    ]
-    writes = [
-        (record, digest) for record, digest in records if stored.get(record.ncj_number) != digest
-    ]
+    def keeps_stored(record: Record, digest: str) -> bool:
+        """Same content, or a poorer page (a publication page) of a record stored richer."""
+        if record.ncj_number not in stored:
+            return False
+        stored_digest, stored_layout = stored[record.ncj_number]
+        return stored_digest == digest or LAYOUT_RANK.get(record.layout, 0) < LAYOUT_RANK.get(
+            stored_layout, 0
+        )
+
+    unchanged = [record.ncj_number for record, digest in records if keeps_stored(record, digest)]
+    writes = [(record, digest) for record, digest in records if not keeps_stored(record, digest)]
     changed = [record.ncj_number for record, _ in writes if record.ncj_number in stored]
     for key in keys:
         if key in counted or key in counts.counted:
@@ -361,6 +366,7 @@ class RecordWriter:
         self._counted: set[int] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvester-db")
         self._pending: list[Future[WriteCounts]] = []  # oldest first
+        self.failed_batches = 0
 
     def add(self, record: Record) -> bool:
         """Buffer a record; True when the batch is full and should be flushed."""
@@ -373,11 +379,13 @@ class RecordWriter:
         return self._buffered()
 
     def quarantine_row(self, record: Record, rejection: Rejection) -> dict[str, Any]:
+        # Stored records no longer carry their raw values: keep what was normalized instead.
+        raw = raw_to_json(record.raw) or {"normalized": record_content(record)}
         return {
             "url": record.source_url,
             "reason": rejection.reason,
             "detail": rejection.detail,
-            "raw": raw_to_json(record.raw),
+            "raw": raw,
             "fetched_at": record.fetched_at,
             "crawl_run_id": self.run_id,
         }
@@ -397,10 +405,10 @@ class RecordWriter:
         """Hand the buffer to the writer thread once the writes under way are done.
 
         Waiting here is the back-pressure: parsing never runs more than one batch ahead of
-        the database.
+        the database. A write that failed is reported here (raised) once, then forgotten.
         """
         while self._pending:
-            await asyncio.wrap_future(self._pending[0])
+            await asyncio.wait([asyncio.wrap_future(self._pending[0])])
             self._collect()
         self._submit()
 
@@ -419,39 +427,46 @@ class RecordWriter:
         self._pending.append(self._executor.submit(self._write, records, quarantined))
 
     def _collect(self) -> None:
-        """Add up the finished writes; a write that failed raises here, loudly."""
+        """Add up the finished writes; a write that failed raises here, after leaving the queue."""
         while self._pending and self._pending[0].done():
-            self.counts.add(self._pending.pop(0).result())
+            future = self._pending.pop(0)
+            if future.exception() is not None:
+                self.failed_batches += 1
+            self.counts.add(future.result())
 
     def _write(
         self, records: list[tuple[Record, str]], quarantined: list[dict[str, Any]]
     ) -> WriteCounts:
         try:
-            counts = self._write_in_one_transaction(records, quarantined)
-        except SQLAlchemyError:
+            return self._write_in_one_transaction(records, quarantined)
+        except Exception:
             if len(records) + len(quarantined) <= 1:
                 raise
             # One bad row must not cost the whole batch: write them one by one, and put what
             # still fails into quarantine with the database's reason.
             logger.exception("A batch of %d records failed; writing them one by one", len(records))
-            counts = WriteCounts()
-            for row in quarantined:
+        counts = WriteCounts()
+        for row in quarantined:
+            counts.add(self._write_in_one_transaction([], [row]))
+        for record, digest in records:
+            try:
+                counts.add(self._write_in_one_transaction([(record, digest)], []))
+            except Exception as error:
+                logger.error("NCJ %s could not be stored: %s", record.ncj_number, error)
+                rejection = Rejection("store_error", str(error).splitlines()[0][:500])
+                row = self.quarantine_row(record, rejection)
                 counts.add(self._write_in_one_transaction([], [row]))
-            for record, digest in records:
-                try:
-                    counts.add(self._write_in_one_transaction([(record, digest)], []))
-                except SQLAlchemyError as error:
-                    logger.error("NCJ %s could not be stored: %s", record.ncj_number, error)
-                    rejection = Rejection("store_error", str(error).splitlines()[0][:500])
-                    counts.add(
-                        self._write_in_one_transaction([], [self.quarantine_row(record, rejection)])
-                    )
         return counts
 
     def _write_in_one_transaction(
         self, records: list[tuple[Record, str]], quarantined: list[dict[str, Any]]
     ) -> WriteCounts:
-        with self.engine.begin() as connection:
+        with (
+            self.engine.connect().execution_options(
+                **{WRITE_TRANSACTION_OPTION: True}
+            ) as connection,
+            connection.begin(),
+        ):
             counts = write_batch(
                 connection,
                 records,
@@ -464,12 +479,20 @@ class RecordWriter:
         return counts
 
     def close(self) -> WriteCounts:
-        """Write what is buffered and wait for every write: blocking, for shutdown."""
+        """Write what is buffered and wait for every write: blocking, for shutdown.
+
+        A failed batch is logged and counted in ``failed_batches``; the others still count.
+        """
         self._submit()
         try:
-            for future in list(self._pending):
-                future.result()
-            self._collect()
+            for future in self._pending:
+                error = future.exception()  # waits
+                if error is not None:
+                    logger.error("A batch could not be written: %s", error)
+                    self.failed_batches += 1
+                else:
+                    self.counts.add(future.result())
+            self._pending = []
         finally:
             self._executor.shutdown(wait=True)
         return self.counts

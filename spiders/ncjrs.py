@@ -22,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from scrapy import Request, Spider
+from scrapy.crawler import Crawler
+from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response, TextResponse
 from scrapy.settings import BaseSettings
+from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.gz import gunzip, gzip_magic_number
 from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
 from twisted.python.failure import Failure
@@ -42,6 +45,7 @@ NEXT_PAGE_XPATH = (
 # Sitemaps and listings wait until the record pages already found are fetched, so the queue
 # holds one sitemap's worth of requests, not the whole site's.
 NAVIGATION_PRIORITY = -10
+SITEMAP_MAXSIZE = 64 * 1024 * 1024
 
 
 class NcjrsSpider(Spider):
@@ -61,6 +65,7 @@ class NcjrsSpider(Spider):
         self.listing_urls = _split(listing)
         self.record_urls = _split(url) + _lines(urls_file)
         self.ncj_numbers = [int(n) for n in _split(ncj) + _lines(ncj_file)]
+        self.ncj_urls: list[str] = []  # from NCJ_URL_TEMPLATE, once settings are known
         self.sitemap_urls = _split(sitemap)
         self.sitemaps_waiting: deque[str] = deque()
         if not (self.sitemap_urls or self.listing_urls or self.record_urls or self.ncj_numbers):
@@ -85,14 +90,20 @@ class NcjrsSpider(Spider):
         if contact and settings.getpriority("USER_AGENT") <= settings.getpriority("BOT_NAME"):
             settings.set("USER_AGENT", f"{settings['USER_AGENT'][:-1]}; {contact})", "spider")
 
-    async def start(self) -> AsyncIterator[Any]:
-        template = self.settings.get("NCJ_URL_TEMPLATE")
-        by_number = [ncj_url(template, number) for number in self.ncj_numbers]
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> NcjrsSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        template = crawler.settings.get("NCJ_URL_TEMPLATE")
+        spider.ncj_urls = [ncj_url(template, number) for number in spider.ncj_numbers]
         # Stay on the hosts the user pointed us at (and, for the live site, its sister hosts).
-        self.allowed_domains = allowed_domains(
-            self.sitemap_urls + self.listing_urls + self.record_urls + by_number
+        # Set before the spider opens: the offsite filter reads it then.
+        spider.allowed_domains = allowed_domains(
+            spider.sitemap_urls + spider.listing_urls + spider.record_urls + spider.ncj_urls
         )
-        for record_url in self.record_urls + by_number:
+        return spider
+
+    async def start(self) -> AsyncIterator[Any]:
+        for record_url in self.record_urls + self.ncj_urls:
             yield self._record_request(record_url)
         for listing_url in self.listing_urls:
             yield Request(listing_url, callback=self.parse_listing, errback=self.on_error)
@@ -113,7 +124,8 @@ class NcjrsSpider(Spider):
             callback=self.parse_sitemap,
             errback=self.on_error,
             priority=NAVIGATION_PRIORITY,
-            meta={"harvester_sitemap": True},
+            # Sitemaps may be far larger than a record page (50,000 URLs, 10+ MB).
+            meta={"harvester_sitemap": True, "download_maxsize": SITEMAP_MAXSIZE},
         )
 
     def parse_sitemap(self, response: Response) -> Iterator[Request]:
@@ -130,7 +142,7 @@ class NcjrsSpider(Spider):
             return
         body = response.body
         if gzip_magic_number(response):
-            body = gunzip(body, max_size=self.settings.getint("DOWNLOAD_MAXSIZE"))
+            body = gunzip(body, max_size=SITEMAP_MAXSIZE)
         try:
             sitemap = Sitemap(body)
         except Exception:  # lxml's errors for a page that is not XML at all
@@ -180,8 +192,12 @@ class NcjrsSpider(Spider):
 
     def on_error(self, failure: Failure) -> Iterator[Request]:
         assert self.crawler.stats is not None
-        self.crawler.stats.inc_value("harvester/errors")
         request = getattr(failure, "request", None)
+        if failure.check(IgnoreRequest) and not failure.check(HttpError):
+            # Not an error: robots.txt said no, or a redirect left the allowed hosts.
+            self.crawler.stats.inc_value("harvester/ignored")
+            return
+        self.crawler.stats.inc_value("harvester/errors")
         url = request.url if request is not None else "?"
         failed = self.crawler.stats.get_value("harvester/failed_urls") or []
         if len(failed) < 100:  # enough to act on, bounded for very bad runs

@@ -222,3 +222,19 @@ def test_a_timer_flush_during_a_waiting_flush_loses_no_counts(schema: Engine) ->
     counts = writer.close()
     assert counts.new == 5
     assert count(schema, models.Record) == 5
+
+
+def test_a_poorer_page_never_replaces_a_richer_stored_one(schema: Engine) -> None:
+    current = fixture_record("current_191386")
+    write(schema, [current], T0)
+    publication = dataclasses.replace(
+        current, layout="publication", authors=[], journal=None, agencies=["NIJ"]
+    )
+    counts = write(schema, [publication], T0 + timedelta(days=1))
+    assert (counts.new, counts.updated, counts.unchanged) == (0, 0, 1)
+    with Session(schema) as session:
+        row = session.scalars(select(models.Record)).one()
+    assert row.layout == "current"
+    assert row.journal_name == "Global Issues"
+    assert row.last_changed_at == T0
+    assert row.last_seen_at == T0 + timedelta(days=1)
