@@ -20,6 +20,14 @@ from nameparser import HumanName
 from harvester.items import ChapterOf, JournalCitation, PartialDate, Person, RawRecord, Record
 from harvester.text import clean, collapse
 
+# Both databases store these as 32-bit integers; anything larger is not a real value.
+_MAX_INTEGER = 2**31 - 1
+
+
+def _storable(number: int) -> int | None:
+    return number if number <= _MAX_INTEGER else None
+
+
 # --- NCJ number ------------------------------------------------------------------------------
 
 _NCJ = re.compile(r"^(?:NCJ[\s#:.-]*)?(\d{1,3}(?:,\d{3})+|\d+)$", re.IGNORECASE)
@@ -31,13 +39,13 @@ def parse_ncj_number(text: str | None) -> int | None:
     if not text:
         return None
     if text.isdigit() and text.isascii():  # the common case, as plain as it gets
-        return int(text) or None
+        return _storable(int(text)) or None
     value = _FIND_IN_A_LIBRARY.sub("", collapse(text))
     match = _NCJ.match(value)
     if not match:
         return None
     number = int(match.group(1).replace(",", ""))
-    return number or None
+    return _storable(number) or None
 
 
 # --- Title -----------------------------------------------------------------------------------
@@ -242,7 +250,7 @@ def parse_length(text: str | None) -> int | None:
     if not text:
         return None
     match = _LENGTH.match(collapse(text))
-    return int(match.group(1).replace(",", "")) if match else None
+    return _storable(int(match.group(1).replace(",", ""))) if match else None
 
 
 # --- Organisations and their addresses -------------------------------------------------------

@@ -237,6 +237,9 @@ def parse_tree(
         return NonRecordPage(url=url, reason="soft_404")
     if not fields.keys() & RECORD_FIELDS:
         return NonRecordPage(url=url, reason="no_record_fields")
+    if len(set(fields.get("ncj_number", ()))) > 1:
+        # A listing or search page: several records' teasers, not one record.
+        return NonRecordPage(url=url, reason="several_records")
 
     return RawRecord(
         url=redirect_urls[0] if redirect_urls else url,
@@ -306,21 +309,31 @@ def _find_labels(
     taken: set[etree._Element] = set()
     shapes: set[tuple[str, str | None]] = set()
     chrome_seen: dict[etree._Element, bool] = {}
+    texts: dict[etree._Element, str] = {}  # field label element -> its text
+    label_ancestors: set[etree._Element] = set()
     for element, key in _label_elements(content):
         while element is not content:  # the outermost element showing just this label
             parent = element.getparent()
             if parent is None or not _shows_only(parent, element, key):
                 break
             element = parent
-        if element in taken or element.tag == "a" or _links(element):
-            continue  # a label is never a link: "Topics" in a menu is navigation
+        name = LABELS.get(key)
+        if element in taken or (name is not None and _links(element)):
+            continue  # a field label is never a link: "Topics" in a menu is navigation
         if _in_chrome(element, content, chrome_seen):
             continue
         text = element.text.strip() if not len(element) else short_text(element)
-        if _is_value_of_label(element, text, taken):
+        if _is_value_of_label(element, text, taken, texts):
             continue  # "Format: Document": the value "Document" is not a label
+        if _inside_value(element, content, taken, texts, label_ancestors):
+            continue  # "<strong>Note:</strong>" inside an abstract is part of the abstract
         taken.add(element)
-        name = LABELS.get(key)
+        if name is not None:
+            texts[element] = text
+        node: etree._Element | None = element
+        while node is not None and node not in label_ancestors:
+            label_ancestors.add(node)
+            node = node.getparent()
         if name is None:
             chrome.append(element)
         else:
@@ -328,7 +341,7 @@ def _find_labels(
             if element.get("class"):  # a bare <td> or <div> says nothing about labels
                 shapes.add(_shape(element))
 
-    unknown = _unknown_labels(content, known, taken, shapes, chrome_seen)
+    unknown = _unknown_labels(content, known, taken, shapes, chrome_seen, texts)
     if unknown:
         order = {el: i for i, el in enumerate(content.iter())}
         known = sorted(known + unknown, key=lambda item: order[item[0]])
@@ -341,6 +354,7 @@ def _unknown_labels(
     taken: set[etree._Element],
     shapes: set[tuple[str, str | None]],
     chrome_seen: dict[etree._Element, bool],
+    texts: dict[etree._Element, str],
 ) -> list[tuple[etree._Element, str | None, str]]:
     """Labels the parser does not know, kept so that nothing on the page is dropped silently.
 
@@ -375,7 +389,9 @@ def _unknown_labels(
             continue
         if _has_taken_relative(element, taken) or _links(element):
             continue
-        if _is_value_of_label(element, text, taken) or _in_chrome(element, content, chrome_seen):
+        if _is_value_of_label(element, text, taken, texts):
+            continue
+        if _in_chrome(element, content, chrome_seen):
             continue
         taken.add(element)
         unknown.append((element, None, text))
@@ -437,23 +453,69 @@ def _quick_key(text: str) -> str:
 
 
 def _shape(element: etree._Element) -> tuple[str, str | None]:
-    return (element.tag, element.get("class"))
+    """Tag and first class: 'field field--name-x' and 'field field--name-y' are one shape."""
+    classes = element.get("class")
+    return (element.tag, classes.split(maxsplit=1)[0] if classes and classes.strip() else None)
 
 
-def _is_value_of_label(element: etree._Element, text: str, taken: set[etree._Element]) -> bool:
-    """True for an element right after a label and shaped differently: the label's value.
-
-    Two labels in a row (an empty field) have the same shape, or the second ends with a colon.
-    """
+def _previous_element(element: etree._Element) -> etree._Element | None:
     previous = element.getprevious()
     while previous is not None and not isinstance(previous.tag, str):
         previous = previous.getprevious()  # comments and processing instructions
+    return previous
+
+
+def _is_value_of(
+    label: etree._Element, element: etree._Element, texts: dict[etree._Element, str]
+) -> bool:
+    """Whether ``element``, after ``label`` among its siblings, is (part of) its value.
+
+    A value is shaped differently from its label (``dt``/``dd``, ``field__label``/
+    ``field__item``); two same-shaped cells are label and value when the label ends with a
+    colon (``<td>Format:</td><td>Document</td>``); otherwise they are two labels in a row.
+    """
+    return _shape(label) != _shape(element) or texts.get(label, "").endswith(":")
+
+
+def _is_value_of_label(
+    element: etree._Element, text: str, taken: set[etree._Element], texts: dict[etree._Element, str]
+) -> bool:
+    """True for an element right after a label that is that label's value."""
+    previous = _previous_element(element)
     return (
         previous is not None
         and previous in taken
         and not text.endswith(":")
-        and _shape(previous) != _shape(element)
+        and _is_value_of(previous, element, texts)
     )
+
+
+def _inside_value(
+    element: etree._Element,
+    content: etree._Element,
+    taken: set[etree._Element],
+    texts: dict[etree._Element, str],
+    label_ancestors: set[etree._Element],
+) -> bool:
+    """Whether ``element`` sits inside the value of a label found before it.
+
+    Walks up from the element; at each level, the nearest earlier sibling that is a label (not
+    a wrapper holding one) makes this level part of that label's value.
+    """
+    node = element.getparent()
+    while node is not None and node is not content:
+        sibling = _previous_element(node)
+        while sibling is not None:
+            if sibling in taken:
+                # Page furniture ("Downloads") has no value of its own to be inside.
+                if sibling in texts and _is_value_of(sibling, node, texts):
+                    return True
+                break
+            if sibling in label_ancestors:
+                break  # a field wrapper before ours: we are not in its value
+            sibling = _previous_element(sibling)
+        node = node.getparent()
+    return False
 
 
 def _grandparent(element: etree._Element) -> etree._Element | None:
@@ -488,13 +550,16 @@ def _boundaries(elements: list[etree._Element]) -> set[etree._Element]:
 def _value_nodes(
     label: etree._Element, boundaries: set[etree._Element]
 ) -> Iterator[etree._Element | str]:
-    """The label's following siblings (and loose text) up to the next label."""
+    """The label's following siblings (and loose text) up to the next label or a rule."""
     heading_level = _heading_level(label)
-    if label.tail and label.tail.strip():
-        yield label.tail
+    tail = (label.tail or "").strip()
+    if tail.startswith(":"):  # "<b>Author(s)</b>: Smith": the colon belongs to the label
+        tail = tail[1:].strip()
+    if tail:
+        yield tail
     for sibling in label.itersiblings():
         tag = sibling.tag
-        if sibling in boundaries:
+        if sibling in boundaries or tag == "hr":
             return
         if isinstance(tag, str):
             level = _heading_level(sibling)

@@ -11,11 +11,12 @@ from urllib.parse import urlsplit
 
 RECORD_URL = re.compile(
     r"""^https?://[^/]+(?:
-        /ncjrs/virtual-library/abstracts/[^/?#]+            # current ojp.gov record pages
-      | /library/publications/[^/?#]+                       # bureau publication pages
-      | /App/Publications/abstract\.aspx\?(?:.*&)?id=\d+     # legacy ncjrs.gov pages
-      | /App/abstractdb/AbstractDBDetails\.aspx\?(?:.*&)?id=\d+
-    )/?(?:[?#].*)?$""",
+        (?:/ncjrs/virtual-library/abstracts             # current ojp.gov record pages
+          | /library/publications)                      # bureau publication pages
+        /(?!search$|list$)[^/?#.]+/?(?:\#.*)?            # a slug; no query (listings), no feed
+      | /App/Publications/abstract\.aspx\?(?:.*&)?id=\d+(?:&.*)?(?:\#.*)?   # legacy pages
+      | /App/abstractdb/AbstractDBDetails\.aspx\?(?:.*&)?id=\d+(?:&.*)?(?:\#.*)?
+    )$""",
     re.IGNORECASE | re.VERBOSE,
 )
 

@@ -319,3 +319,10 @@ def test_parse_person_keeps_the_display_name(name: str) -> None:
 
 def test_journal_citation_type() -> None:
     assert isinstance(parse_journal("X Volume: 1"), JournalCitation)
+
+
+def test_numbers_too_large_to_store_are_not_read() -> None:
+    assert parse_ncj_number("2147483647") == 2147483647
+    assert parse_ncj_number("2147483648") is None
+    assert parse_ncj_number("18446744073709551616") is None
+    assert parse_length("99999999999 pages") is None

@@ -143,3 +143,79 @@ def test_generated_pages_of_every_layout_match_their_truth() -> None:
             assert record_content(record) == expected["expected"], url
             checked[layout] += 1
     assert all(checked.values()), checked
+
+
+def parse_html(body: str, url: str = "https://www.ojp.gov/ncjrs/virtual-library/abstracts/x"):
+    from harvester.parsing import page_tree, parse_tree
+
+    return parse_tree(page_tree(body.encode()), url=url)
+
+
+def test_a_label_word_inside_a_value_stays_in_the_value() -> None:
+    page = parse_html(
+        "<main><h1>T</h1>"
+        '<div class="field"><div class="field__label">NCJ Number</div>'
+        '<div class="field__item">1</div></div>'
+        '<div class="field"><div class="field__label">Abstract</div><div class="field__item">'
+        "<p>First.</p><p><strong>Note:</strong> the data were revised.</p>"
+        "<ul><li>Language</li><li>Country</li></ul></div></div>"
+        '<div class="field"><div class="field__label">Language</div>'
+        '<div class="field__item">English</div></div></main>'
+    )
+    assert isinstance(page, RawRecord)
+    assert page.fields["abstract"] == [
+        "First.\n\nNote: the data were revised.\n\nLanguage\nCountry"
+    ]
+    assert page.fields["language"] == ["English"]
+    assert "note" not in page.fields
+
+
+def test_plain_table_cells_with_colon_labels() -> None:
+    page = parse_html(
+        "<body><table><tr><td>NCJ Number:</td><td>7</td></tr>"
+        "<tr><td>Title:</td><td>Journal</td></tr>"
+        "<tr><td>Format:</td><td>Document</td></tr>"
+        "<tr><td>Type:</td><td>Abstract</td></tr></table></body>"
+    )
+    assert isinstance(page, RawRecord)
+    assert page.fields == {
+        "ncj_number": ["7"],
+        "title": ["Journal"],
+        "publication_format": ["Document"],
+        "publication_type": ["Abstract"],
+    }
+
+
+def test_page_furniture_links_end_a_value() -> None:
+    page = parse_html(
+        "<body><td><b>NCJ Number:</b> 5<br><b>Title:</b> T<br>"
+        "<b>Country:</b> United States<br><br>"
+        '<a href="/back">Back to Search Results</a> | <a href="/p">Printer Friendly</a>'
+        "</td></body>"
+    )
+    assert isinstance(page, RawRecord)
+    assert page.fields["country"] == ["United States"]
+
+
+def test_a_colon_outside_the_bold_label_is_not_part_of_the_value() -> None:
+    page = parse_html("<body><p><b>NCJ Number</b>: 9<br><b>Author(s)</b>: Smith, J</p></body>")
+    assert isinstance(page, RawRecord)
+    assert page.fields["authors"] == ["Smith, J"]
+    assert page.fields["ncj_number"] == ["9"]
+
+
+def test_a_listing_of_several_records_is_not_a_record() -> None:
+    teaser = (
+        '<div class="teaser"><div class="field__label">NCJ Number</div>'
+        '<div class="field__item">{n}</div><div class="field__label">Annotation</div>'
+        '<div class="field__item">About {n}.</div></div>'
+    )
+    page = parse_html(
+        "<main><h1>Publications</h1>"
+        + teaser.format(n=111111)
+        + teaser.format(n=222222)
+        + "</main>"
+    )
+    assert page == NonRecordPage(
+        url="https://www.ojp.gov/ncjrs/virtual-library/abstracts/x", reason="several_records"
+    )

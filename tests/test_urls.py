@@ -53,3 +53,16 @@ def test_allowed_domains_stay_on_a_mirror() -> None:
 def test_ncj_url() -> None:
     template = "https://www.ncjrs.gov/App/Publications/abstract.aspx?ID={ncj}"
     assert ncj_url(template, 78126).endswith("?ID=78126")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://nij.ojp.gov/library/publications/list?page=2",
+        "https://nij.ojp.gov/library/publications/search",
+        "https://www.ojp.gov/ncjrs/virtual-library/abstracts/rss.xml",
+        "https://www.ojp.gov/ncjrs/virtual-library/abstracts/some-record?page=2",
+    ],
+)
+def test_listings_and_feeds_are_not_record_pages(url: str) -> None:
+    assert not is_record_url(url)
