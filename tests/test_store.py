@@ -238,3 +238,27 @@ def test_a_poorer_page_never_replaces_a_richer_stored_one(schema: Engine) -> Non
     assert row.journal_name == "Global Issues"
     assert row.last_changed_at == T0
     assert row.last_seen_at == T0 + timedelta(days=1)
+
+
+def test_a_row_the_driver_refuses_is_quarantined_and_writing_goes_on(schema: Engine) -> None:
+    writer = RecordWriter(schema, run_id=None, batch_size=3, batch_seconds=60)
+    base = fixture_record("current_191386")
+    base.raw = None  # as StorePipeline hands it over
+    # An integer no database column holds: the driver itself raises (not SQLAlchemy).
+    batches = [[1, 2**64, 3], [4, 5, 6]]
+
+    async def crawl() -> None:
+        for numbers in batches:
+            for number in numbers:
+                if writer.add(dataclasses.replace(base, ncj_number=number)):
+                    await writer.flush()
+
+    asyncio.run(crawl())
+    counts = writer.close()
+    assert (counts.new, counts.quarantined, writer.failed_batches) == (5, 1, 0)
+    with Session(schema) as session:
+        stored = sorted(session.scalars(select(models.Record.ncj_number)))
+        quarantined = session.scalars(select(models.Quarantine)).one()
+    assert stored == [1, 3, 4, 5, 6]
+    assert quarantined.reason == "store_error"
+    assert quarantined.raw["normalized"]["ncj_number"] == 2**64
