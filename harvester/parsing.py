@@ -311,6 +311,7 @@ def _find_labels(
     chrome_seen: dict[etree._Element, bool] = {}
     texts: dict[etree._Element, str] = {}  # field label element -> its text
     label_ancestors: set[etree._Element] = set()
+    inside_seen: dict[etree._Element, bool] = {}
     for element, key in _label_elements(content):
         while element is not content:  # the outermost element showing just this label
             parent = element.getparent()
@@ -325,7 +326,7 @@ def _find_labels(
         text = element.text.strip() if not len(element) else short_text(element)
         if _is_value_of_label(element, text, taken, texts):
             continue  # "Format: Document": the value "Document" is not a label
-        if _inside_value(element, content, taken, texts, label_ancestors):
+        if _inside_value(element, content, taken, texts, label_ancestors, inside_seen):
             continue  # "<strong>Note:</strong>" inside an abstract is part of the abstract
         taken.add(element)
         if name is not None:
@@ -496,25 +497,44 @@ def _inside_value(
     taken: set[etree._Element],
     texts: dict[etree._Element, str],
     label_ancestors: set[etree._Element],
+    seen: dict[etree._Element, bool],
 ) -> bool:
     """Whether ``element`` sits inside the value of a label found before it.
 
     Walks up from the element; at each level, the nearest earlier sibling that is a label (not
-    a wrapper holding one) makes this level part of that label's value.
+    a wrapper holding one) makes this level part of that label's value. ``seen`` keeps the
+    answer for each ancestor walked: labels come in page order, so an ancestor's earlier
+    siblings hold no label that is not known yet, and the answer cannot change.
     """
+    path: list[tuple[etree._Element, bool]] = []
     node = element.getparent()
+    above = False
     while node is not None and node is not content:
-        sibling = _previous_element(node)
-        while sibling is not None:
-            if sibling in taken:
-                # Page furniture ("Downloads") has no value of its own to be inside.
-                if sibling in texts and _is_value_of(sibling, node, texts):
-                    return True
-                break
-            if sibling in label_ancestors:
-                break  # a field wrapper before ours: we are not in its value
-            sibling = _previous_element(sibling)
+        if node in seen:
+            above = seen[node]
+            break
+        path.append((node, _level_in_value(node, taken, texts, label_ancestors)))
         node = node.getparent()
+    for node, level in reversed(path):
+        above = above or level
+        seen[node] = above
+    return above
+
+
+def _level_in_value(
+    node: etree._Element,
+    taken: set[etree._Element],
+    texts: dict[etree._Element, str],
+    label_ancestors: set[etree._Element],
+) -> bool:
+    sibling = _previous_element(node)
+    while sibling is not None:
+        if sibling in taken:
+            # Page furniture ("Downloads") has no value of its own to be inside.
+            return sibling in texts and _is_value_of(sibling, node, texts)
+        if sibling in label_ancestors:
+            return False  # a field wrapper before ours: we are not in its value
+        sibling = _previous_element(sibling)
     return False
 
 
