@@ -390,8 +390,13 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _plain(value: Any) -> Any:
     """dataclasses.asdict without its deep copies: values here are immutable or rebuilt."""
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, list):
         return [_plain(item) for item in value]
     if isinstance(value, dict):
@@ -402,5 +407,9 @@ def _plain(value: Any) -> Any:
 
 
 def content_hash(record: Record) -> str:
-    payload = json.dumps(record_content(record), sort_keys=True, ensure_ascii=False)
+    # Field order is fixed by the dataclass, so no key sorting is needed for a stable hash;
+    # unknown labels (a dict filled in page order) are the one mapping sorted.
+    content = record_content(record)
+    content["extra_fields"] = sorted(content["extra_fields"].items())
+    payload = json.dumps(content, ensure_ascii=False, check_circular=False)
     return hashlib.sha256(payload.encode()).hexdigest()
