@@ -130,7 +130,8 @@ _MAX_LABEL_CHARS = max(len(key) for key in LABELS) + 8
 _ALL_LABEL_KEYS = frozenset(LABELS) | CHROME_LABELS
 
 _hrefs = etree.XPath("descendant-or-self::a[@href]/@href")
-_CHROME_TAGS = frozenset({"nav", "header", "footer", "aside"}) | SKIPPED_TAGS
+_ALWAYS_CHROME_TAGS = frozenset({"nav"}) | SKIPPED_TAGS
+_PAGE_PART_TAGS = frozenset({"header", "footer", "aside"})
 _CHROME_ROLES = frozenset({"navigation", "banner", "contentinfo", "search"})
 
 
@@ -275,28 +276,35 @@ def _page_heading(content: etree._Element, root: etree._Element) -> str | None:
 
 
 def _in_chrome(
-    element: etree._Element, content: etree._Element, seen: dict[etree._Element, bool]
+    element: etree._Element,
+    content: etree._Element,
+    seen: dict[etree._Element, tuple[bool, bool]],
 ) -> bool:
-    """Inside navigation, a header, a footer or an aside (within the content).
+    """Inside page furniture: navigation, or a header, footer or aside of the page itself.
 
-    ``seen`` remembers the answer for every ancestor walked, so the labels of one page, which
-    share most of their ancestors, cost one walk between them.
+    A header, footer or aside inside an ``article`` belongs to that article (a record's own
+    header may hold its fields), so it is not furniture. ``seen`` keeps, for every ancestor
+    walked, (inside furniture, inside an article), so the labels of a page share one walk.
     """
     path: list[etree._Element] = []
     node: etree._Element | None = element
-    inside = False
+    state = (False, False)
     while node is not None and node is not content:
-        known = seen.get(node)
-        if known is not None:
-            inside = known
+        if node in seen:
+            state = seen[node]
             break
         path.append(node)
-        if node.tag in _CHROME_TAGS or node.get("role") in _CHROME_ROLES:
-            inside = True
-            break
         node = node.getparent()
-    for walked in path:
-        seen[walked] = inside
+    inside, in_article = state
+    for walked in reversed(path):  # from the top down
+        tag = walked.tag
+        in_article = in_article or tag == "article"
+        inside = inside or (
+            tag in _ALWAYS_CHROME_TAGS
+            or walked.get("role") in _CHROME_ROLES
+            or (tag in _PAGE_PART_TAGS and not in_article)
+        )
+        seen[walked] = (inside, in_article)
     return inside
 
 
@@ -308,7 +316,7 @@ def _find_labels(
     chrome: list[etree._Element] = []
     taken: set[etree._Element] = set()
     shapes: set[tuple[str, str | None]] = set()
-    chrome_seen: dict[etree._Element, bool] = {}
+    chrome_seen: dict[etree._Element, tuple[bool, bool]] = {}
     texts: dict[etree._Element, str] = {}  # field label element -> its text
     label_ancestors: set[etree._Element] = set()
     inside_seen: dict[etree._Element, bool] = {}
@@ -354,7 +362,7 @@ def _unknown_labels(
     known: list[tuple[etree._Element, str | None, str]],
     taken: set[etree._Element],
     shapes: set[tuple[str, str | None]],
-    chrome_seen: dict[etree._Element, bool],
+    chrome_seen: dict[etree._Element, tuple[bool, bool]],
     texts: dict[etree._Element, str],
 ) -> list[tuple[etree._Element, str | None, str]]:
     """Labels the parser does not know, kept so that nothing on the page is dropped silently.

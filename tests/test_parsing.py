@@ -219,3 +219,15 @@ def test_a_listing_of_several_records_is_not_a_record() -> None:
     assert page == NonRecordPage(
         url="https://www.ojp.gov/ncjrs/virtual-library/abstracts/x", reason="several_records"
     )
+
+
+def test_fields_in_an_article_header_are_read_but_page_headers_are_furniture() -> None:
+    page = parse_html(
+        "<body><header><div>Title</div><div>Site banner</div></header><main><article>"
+        "<header><h1>Record</h1><div>NCJ Number</div><div>42</div></header>"
+        "<section><div>Annotation</div><div>Short.</div></section>"
+        "</article><aside><div>Abstract</div><div>Sidebar teaser</div></aside></main></body>"
+    )
+    assert isinstance(page, RawRecord)
+    assert page.fields == {"ncj_number": ["42"], "annotation": ["Short."]}
+    assert page.heading == "Record"
