@@ -7,7 +7,6 @@ or one at another schema revision, stops the crawl with a message that says what
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -44,8 +43,6 @@ class CrawlSession:
             raise
         self.run_id: int | None = None
         self.writer: RecordWriter | None = None
-        self.started = time.monotonic()
-        self.closed = False
 
     @classmethod
     def for_crawler(cls, crawler: Crawler) -> CrawlSession:
@@ -88,5 +85,4 @@ class CrawlSession:
         if self.run_id is not None:
             finish_run(self.engine, self.run_id, figures)
         self.engine.dispose()
-        self.closed = True
         return figures

@@ -323,7 +323,7 @@ def _find_labels(
     for element, key in _label_elements(content):
         while element is not content:  # the outermost element showing just this label
             parent = element.getparent()
-            if parent is None or not _shows_only(parent, element, key):
+            if parent is None or not _shows_only(parent, element):
                 break
             element = parent
         name = LABELS.get(key)
@@ -430,7 +430,7 @@ def _label_elements(content: etree._Element) -> Iterator[tuple[etree._Element, s
             yield element, key
 
 
-def _shows_only(parent: etree._Element, child: etree._Element, key: str) -> bool:
+def _shows_only(parent: etree._Element, child: etree._Element) -> bool:
     """Whether ``parent`` shows nothing but ``child`` (its label text)."""
     if (parent.text or "").strip() or (child.tail or "").strip():
         return False
@@ -544,11 +544,6 @@ def _level_in_value(
             return False  # a field wrapper before ours: we are not in its value
         sibling = _previous_element(sibling)
     return False
-
-
-def _grandparent(element: etree._Element) -> etree._Element | None:
-    parent = element.getparent()
-    return parent.getparent() if parent is not None else None
 
 
 def _has_taken_relative(element: etree._Element, taken: set[etree._Element]) -> bool:
