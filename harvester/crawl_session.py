@@ -80,6 +80,7 @@ class CrawlSession:
             + int(stats.get("spider_exceptions/count", 0))
             + int(stats.get("harvester/item_errors", 0))
             + int(stats.get("harvester/failed_batches", 0)),
+            "conflicts": int(stats.get("harvester/conflicts", 0)),
             "stats": jsonable(stats),
         }
         if self.run_id is not None:

@@ -21,6 +21,20 @@ ContributorKind = Literal["person", "organization"]
 LAYOUT_RANK: dict[str, int] = {"legacy": 3, "current": 2, "generic": 1, "publication": 0}
 
 
+@dataclass(slots=True, frozen=True)
+class FetchedPage:
+    """A record page as fetched: what parsing it again needs, with no request (rawpages.py)."""
+
+    sha256: str  # hex SHA-256 of the body: the page's key in ``raw_pages``
+    body: bytes
+    url: str  # where redirects ended
+    status: int
+    content_type: str | None  # the Content-Type header as received
+    encoding: str  # the charset the page was decoded with
+    fetched_at: datetime  # UTC
+    redirect_urls: list[str] = field(default_factory=list)
+
+
 @dataclass(slots=True)
 class RawRecord:
     """Values as the page shows them, keyed by canonical field name (see parsing.LABELS)."""
@@ -36,6 +50,8 @@ class RawRecord:
     links: dict[str, list[str]] = field(default_factory=dict)  # field name -> absolute hrefs
     unknown_fields: dict[str, list[str]] = field(default_factory=dict)  # label as shown -> values
     redirect_urls: list[str] = field(default_factory=list)
+    # The page itself, carried to the writer (HARVESTER_STORE_RAW_PAGES) and dropped there.
+    fetched_page: FetchedPage | None = field(default=None, repr=False, compare=False)
 
     def first(self, name: str) -> str | None:
         values = self.fields.get(name)

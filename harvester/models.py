@@ -18,6 +18,11 @@ Tables (names and columns are a contract for downstream SQL):
     raw so that a parser fix can replay them instead of re-fetching.
 ``crawl_runs``
     One row per crawl: its arguments, counters and Scrapy's final stats.
+``record_versions``
+    Every change of a record's normalized content: the fields that changed, old and new.
+``raw_pages`` / ``raw_page_dictionaries``
+    The fetched HTML records and quarantine rows were read from, zstd-compressed, keyed by
+    the SHA-256 of the body, so that a parser fix re-derives them without fetching again.
 
 Every timestamp is UTC. ``UTCDateTime`` stores it timezone-aware where the database can
 (PostgreSQL ``timestamptz``) and always hands back aware UTC datetimes, on SQLite too.
@@ -36,6 +41,7 @@ from sqlalchemy import (
     Dialect,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -132,6 +138,8 @@ class CrawlRun(Base):
     records_unchanged: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     records_quarantined: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     errors: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # One NCJ number seen with different content under two URLs (harvester.conflicts).
+    conflicts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     stats: Mapped[dict[str, Any] | None] = mapped_column(json_type())
 
     def __repr__(self) -> str:
@@ -202,6 +210,12 @@ class Record(Base):
     # change" is then a plain filter, and last_seen_at already answers "is it still there".
     crawl_run_id: Mapped[int | None] = mapped_column(
         ForeignKey("crawl_runs.id", ondelete="SET NULL")
+    )
+    # Which parser derived the stored content, and from which stored page (None: the page was
+    # not kept, HARVESTER_STORE_RAW_PAGES off, or the record predates raw pages).
+    parser_version: Mapped[int | None] = mapped_column(Integer)
+    raw_page_sha256: Mapped[str | None] = mapped_column(
+        ForeignKey("raw_pages.sha256", ondelete="SET NULL")
     )
 
     crawl_run: Mapped[CrawlRun | None] = relationship()
@@ -328,8 +342,81 @@ class Quarantine(Base):
     crawl_run_id: Mapped[int | None] = mapped_column(
         ForeignKey("crawl_runs.id", ondelete="SET NULL")
     )
+    parser_version: Mapped[int | None] = mapped_column(Integer)
+    raw_page_sha256: Mapped[str | None] = mapped_column(
+        ForeignKey("raw_pages.sha256", ondelete="SET NULL")
+    )
+    # Set by `harvester quarantine replay` when the page now passes; the row stays as evidence.
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    resolution: Mapped[str | None] = mapped_column(String(20))
 
     crawl_run: Mapped[CrawlRun | None] = relationship()
 
     def __repr__(self) -> str:
         return f"Quarantine(id={self.id!r}, url={self.url!r}, reason={self.reason!r})"
+
+
+QUARANTINE_RESOLUTIONS = ("stored", "not_a_record")
+
+
+class RawPageDictionary(Base):
+    """A zstd dictionary trained on stored pages: the site chrome they share, stored once."""
+
+    __tablename__ = "raw_page_dictionaries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dictionary: Mapped[bytes] = mapped_column(LargeBinary)
+    sample_pages: Mapped[int] = mapped_column(Integer)  # pages it was trained on
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class RawPage(Base):
+    """One fetched page body, keyed by its SHA-256, with what parsing it again needs."""
+
+    __tablename__ = "raw_pages"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)  # of the body as fetched
+    codec: Mapped[str] = mapped_column(String(16))  # how `body` is compressed: "zstd"
+    dictionary_id: Mapped[int | None] = mapped_column(ForeignKey("raw_page_dictionaries.id"))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)  # bytes before compression
+    # The fetch that first stored this body (a body seen again elsewhere is not stored again).
+    url: Mapped[str] = mapped_column(Text)  # after redirects
+    status: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str | None] = mapped_column(Text)
+    encoding: Mapped[str] = mapped_column(String(40))
+    redirect_urls: Mapped[list[str]] = mapped_column(json_type(), default=list)
+    fetched_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"RawPage(sha256={self.sha256!r}, url={self.url!r})"
+
+
+class RecordVersion(Base):
+    """One change of a record's normalized content; version 1 is the first sighting."""
+
+    __tablename__ = "record_versions"
+    __table_args__ = (CheckConstraint("version >= 1", name="version"),)
+
+    ncj_number: Mapped[int] = mapped_column(
+        ForeignKey("records.ncj_number", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    content_hash: Mapped[str] = mapped_column(String(64))  # records.content_hash after it
+    # {"field": {"old": ..., "new": ...}} in harvester.normalize.record_content's terms; version
+    # 1 holds every field as {"new": ...}. Folding "new" over versions 1..n gives version n.
+    changes: Mapped[dict[str, Any]] = mapped_column(json_type())
+    changed_fields: Mapped[str] = mapped_column(Text)  # "title,abstract": plain SQL can filter
+    crawl_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("crawl_runs.id", ondelete="SET NULL")
+    )
+    parser_version: Mapped[int] = mapped_column(Integer)
+    source_url: Mapped[str] = mapped_column(Text)
+    raw_page_sha256: Mapped[str | None] = mapped_column(
+        ForeignKey("raw_pages.sha256", ondelete="SET NULL")
+    )
+    # Indexed for "what changed since DATE".
+    observed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+    def __repr__(self) -> str:
+        return f"RecordVersion(ncj_number={self.ncj_number!r}, version={self.version!r})"

@@ -29,6 +29,11 @@ from scrapy.http import TextResponse
 from harvester.items import Layout, NonRecordPage, RawRecord
 from harvester.text import BLOCK_TAGS, SKIPPED_TAGS, collapse, element_text, node_text, short_text
 
+# Bump whenever the same page would now give another record (a parser, normalize or validate
+# change): records carry the version that derived them, and `harvester reparse` re-derives them
+# from their stored pages, writing a version only where the result changed.
+PARSER_VERSION = 1
+
 # Label text (lower case, no trailing colon, single spaces) -> canonical field name.
 LABELS: dict[str, str] = {
     "ncj number": "ncj_number",

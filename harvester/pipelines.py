@@ -15,16 +15,14 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from twisted.internet.task import LoopingCall
 
+from harvester.conflicts import RunSightings
 from harvester.crawl_session import CrawlSession
-from harvester.items import LAYOUT_RANK, RawRecord, Record
-from harvester.normalize import normalize_record
+from harvester.items import RawRecord, Record
+from harvester.normalize import content_hash, normalize_record
 from harvester.store import RecordWriter
 from harvester.validate import validate
 
 logger = logging.getLogger(__name__)
-
-# Which page to keep when one record is reached under several URLs in a crawl: the layout
-# that shows the most fields wins, then the page with more filled-in fields.
 
 
 class NormalizePipeline:
@@ -56,44 +54,33 @@ class ValidatePipeline:
         raise DropItem(f"Quarantined {item.source_url}: {rejection}")
 
 
-def richness(record: Record) -> tuple[int, int]:
-    filled = sum(
-        1
-        for value in (
-            record.journal,
-            record.published,
-            record.page_count,
-            record.annotation,
-            record.abstract,
-            record.authors,
-            record.editors,
-            record.corporate_authors,
-            record.sponsoring_agencies,
-            record.grant_numbers,
-            record.publication_type,
-            record.language,
-        )
-        if value
-    )
-    return (LAYOUT_RANK.get(record.layout, 0), filled)
-
-
 class DedupePipeline:
-    """One record per NCJ number per crawl, whatever URL it was reached under."""
+    """One record per NCJ number per crawl, whatever URL it was reached under.
 
-    def __init__(self) -> None:
-        self.passed: dict[int, tuple[int, int]] = {}
+    A page is passed on when it beats every page of its record seen so far, by the rule in
+    harvester.conflicts; the last page passed on, the one stored, is the best of them all.
+    """
+
+    def __init__(self, crawler: Crawler | None = None) -> None:
+        self.crawler = crawler
+        self.sightings = RunSightings()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> DedupePipeline:
+        return cls(crawler)
 
     def process_item(self, item: Any) -> Any:
         if not isinstance(item, Record) or item.ncj_number is None:
             return item
-        rank = richness(item)
-        previous = self.passed.get(item.ncj_number)
-        if previous is not None and rank <= previous:
+        verdict = self.sightings.offer(item, content_hash(item))
+        if verdict.conflict is not None:
+            logger.info("Conflict: %s", verdict.conflict)
+            if self.crawler is not None and self.crawler.stats:
+                self.crawler.stats.inc_value("harvester/conflicts")
+        if not verdict.keep:
             raise DropItem(
                 f"Duplicate NCJ {item.ncj_number} at {item.source_url}", log_level="DEBUG"
             )
-        self.passed[item.ncj_number] = rank
         return item
 
 
@@ -127,9 +114,11 @@ class StorePipeline:
         if not isinstance(item, Record) or self.writer is None:
             return item
         # Stored records keep no copy of the raw page values (only quarantine needs them), so
-        # feeds (-O records.jsonl) get the normalized record alone and memory stays flat.
+        # feeds (-O records.jsonl) get the normalized record alone and memory stays flat. The
+        # page itself goes to the writer, which drops it once its batch is written.
+        page = item.raw.fetched_page if item.raw else None
         item.raw = None
-        if self.writer.add(item):
+        if self.writer.add(item, page):
             await self.writer.flush()
         return item
 

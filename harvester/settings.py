@@ -64,6 +64,10 @@ HARVESTER_BATCH_SECONDS = 5.0
 # `-a ncj=...` turns NCJ numbers into URLs with this template.
 NCJ_URL_TEMPLATE = LEGACY_NCJ_URL_TEMPLATE
 
+# Keep each record's and quarantined page's HTML (zstd-compressed, once per distinct body) so
+# that `harvester reparse` and `harvester quarantine replay` need no request (rawpages.py).
+HARVESTER_STORE_RAW_PAGES = True
+
 FEED_EXPORT_ENCODING = "utf-8"
 LOG_LEVEL = "INFO"
 

@@ -7,7 +7,8 @@ parsing while the database works. Per batch:
 - new and changed records are upserted (``INSERT ... ON CONFLICT (ncj_number) DO UPDATE``),
   changed ones bump ``last_changed_at`` and have their list rows (people, agencies, grants,
   subjects) replaced;
-- contributors and agencies are shared across records by normalized name.
+- contributors and agencies are shared across records by normalized name;
+- versions, parser version and raw pages are recorded as harvester.history describes.
 
 Nothing is ever deleted from ``records``: a record missing from a crawl stays as it was.
 """
@@ -20,7 +21,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Any
@@ -30,7 +31,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from harvester import models
 from harvester.db import WRITE_TRANSACTION_OPTION
-from harvester.items import LAYOUT_RANK, Person, RawRecord, Record, Rejection
+from harvester.history import STORED_COLUMNS, RecordHistory
+from harvester.items import LAYOUT_RANK, FetchedPage, Person, RawRecord, Record, Rejection
 from harvester.normalize import content_hash, record_content
 
 logger = logging.getLogger(__name__)
@@ -167,7 +169,8 @@ def record_row(record: Record, digest: str, now: datetime, run_id: int | None) -
 def raw_to_json(raw: RawRecord | None) -> dict[str, Any] | None:
     if raw is None:
         return None
-    data = dataclasses.asdict(raw)
+    data = dataclasses.asdict(dataclasses.replace(raw, fetched_page=None))
+    del data["fetched_page"]  # stored in raw_pages, referenced by the quarantine row
     data["fetched_at"] = raw.fetched_at.isoformat()
     return data
 
@@ -195,33 +198,39 @@ def write_batch(
     now: datetime,
     run_id: int | None,
     counted: set[int],
+    pages: Mapping[int, FetchedPage] | None = None,
+    history: RecordHistory | None = None,
 ) -> WriteCounts:
     """Write one batch in the caller's transaction. ``records`` holds (record, content hash).
 
     ``counted`` holds the NCJ numbers already counted in this run: a record written twice in
     one run (a richer page for it came later) counts once. The numbers this batch counts are
     returned in ``WriteCounts.counted``, for the caller to add once the transaction commits.
+    ``pages`` holds the fetched pages of records, by NCJ number, when raw pages are kept;
+    quarantine rows carry theirs under ``fetched_page``.
     """
+    history = history or RecordHistory()
+    pages = pages or {}
     counts = WriteCounts(quarantined=len(quarantined))
     if quarantined:
-        connection.execute(insert(QUARANTINE), list(quarantined))
+        connection.execute(insert(QUARANTINE), history.quarantine_rows(connection, quarantined))
     if not records:
         return counts
     keys = [record.ncj_number for record, _ in records]
-    stored: dict[int, tuple[str, str]] = {}  # ncj_number -> (content hash, layout)
+    stored: dict[int, Any] = {}  # ncj_number -> row: content hash, layout, provenance
     for chunk in _chunks(keys):
-        query = select(RECORDS.c.ncj_number, RECORDS.c.content_hash, RECORDS.c.layout).where(
-            RECORDS.c.ncj_number.in_(chunk)
-        )
-        stored.update((key, (digest, layout)) for key, digest, layout in connection.execute(query))
+        query = select(
+            RECORDS.c.ncj_number, RECORDS.c.content_hash, RECORDS.c.layout, *STORED_COLUMNS
+        ).where(RECORDS.c.ncj_number.in_(chunk))
+        stored.update((row.ncj_number, row) for row in connection.execute(query))
 
     def keeps_stored(record: Record, digest: str) -> bool:
         """Same content, or a poorer page (a publication page) of a record stored richer."""
         if record.ncj_number not in stored:
             return False
-        stored_digest, stored_layout = stored[record.ncj_number]
-        return stored_digest == digest or LAYOUT_RANK.get(record.layout, 0) < LAYOUT_RANK.get(
-            stored_layout, 0
+        row = stored[record.ncj_number]
+        return row.content_hash == digest or LAYOUT_RANK.get(record.layout, 0) < LAYOUT_RANK.get(
+            row.layout, 0
         )
 
     unchanged = [record.ncj_number for record, digest in records if keeps_stored(record, digest)]
@@ -238,23 +247,33 @@ def write_batch(
         else:
             counts.unchanged += 1
 
-    for chunk in _chunks(unchanged):
-        connection.execute(
-            update(RECORDS).where(RECORDS.c.ncj_number.in_(chunk)).values(last_seen_at=now)
-        )
+    if seen := history.seen(now):
+        for chunk in _chunks(unchanged):
+            connection.execute(update(RECORDS).where(RECORDS.c.ncj_number.in_(chunk)).values(seen))
+    same_content = [
+        record
+        for record, digest in records
+        if record.ncj_number in stored and stored[record.ncj_number].content_hash == digest
+    ]
+    history.confirm(connection, same_content, stored, pages)
     if not writes:
         return counts
 
+    written = history.prepare(connection, writes, stored, pages, now=now, run_id=run_id)
     stmt = _insert_for(connection, RECORDS)
     stmt = stmt.on_conflict_do_update(
         index_elements=[RECORDS.c.ncj_number],
-        set_={name: stmt.excluded[name] for name in _REWRITTEN},
+        set_={name: stmt.excluded[name] for name in history.rewritten(_REWRITTEN)},
     )
-    connection.execute(stmt, [record_row(r, digest, now, run_id) for r, digest in writes])
+    connection.execute(
+        stmt,
+        [record_row(r, digest, now, run_id) | written.values_for(r) for r, digest in writes],
+    )
     for table in _CHILD_TABLES:
         for chunk in _chunks(changed):
             connection.execute(delete(table).where(table.c.ncj_number.in_(chunk)))
     _write_lists(connection, [record for record, _ in writes])
+    written.write_versions(connection)
     return counts
 
 
@@ -353,14 +372,22 @@ class RecordWriter:
     """
 
     def __init__(
-        self, engine: Engine, *, run_id: int | None, batch_size: int, batch_seconds: float
+        self,
+        engine: Engine,
+        *,
+        run_id: int | None,
+        batch_size: int,
+        batch_seconds: float,
+        history: RecordHistory | None = None,
     ) -> None:
         self.engine = engine
         self.run_id = run_id
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
+        self.history = history or RecordHistory()
         self.counts = WriteCounts()
         self._records: dict[int, tuple[Record, str]] = {}
+        self._pages: dict[int, FetchedPage] = {}  # held until their batch is written
         self._quarantined: list[dict[str, Any]] = []
         self._first_buffered: float | None = None
         self._counted: set[int] = set()
@@ -368,10 +395,14 @@ class RecordWriter:
         self._pending: list[Future[WriteCounts]] = []  # oldest first
         self.failed_batches = 0
 
-    def add(self, record: Record) -> bool:
-        """Buffer a record; True when the batch is full and should be flushed."""
+    def add(self, record: Record, page: FetchedPage | None = None) -> bool:
+        """Buffer a record (and the page it was read from); True when the batch is full."""
         assert record.ncj_number is not None
         self._records[record.ncj_number] = (record, content_hash(record))
+        if page is not None:
+            self._pages[record.ncj_number] = page
+        else:
+            self._pages.pop(record.ncj_number, None)
         return self._buffered()
 
     def add_quarantined(self, record: Record, rejection: Rejection) -> bool:
@@ -388,6 +419,7 @@ class RecordWriter:
             "raw": raw,
             "fetched_at": record.fetched_at,
             "crawl_run_id": self.run_id,
+            "fetched_page": record.raw.fetched_page if record.raw else None,
         }
 
     def _buffered(self) -> bool:
@@ -423,8 +455,10 @@ class RecordWriter:
             return
         records = list(self._records.values())
         quarantined = self._quarantined
+        pages = self._pages
         self._records, self._quarantined, self._first_buffered = {}, [], None
-        self._pending.append(self._executor.submit(self._write, records, quarantined))
+        self._pages = {}
+        self._pending.append(self._executor.submit(self._write, records, quarantined, pages))
 
     def _collect(self) -> None:
         """Add up the finished writes; a write that failed raises here, after leaving the queue."""
@@ -435,10 +469,13 @@ class RecordWriter:
             self.counts.add(future.result())
 
     def _write(
-        self, records: list[tuple[Record, str]], quarantined: list[dict[str, Any]]
+        self,
+        records: list[tuple[Record, str]],
+        quarantined: list[dict[str, Any]],
+        pages: dict[int, FetchedPage],
     ) -> WriteCounts:
         try:
-            return self._write_in_one_transaction(records, quarantined)
+            return self._write_in_one_transaction(records, quarantined, pages)
         except Exception:
             if len(records) + len(quarantined) <= 1:
                 raise
@@ -447,19 +484,23 @@ class RecordWriter:
             logger.exception("A batch of %d records failed; writing them one by one", len(records))
         counts = WriteCounts()
         for row in quarantined:
-            counts.add(self._write_in_one_transaction([], [row]))
+            counts.add(self._write_in_one_transaction([], [row], pages))
         for record, digest in records:
             try:
-                counts.add(self._write_in_one_transaction([(record, digest)], []))
+                counts.add(self._write_in_one_transaction([(record, digest)], [], pages))
             except Exception as error:
                 logger.error("NCJ %s could not be stored: %s", record.ncj_number, error)
                 rejection = Rejection("store_error", str(error).splitlines()[0][:500])
                 row = self.quarantine_row(record, rejection)
-                counts.add(self._write_in_one_transaction([], [row]))
+                row["fetched_page"] = pages.get(record.ncj_number)
+                counts.add(self._write_in_one_transaction([], [row], pages))
         return counts
 
     def _write_in_one_transaction(
-        self, records: list[tuple[Record, str]], quarantined: list[dict[str, Any]]
+        self,
+        records: list[tuple[Record, str]],
+        quarantined: list[dict[str, Any]],
+        pages: dict[int, FetchedPage],
     ) -> WriteCounts:
         with (
             self.engine.connect().execution_options(
@@ -474,6 +515,8 @@ class RecordWriter:
                 now=now_utc(),
                 run_id=self.run_id,
                 counted=self._counted,
+                pages=pages,
+                history=self.history,
             )
         self._counted |= counts.counted
         return counts

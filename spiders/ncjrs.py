@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 
 from harvester.items import RawRecord
 from harvester.parsing import parse_page
+from harvester.rawpages import fetched_page
 from harvester.urls import LIVE_SITE_ROBOTS, allowed_domains, is_record_url, ncj_url
 
 NEXT_PAGE_XPATH = (
@@ -185,6 +186,8 @@ class NcjrsSpider(Spider):
             self.crawler.stats.inc_value("harvester/record_pages")
             for label in page.unknown_fields:  # new labels on the site show up in crawl_runs
                 self.crawler.stats.inc_value(f"harvester/unknown_label/{label}")
+            if self.settings.getbool("HARVESTER_STORE_RAW_PAGES"):
+                page.fetched_page = fetched_page(response, page)
             yield page
         else:
             self.crawler.stats.inc_value(f"harvester/non_record/{page.reason}")

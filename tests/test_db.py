@@ -299,22 +299,24 @@ def test_unknown_revision_is_refused(engine: Engine) -> None:
 
 @pytest.fixture
 def newer_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The real migrations plus a revision 0002, as the next release of the harvester would have.
+    """The real migrations plus one more revision, as the next release would have.
 
     Returns the new head. ``harvester.db.alembic_config`` is pointed at the copy.
     """
     copy = tmp_path / "migrations"
     shutil.copytree(REPO_ROOT / "migrations", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "versions" / "0002_add_notes.py").write_text(
+    (head,) = ScriptDirectory(str(copy)).get_heads()
+    newer = f"{int(head) + 1:04d}"
+    (copy / "versions" / f"{newer}_add_notes.py").write_text(
         textwrap.dedent(
-            '''\
+            f'''\
             """Add a notes table."""
 
             import sqlalchemy as sa
             from alembic import op
 
-            revision = "0002"
-            down_revision = "0001"
+            revision = "{newer}"
+            down_revision = "{head}"
             branch_labels = None
             depends_on = None
 
@@ -337,7 +339,7 @@ def newer_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         return config
 
     monkeypatch.setattr(db, "alembic_config", patched)
-    return "0002"
+    return newer
 
 
 def test_database_at_an_older_revision_is_refused(engine: Engine, newer_migrations: str) -> None:
@@ -347,7 +349,7 @@ def test_database_at_an_older_revision_is_refused(engine: Engine, newer_migratio
     with pytest.raises(SchemaError) as caught:
         ensure_schema(engine, auto_migrate=True)
     message = str(caught.value)
-    assert "is at revision 0001, but this harvester needs 0002" in message
+    assert f"is at revision 0001, but this harvester needs {newer_migrations}" in message
     assert "alembic upgrade head" in message
     assert "DATABASE_URL=" in message
     assert snapshot(engine) == before
