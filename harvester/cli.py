@@ -147,3 +147,108 @@ def serve(records: int, seed: int, port: int) -> None:
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
+
+# --- Record history, raw pages, re-parse, quarantine replay (harvester.history, rawpages,
+# reparse, quarantine) -------------------------------------------------------------------------
+
+
+def _database_at_head() -> Any:
+    """An engine on DATABASE_URL whose schema is current, or a clear error."""
+    from harvester.db import DatabaseUnavailable, SchemaError, ensure_schema
+
+    engine = create_engine_for(database_url())
+    try:
+        ensure_schema(engine, auto_migrate=False)
+    except (DatabaseUnavailable, SchemaError) as error:
+        engine.dispose()
+        raise click.ClickException(str(error)) from error
+    return engine
+
+
+@main.command()
+@click.option("--batch-size", default=500, show_default=True, help="Records per transaction.")
+def reparse(batch_size: int) -> None:
+    """Re-derive every record from its stored page, with no request; version what changed."""
+    from harvester.reparse import reparse as reparse_all
+
+    engine = _database_at_head()
+    try:
+        click.echo(reparse_all(engine, batch_size=batch_size).summary())
+    finally:
+        engine.dispose()
+
+
+@main.command()
+@click.argument("ncj_number", type=int)
+def history(ncj_number: int) -> None:
+    """The versions of one record: when, by which run, which fields changed."""
+    from harvester.history import record_history
+
+    engine = _database_at_head()
+    try:
+        with engine.connect() as connection:
+            versions = record_history(connection, ncj_number)
+    finally:
+        engine.dispose()
+    if not versions:
+        raise click.ClickException(f"NCJ {ncj_number} has no stored versions")
+    for version in versions:
+        click.echo(
+            f"version {version['version']}  {version['observed_at']:%Y-%m-%d %H:%M:%S}  "
+            f"run {version['crawl_run_id']}  parser {version['parser_version']}  "
+            f"{version['source_url']}"
+        )
+        if version["version"] == 1:
+            click.echo(f"  first sighting: {version['content'].get('title')!r}")
+            continue
+        for name, change in version["changes"].items():
+            click.echo(f"  {name}: {_short(change.get('old'))} -> {_short(change.get('new'))}")
+
+
+def _short(value: Any, limit: int = 70) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@main.group()
+def quarantine() -> None:
+    """Pages that looked like records but could not be trusted."""
+
+
+@quarantine.command("list")
+@click.option("--reason", help="Only rows quarantined for this reason.")
+@click.option("--all", "include_resolved", is_flag=True, help="Resolved rows too.")
+@click.option("--limit", default=100, show_default=True)
+def quarantine_list(reason: str | None, include_resolved: bool, limit: int) -> None:
+    """Open quarantine rows, newest first, and a count by reason."""
+    from harvester.quarantine import count_open, list_rows
+
+    engine = _database_at_head()
+    try:
+        rows = list_rows(engine, reason=reason, include_resolved=include_resolved, limit=limit)
+        counts = count_open(engine, reason)
+    finally:
+        engine.dispose()
+    for row in rows:
+        state = f"resolved {row['resolution']}" if row["resolved_at"] else "open"
+        page = "page" if row["raw_page_sha256"] else "no page"
+        click.echo(
+            f"#{row['id']}  run {row['crawl_run_id']}  {row['reason']}  {state}  {page}  "
+            f"{row['url']}\n    {row['detail']}"
+        )
+    summary = ", ".join(f"{count} {name}" for name, count in counts.items()) or "none"
+    click.echo(f"Open: {summary}")
+
+
+@quarantine.command("replay")
+@click.option("--reason", help="Only rows quarantined for this reason.")
+def quarantine_replay(reason: str | None) -> None:
+    """Validate open quarantine rows again from their stored pages; store what passes now."""
+    from harvester.quarantine import replay
+
+    engine = _database_at_head()
+    try:
+        click.echo(replay(engine, reason=reason).summary())
+    finally:
+        engine.dispose()

@@ -444,6 +444,13 @@ class RecordWriter:
             self._collect()
         self._submit()
 
+    def flush_blocking(self) -> None:
+        """``flush`` outside the crawl's event loop (re-parse): waits, then hands over."""
+        while self._pending:
+            self._pending[0].exception()  # waits for it
+            self._collect()
+        self._submit()
+
     def flush_if_idle(self) -> None:
         """From a timer: write a stale buffer unless a write is still under way."""
         self._collect()

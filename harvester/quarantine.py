@@ -1,0 +1,323 @@
+"""`harvester quarantine list` and `harvester quarantine replay`: quarantined pages after a fix.
+
+Replay takes every open quarantine row (``resolved_at IS NULL``), oldest first, and derives its
+record again the way ``harvester reparse`` does: from its stored page (parse -> normalize ->
+validate, no request), or, for a row without a page (quarantined before raw pages were kept, or
+with ``HARVESTER_STORE_RAW_PAGES`` off), from the raw values kept in ``quarantine.raw``
+(normalize -> validate only: a parser fix cannot reach those). Then:
+
+- it passes now: the record goes through the conflict rule and ``store.write_batch`` like any
+  crawled record (a version names the replay run), and in the same transaction the row gets
+  ``resolved_at`` and ``resolution = 'stored'``;
+- the page is no longer a record page: ``resolution = 'not_a_record'``;
+- it still fails, or there is nothing to replay (a ``store_error`` row without a page): the row
+  stays open and unchanged, and the replay reports the reason it fails with now.
+
+Rows are marked, never deleted: they are the evidence of what was refused, when and why, and
+``WHERE resolved_at IS NULL`` is what still waits for a fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, func, select, update
+
+from harvester.conflicts import RunSightings
+from harvester.db import WRITE_TRANSACTION_OPTION
+from harvester.history import VERSIONS, RecordHistory
+from harvester.items import FetchedPage, NonRecordPage, RawRecord, Record
+from harvester.normalize import content_hash, normalize_record
+from harvester.parsing import PARSER_VERSION, parse_page
+from harvester.rawpages import PageCodec
+from harvester.reparse import Parser, derive
+from harvester.store import QUARANTINE, WriteCounts, finish_run, now_utc, start_run, write_batch
+from harvester.validate import validate
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+_RAW_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(RawRecord)) - {"fetched_page"}
+_RAW_RECORD_REQUIRED = frozenset({"url", "final_url", "status", "fetched_at", "layout"})
+
+
+def list_rows(
+    engine: Engine, *, reason: str | None = None, include_resolved: bool = False, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Quarantine rows, newest first: open ones only unless ``include_resolved``."""
+    query = select(
+        QUARANTINE.c.id,
+        QUARANTINE.c.crawl_run_id,
+        QUARANTINE.c.reason,
+        QUARANTINE.c.detail,
+        QUARANTINE.c.url,
+        QUARANTINE.c.fetched_at,
+        QUARANTINE.c.raw_page_sha256,
+        QUARANTINE.c.resolved_at,
+        QUARANTINE.c.resolution,
+    ).order_by(QUARANTINE.c.id.desc())
+    if reason is not None:
+        query = query.where(QUARANTINE.c.reason == reason)
+    if not include_resolved:
+        query = query.where(QUARANTINE.c.resolved_at.is_(None))
+    with engine.connect() as connection:
+        return [dict(row) for row in connection.execute(query.limit(limit)).mappings()]
+
+
+def count_open(engine: Engine, reason: str | None = None) -> dict[str, int]:
+    """Open rows by reason."""
+    query = (
+        select(QUARANTINE.c.reason, func.count())
+        .where(QUARANTINE.c.resolved_at.is_(None))
+        .group_by(QUARANTINE.c.reason)
+        .order_by(QUARANTINE.c.reason)
+    )
+    if reason is not None:
+        query = query.where(QUARANTINE.c.reason == reason)
+    with engine.connect() as connection:
+        return {name: int(count) for name, count in connection.execute(query)}
+
+
+def raw_record_from_json(raw: Mapping[str, Any] | None) -> RawRecord | None:
+    """The RawRecord a quarantine row kept as JSON (``store.raw_to_json``), if it kept one."""
+    if not raw or not raw.keys() >= _RAW_RECORD_REQUIRED:
+        return None
+    values = {name: value for name, value in raw.items() if name in _RAW_RECORD_FIELDS}
+    values["fetched_at"] = datetime.fromisoformat(values["fetched_at"])
+    return RawRecord(**values)
+
+
+@dataclasses.dataclass
+class ReplayReport:
+    run_id: int
+    rows: int = 0  # open rows looked at
+    stored: int = 0  # rows resolved: their page now gives a stored record
+    not_records: int = 0  # rows resolved: their page is no longer a record page
+    still_quarantined: dict[str, int] = dataclasses.field(default_factory=dict)  # by reason now
+    not_replayable: int = 0  # no page and no raw values to derive a record from
+    failed: int = 0  # rows whose record the database refused; left open
+    counts: WriteCounts = dataclasses.field(default_factory=WriteCounts)
+    versions: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        still = ", ".join(f"{n} {r}" for r, n in sorted(self.still_quarantined.items()))
+        return (
+            f"Quarantine replay run {self.run_id}: {self.rows} open rows, {self.stored} now "
+            f"stored ({self.counts.new} new / {self.counts.updated} updated / "
+            f"{self.counts.unchanged} unchanged records, {self.versions} versions), "
+            f"{self.not_records} no longer records, "
+            f"{sum(self.still_quarantined.values())} still quarantined"
+            f"{f' ({still})' if still else ''}, {self.not_replayable} not replayable, "
+            f"{self.failed} failed, {self.seconds:.1f} s"
+        )
+
+
+@dataclasses.dataclass
+class _Chunk:
+    """One chunk's outcome: records to write and the rows they resolve, in one transaction."""
+
+    records: dict[int, tuple[Record, str]] = dataclasses.field(default_factory=dict)
+    pages: dict[int, FetchedPage] = dataclasses.field(default_factory=dict)
+    stored_rows: dict[int, list[int]] = dataclasses.field(default_factory=dict)  # NCJ -> row ids
+    not_record_rows: list[int] = dataclasses.field(default_factory=list)
+
+
+def replay(
+    engine: Engine,
+    *,
+    parse: Parser = parse_page,
+    parser_version: int = PARSER_VERSION,
+    reason: str | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> ReplayReport:
+    """Replay the open quarantine rows (of one reason, if given); see the module docstring."""
+    started = time.monotonic()
+    run_id = start_run(engine, "quarantine-replay", {"reason": reason} if reason else {})
+    report = ReplayReport(run_id=run_id)
+    history = RecordHistory(parser_version=parser_version, sighting=False)
+    codec = PageCodec()
+    sightings = RunSightings()
+    counted: set[int] = set()
+    after = 0
+    while True:
+        query = (
+            select(QUARANTINE.c.id, QUARANTINE.c.raw, QUARANTINE.c.raw_page_sha256)
+            .where(QUARANTINE.c.resolved_at.is_(None), QUARANTINE.c.id > after)
+            .order_by(QUARANTINE.c.id)
+            .limit(batch_size)
+        )
+        if reason is not None:
+            query = query.where(QUARANTINE.c.reason == reason)
+        with engine.connect() as connection:
+            rows = connection.execute(query).all()
+            if not rows:
+                break
+            pages = codec.pages(
+                connection, [row.raw_page_sha256 for row in rows if row.raw_page_sha256]
+            )
+        after = rows[-1].id
+        chunk = _Chunk()
+        for row in rows:
+            report.rows += 1
+            _judge(row, pages, parse, chunk, sightings, report)
+        _write(engine, chunk, history, run_id, counted, report)
+    with engine.connect() as connection:
+        query = select(func.count()).select_from(VERSIONS).where(VERSIONS.c.crawl_run_id == run_id)
+        report.versions = int(connection.scalar(query) or 0)
+    report.seconds = time.monotonic() - started
+    finish_run(
+        engine,
+        run_id,
+        {
+            "finished_at": now_utc(),
+            "finish_reason": "finished",
+            "records_new": report.counts.new,
+            "records_updated": report.counts.updated,
+            "records_unchanged": report.counts.unchanged,
+            "errors": report.failed,
+            "stats": {
+                "harvester/replayed_rows": report.rows,
+                "harvester/resolved_stored": report.stored,
+                "harvester/resolved_not_a_record": report.not_records,
+                "harvester/still_quarantined": report.still_quarantined,
+                "harvester/not_replayable": report.not_replayable,
+                "harvester/versions": report.versions,
+            },
+        },
+    )
+    logger.info("%s", report.summary())
+    return report
+
+
+def _judge(
+    row: Any,
+    pages: Mapping[str, FetchedPage],
+    parse: Parser,
+    chunk: _Chunk,
+    sightings: RunSightings,
+    report: ReplayReport,
+) -> None:
+    """What one quarantine row gives today; adds it to the chunk or to the report."""
+    page = pages.get(row.raw_page_sha256) if row.raw_page_sha256 else None
+    derived: Record | NonRecordPage
+    if page is not None:
+        derived = derive(page, parse)
+    elif (raw := raw_record_from_json(row.raw)) is not None:
+        derived = normalize_record(raw)
+    else:
+        report.not_replayable += 1
+        return
+    if isinstance(derived, NonRecordPage):
+        chunk.not_record_rows.append(row.id)
+        return
+    rejection = validate(derived)
+    if rejection is not None:
+        report.still_quarantined[rejection.reason] = (
+            report.still_quarantined.get(rejection.reason, 0) + 1
+        )
+        return
+    assert derived.ncj_number is not None
+    digest = content_hash(derived)
+    verdict = sightings.offer(derived, digest)
+    if verdict.conflict is not None:
+        logger.info("Conflict: %s", verdict.conflict)
+    chunk.stored_rows.setdefault(derived.ncj_number, []).append(row.id)
+    if verdict.keep:
+        derived.raw = None
+        chunk.records[derived.ncj_number] = (derived, digest)
+        if page is not None:
+            chunk.pages[derived.ncj_number] = page
+        else:
+            chunk.pages.pop(derived.ncj_number, None)
+
+
+def _write(
+    engine: Engine,
+    chunk: _Chunk,
+    history: RecordHistory,
+    run_id: int,
+    counted: set[int],
+    report: ReplayReport,
+) -> None:
+    """The chunk in one transaction; if the database refuses it, one NCJ number at a time."""
+    stored_ids = [i for ids in chunk.stored_rows.values() for i in ids]
+    try:
+        counts = _write_in_one_transaction(
+            engine,
+            chunk.records,
+            chunk.pages,
+            stored_ids,
+            chunk.not_record_rows,
+            history,
+            run_id,
+            counted,
+        )
+    except Exception:
+        logger.exception("A replay batch failed; writing its records one by one")
+    else:
+        report.counts.add(counts)
+        report.stored += len(stored_ids)
+        report.not_records += len(chunk.not_record_rows)
+        return
+    for key, ids in chunk.stored_rows.items():
+        records = {key: chunk.records[key]} if key in chunk.records else {}
+        pages = {key: chunk.pages[key]} if key in chunk.pages else {}
+        try:
+            counts = _write_in_one_transaction(
+                engine, records, pages, ids, [], history, run_id, counted
+            )
+        except Exception as error:
+            logger.error(
+                "NCJ %s could not be stored; its quarantine rows stay open: %s", key, error
+            )
+            report.failed += len(ids)
+        else:
+            report.counts.add(counts)
+            report.stored += len(ids)
+    _write_in_one_transaction(engine, {}, {}, [], chunk.not_record_rows, history, run_id, counted)
+    report.not_records += len(chunk.not_record_rows)
+
+
+def _write_in_one_transaction(
+    engine: Engine,
+    records: Mapping[int, tuple[Record, str]],
+    pages: Mapping[int, FetchedPage],
+    stored_ids: Sequence[int],
+    not_record_ids: Sequence[int],
+    history: RecordHistory,
+    run_id: int,
+    counted: set[int],
+) -> WriteCounts:
+    now = now_utc()
+    with (
+        engine.connect().execution_options(**{WRITE_TRANSACTION_OPTION: True}) as connection,
+        connection.begin(),
+    ):
+        counts = write_batch(
+            connection,
+            list(records.values()),
+            [],
+            now=now,
+            run_id=run_id,
+            counted=counted,
+            pages=pages,
+            history=history,
+        )
+        resolve = (
+            update(QUARANTINE)
+            .where(QUARANTINE.c.id == bindparam("row_id"))
+            .values(resolved_at=now, resolution=bindparam("how"))
+        )
+        resolutions = [{"row_id": i, "how": "stored"} for i in stored_ids] + [
+            {"row_id": i, "how": "not_a_record"} for i in not_record_ids
+        ]
+        if resolutions:
+            connection.execute(resolve, resolutions)
+    counted |= counts.counted
+    return counts

@@ -1,0 +1,198 @@
+"""`harvester reparse`: re-derive every stored record from its stored page, with no request.
+
+After a parser fix (and a bump of ``harvester.parsing.PARSER_VERSION``), each record that has a
+stored page (``records.raw_page_sha256``) is read again exactly as the crawl read it: the page
+becomes the Scrapy response the downloader built (``rawpages.response_for``), then
+``parse_page`` -> ``normalize_record`` -> ``validate`` -> the conflict rule -> the record writer,
+the same functions the crawl's pipelines call. The writer compares with what is stored, so
+only records whose content changed are rewritten and get a version; every record gets the new
+parser version. It runs as a crawl run of its own (``crawl_runs.spider = 'reparse'``, no pages
+fetched), so its versions name it.
+
+What a re-parse never does: fetch anything, touch ``last_seen_at`` (nothing was seen on the
+site), or lose a stored record. A page that no longer gives a valid record goes to quarantine
+(with its page) and the stored record stays as it was; a page that is no longer a record page
+is counted and left alone. Records without a stored page are counted and left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from scrapy.http import Response, TextResponse
+from sqlalchemy import Engine, func, select
+
+from harvester.conflicts import RunSightings
+from harvester.history import VERSIONS, RecordHistory
+from harvester.items import FetchedPage, NonRecordPage, RawRecord, Record, Rejection
+from harvester.normalize import content_hash, normalize_record
+from harvester.parsing import PARSER_VERSION, parse_page
+from harvester.rawpages import RAW_PAGES, PageCodec, response_for
+from harvester.store import RECORDS, RecordWriter, finish_run, now_utc, start_run
+from harvester.validate import validate
+
+logger = logging.getLogger(__name__)
+
+# What a crawl does with a fetched record page; a test or a new parser can pass another.
+Parser = Callable[[TextResponse], RawRecord | NonRecordPage]
+
+BATCH_SIZE = 500
+
+
+def derive(page: FetchedPage, parse: Parser = parse_page) -> Record | NonRecordPage:
+    """The record a stored page gives today (not yet validated), or why it is not a record."""
+    response: Response = response_for(page)
+    if not isinstance(response, TextResponse):
+        return NonRecordPage(url=page.url, reason="no_record_fields")
+    parsed = parse(response)
+    if isinstance(parsed, NonRecordPage):
+        return parsed
+    parsed.fetched_at = page.fetched_at  # when the page was fetched, not when it was read again
+    parsed.fetched_page = page
+    return normalize_record(parsed)
+
+
+@dataclass
+class ReparseReport:
+    run_id: int
+    parser_version: int
+    pages: int = 0  # stored pages read
+    without_page: int = 0  # records with no stored page, left as they were
+    not_records: int = 0  # pages that are no longer record pages, left as they were
+    conflicts: int = 0
+    new: int = 0  # an NCJ number no stored record had (the page now reads another number)
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    versions: int = 0
+    seconds: float = 0.0
+    not_record_reasons: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (
+            f"Re-parse run {self.run_id} (parser version {self.parser_version}): "
+            f"{self.pages} stored pages, {self.new} new / {self.updated} updated / "
+            f"{self.unchanged} unchanged, {self.versions} versions, {self.quarantined} "
+            f"quarantined, {self.not_records} no longer records, {self.without_page} records "
+            f"without a stored page, {self.seconds:.1f} s"
+        )
+
+
+def reparse(
+    engine: Engine,
+    *,
+    parse: Parser = parse_page,
+    parser_version: int = PARSER_VERSION,
+    batch_size: int = BATCH_SIZE,
+) -> ReparseReport:
+    """Re-derive every record that has a stored page; see the module docstring."""
+    started = time.monotonic()
+    run_id = start_run(engine, "reparse", {"parser_version": parser_version})
+    report = ReparseReport(run_id=run_id, parser_version=parser_version)
+    history = RecordHistory(parser_version=parser_version, sighting=False)
+    writer = RecordWriter(
+        engine, run_id=run_id, batch_size=batch_size, batch_seconds=float("inf"), history=history
+    )
+    codec = PageCodec()
+    sightings = RunSightings()
+    try:
+        with engine.connect() as connection:
+            report.without_page = int(
+                connection.scalar(
+                    select(func.count())
+                    .select_from(RECORDS)
+                    .where(RECORDS.c.raw_page_sha256.is_(None))
+                )
+                or 0
+            )
+        after: int | None = None
+        while True:
+            # A short read per chunk: the writer thread writes meanwhile (SQLite WAL).
+            with engine.connect() as connection:
+                query = (
+                    select(RECORDS.c.ncj_number, RAW_PAGES)
+                    .join(RAW_PAGES, RAW_PAGES.c.sha256 == RECORDS.c.raw_page_sha256)
+                    .order_by(RECORDS.c.ncj_number)
+                    .limit(batch_size)
+                )
+                if after is not None:
+                    query = query.where(RECORDS.c.ncj_number > after)
+                rows = connection.execute(query).mappings().all()
+                if not rows:
+                    break
+                pages = [codec.page(connection, row) for row in rows]
+            after = rows[-1]["ncj_number"]
+            for page in pages:
+                report.pages += 1
+                if _offer(writer, sightings, report, derive(page, parse)):
+                    writer.flush_blocking()
+            del rows, pages  # the bodies go once their records are buffered
+    finally:
+        counts = writer.close()
+    report.new, report.updated = counts.new, counts.updated
+    report.unchanged, report.quarantined = counts.unchanged, counts.quarantined
+    report.versions = _versions_of_run(engine, run_id)
+    report.seconds = time.monotonic() - started
+    finish_run(engine, run_id, _run_figures(report, writer.failed_batches))
+    logger.info("%s", report.summary())
+    return report
+
+
+def _offer(
+    writer: RecordWriter,
+    sightings: RunSightings,
+    report: ReparseReport,
+    derived: Record | NonRecordPage,
+) -> bool:
+    """Hand a re-derived record to the writer; True when its batch is full."""
+    if isinstance(derived, NonRecordPage):
+        report.not_records += 1
+        report.not_record_reasons[derived.reason] = (
+            report.not_record_reasons.get(derived.reason, 0) + 1
+        )
+        logger.warning("No longer a record page (%s): %s", derived.reason, derived.url)
+        return False
+    rejection: Rejection | None = validate(derived)
+    if rejection is not None:
+        logger.warning("Re-parsed page quarantined (%s): %s", rejection, derived.source_url)
+        return writer.add_quarantined(derived, rejection)
+    verdict = sightings.offer(derived, content_hash(derived))
+    if verdict.conflict is not None:
+        report.conflicts += 1
+        logger.info("Conflict: %s", verdict.conflict)
+    if not verdict.keep:
+        return False
+    page = derived.raw.fetched_page if derived.raw else None
+    derived.raw = None
+    return writer.add(derived, page)
+
+
+def _versions_of_run(engine: Engine, run_id: int) -> int:
+    with engine.connect() as connection:
+        query = select(func.count()).select_from(VERSIONS).where(VERSIONS.c.crawl_run_id == run_id)
+        return int(connection.scalar(query) or 0)
+
+
+def _run_figures(report: ReparseReport, failed_batches: int) -> dict[str, Any]:
+    return {
+        "finished_at": now_utc(),
+        "finish_reason": "finished",
+        "pages_fetched": 0,
+        "records_new": report.new,
+        "records_updated": report.updated,
+        "records_unchanged": report.unchanged,
+        "records_quarantined": report.quarantined,
+        "errors": failed_batches,
+        "conflicts": report.conflicts,
+        "stats": {
+            "harvester/stored_pages": report.pages,
+            "harvester/records_without_page": report.without_page,
+            "harvester/non_record": report.not_record_reasons,
+            "harvester/versions": report.versions,
+            "harvester/seconds": round(report.seconds, 3),
+        },
+    }
