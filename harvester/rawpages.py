@@ -115,7 +115,9 @@ class PageCodec:
 
     def store(self, connection: Connection, pages: Iterable[FetchedPage]) -> None:
         """Store the pages not stored yet (one query per chunk finds them)."""
-        unique = {page.sha256: page for page in pages}
+        unique: dict[str, FetchedPage] = {}
+        for page in pages:
+            unique.setdefault(page.sha256, page)  # the first fetch of a body describes it
         if not unique:
             return
         keys = list(unique)
