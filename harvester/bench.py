@@ -6,6 +6,8 @@ parse: pages/s of parse + normalize + validate (what the crawler does per page) 
        its layouts, either with their full site chrome (30-45 KB, like live ojp.gov pages) or
        "lean" (navigation, scripts and footers stripped: about 9 KB).
 crawl: see harvester.bench_crawl.
+storage: bytes per record of raw pages and versions, and re-parse time; see
+       harvester.bench_storage.
 """
 
 from __future__ import annotations
@@ -161,10 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     crawl.add_argument("--records", type=int, nargs="+", default=[5000, 20000])
     crawl.add_argument("--naive-records", type=int, default=2000)
     crawl.add_argument("--repeat", type=int, default=2, help="runs of each crawl; best counts")
+    storage = commands.add_parser("storage", help="raw pages, versions and re-parse costs")
+    storage.add_argument("--records", type=int, default=20000)
+    storage.add_argument("--compare-off", action="store_true", help="also crawl with raw pages off")
+    storage.add_argument("--postgres-server", help="run on a new database on this server")
     args = parser.parse_args(argv)
     if args.command == "parse":
         run_parse(args.pages, args.rounds)
         return 0
+    if args.command == "storage":
+        from harvester.bench_storage import run_storage_bench
+
+        return run_storage_bench(args.records, args.compare_off, args.postgres_server)
     from harvester.bench_crawl import run_crawl_bench
 
     return run_crawl_bench(args.records, args.naive_records, args.repeat)

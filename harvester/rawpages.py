@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from scrapy.http import Request, Response, TextResponse
+from scrapy.http import Headers, Request, Response, TextResponse
 from scrapy.responsetypes import responsetypes
 from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -81,7 +81,7 @@ def response_for(page: FetchedPage) -> Response:
 
     The encoding is the one the crawl decoded the page with, not one guessed again.
     """
-    headers = {"Content-Type": page.content_type} if page.content_type else {}
+    headers = Headers({"Content-Type": page.content_type} if page.content_type else {})
     response_class = responsetypes.from_args(headers=headers, url=page.url, body=page.body)
     request = Request(page.url, meta={"redirect_urls": list(page.redirect_urls)})
     if issubclass(response_class, TextResponse):

@@ -160,7 +160,8 @@ def _offer(
     if rejection is not None:
         logger.warning("Re-parsed page quarantined (%s): %s", rejection, derived.source_url)
         return writer.add_quarantined(derived, rejection)
-    verdict = sightings.offer(derived, content_hash(derived))
+    digest = content_hash(derived)
+    verdict = sightings.offer(derived, digest)
     if verdict.conflict is not None:
         report.conflicts += 1
         logger.info("Conflict: %s", verdict.conflict)
@@ -168,7 +169,7 @@ def _offer(
         return False
     page = derived.raw.fetched_page if derived.raw else None
     derived.raw = None
-    return writer.add(derived, page)
+    return writer.add(derived, page, digest)
 
 
 def _versions_of_run(engine: Engine, run_id: int) -> int:

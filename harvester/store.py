@@ -395,10 +395,15 @@ class RecordWriter:
         self._pending: list[Future[WriteCounts]] = []  # oldest first
         self.failed_batches = 0
 
-    def add(self, record: Record, page: FetchedPage | None = None) -> bool:
-        """Buffer a record (and the page it was read from); True when the batch is full."""
+    def add(
+        self, record: Record, page: FetchedPage | None = None, digest: str | None = None
+    ) -> bool:
+        """Buffer a record (and the page it was read from); True when the batch is full.
+
+        ``digest``: the record's content hash, when the caller has it already.
+        """
         assert record.ncj_number is not None
-        self._records[record.ncj_number] = (record, content_hash(record))
+        self._records[record.ncj_number] = (record, digest or content_hash(record))
         if page is not None:
             self._pages[record.ncj_number] = page
         else:
