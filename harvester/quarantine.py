@@ -101,6 +101,7 @@ class ReplayReport:
     still_quarantined: dict[str, int] = dataclasses.field(default_factory=dict)  # by reason now
     not_replayable: int = 0  # no page and no raw values to derive a record from
     failed: int = 0  # rows whose record the database refused; left open
+    conflicts: int = 0
     counts: WriteCounts = dataclasses.field(default_factory=WriteCounts)
     versions: int = 0
     seconds: float = 0.0
@@ -181,6 +182,7 @@ def replay(
             "records_updated": report.counts.updated,
             "records_unchanged": report.counts.unchanged,
             "errors": report.failed,
+            "conflicts": report.conflicts,
             "stats": {
                 "harvester/replayed_rows": report.rows,
                 "harvester/resolved_stored": report.stored,
@@ -226,6 +228,7 @@ def _judge(
     digest = content_hash(derived)
     verdict = sightings.offer(derived, digest)
     if verdict.conflict is not None:
+        report.conflicts += 1
         logger.info("Conflict: %s", verdict.conflict)
     chunk.stored_rows.setdefault(derived.ncj_number, []).append(row.id)
     if verdict.keep:
