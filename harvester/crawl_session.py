@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from harvester.config import database_url
 from harvester.db import DatabaseUnavailable, SchemaError, create_engine_for, ensure_schema
 from harvester.store import RecordWriter, finish_run, jsonable, now_utc, start_run
+from harvester.urlstate import KnownPage, known_pages
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,11 @@ class CrawlSession:
             run = _OPEN[crawler] = cls(crawler)
         return run
 
+    def known_pages(self, urls: list[str]) -> dict[str, KnownPage]:
+        """Stored URL state, for the spider's decision to skip or revalidate pages."""
+        with self.engine.connect() as connection:
+            return known_pages(connection, urls)
+
     def start(self, spider_name: str, arguments: dict[str, Any]) -> RecordWriter:
         if self.writer is None:
             self.run_id = start_run(self.engine, spider_name, arguments)
@@ -75,6 +81,9 @@ class CrawlSession:
             "records_updated": counts.updated if counts else 0,
             "records_unchanged": counts.unchanged if counts else 0,
             "records_quarantined": counts.quarantined if counts else 0,
+            "pages_not_modified": counts.not_modified if counts else 0,
+            "pages_skipped": int(stats.get("harvester/skipped_unchanged", 0)),
+            "requests": int(stats.get("downloader/request_count", 0)),
             # Give-ups (errbacks), exceptions in callbacks and pipelines, failed batches.
             "errors": int(stats.get("harvester/errors", 0))
             + int(stats.get("spider_exceptions/count", 0))

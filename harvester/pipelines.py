@@ -16,9 +16,10 @@ from scrapy.exceptions import DropItem
 from twisted.internet.task import LoopingCall
 
 from harvester.crawl_session import CrawlSession
-from harvester.items import LAYOUT_RANK, RawRecord, Record
+from harvester.items import LAYOUT_RANK, PageVisit, RawRecord, Record
 from harvester.normalize import normalize_record
 from harvester.store import RecordWriter
+from harvester.urlstate import visit_of
 from harvester.validate import validate
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,13 @@ def richness(record: Record) -> tuple[int, int]:
 class DedupePipeline:
     """One record per NCJ number per crawl, whatever URL it was reached under."""
 
-    def __init__(self) -> None:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
         self.passed: dict[int, tuple[int, int]] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> DedupePipeline:
+        return cls(crawler)
 
     def process_item(self, item: Any) -> Any:
         if not isinstance(item, Record) or item.ncj_number is None:
@@ -90,6 +96,11 @@ class DedupePipeline:
         rank = richness(item)
         previous = self.passed.get(item.ncj_number)
         if previous is not None and rank <= previous:
+            # The page is not stored, but its URL is one the record lives under: remember it,
+            # so the next crawl does not fetch it again.
+            writer = CrawlSession.for_crawler(self.crawler).writer
+            if writer is not None:
+                writer.add_visit(visit_of(item))
             raise DropItem(
                 f"Duplicate NCJ {item.ncj_number} at {item.source_url}", log_level="DEBUG"
             )
@@ -124,6 +135,11 @@ class StorePipeline:
                 logger.exception("A batch of records could not be written")
 
     async def process_item(self, item: Any) -> Any:
+        if isinstance(item, PageVisit) and self.writer is not None:
+            # URL state only: consumed here, so feeds (-O) get records alone.
+            if self.writer.add_visit(item):
+                await self.writer.flush()
+            raise DropItem(f"URL state of {item.url} ({item.status})", log_level="DEBUG")
         if not isinstance(item, Record) or self.writer is None:
             return item
         # Stored records keep no copy of the raw page values (only quarantine needs them), so
@@ -143,4 +159,5 @@ class StorePipeline:
                 self.crawler.stats.set_value("harvester/records_updated", counts.updated)
                 self.crawler.stats.set_value("harvester/records_unchanged", counts.unchanged)
                 self.crawler.stats.set_value("harvester/records_quarantined", counts.quarantined)
+                self.crawler.stats.set_value("harvester/pages_not_modified", counts.not_modified)
                 self.crawler.stats.set_value("harvester/failed_batches", self.writer.failed_batches)

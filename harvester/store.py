@@ -30,8 +30,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from harvester import models
 from harvester.db import WRITE_TRANSACTION_OPTION
-from harvester.items import LAYOUT_RANK, Person, RawRecord, Record, Rejection
+from harvester.items import LAYOUT_RANK, PageVisit, Person, RawRecord, Record, Rejection
 from harvester.normalize import content_hash, record_content
+from harvester.urlstate import visit_of, write_url_states
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +170,8 @@ def raw_to_json(raw: RawRecord | None) -> dict[str, Any] | None:
         return None
     data = dataclasses.asdict(raw)
     data["fetched_at"] = raw.fetched_at.isoformat()
+    if raw.sitemap_lastmod is not None:
+        data["sitemap_lastmod"] = raw.sitemap_lastmod.isoformat()
     return data
 
 
@@ -178,6 +181,7 @@ class WriteCounts:
     updated: int = 0
     unchanged: int = 0
     quarantined: int = 0
+    not_modified: int = 0  # 304 answers: known unchanged without a body
     counted: set[int] = dataclasses.field(default_factory=set)
 
     def add(self, other: WriteCounts) -> None:
@@ -185,6 +189,7 @@ class WriteCounts:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.quarantined += other.quarantined
+        self.not_modified += other.not_modified
 
 
 def write_batch(
@@ -195,16 +200,22 @@ def write_batch(
     now: datetime,
     run_id: int | None,
     counted: set[int],
+    visits: Sequence[PageVisit] = (),
 ) -> WriteCounts:
     """Write one batch in the caller's transaction. ``records`` holds (record, content hash).
 
     ``counted`` holds the NCJ numbers already counted in this run: a record written twice in
     one run (a richer page for it came later) counts once. The numbers this batch counts are
     returned in ``WriteCounts.counted``, for the caller to add once the transaction commits.
+    ``visits`` are fetches that carry no record to store (304s, non-record pages, duplicates,
+    quarantined pages); the records' own URL state is written with them.
     """
     counts = WriteCounts(quarantined=len(quarantined))
     if quarantined:
         connection.execute(insert(QUARANTINE), list(quarantined))
+    counts.not_modified = write_url_states(
+        connection, [*visits, *(visit_of(record) for record, _ in records)], now
+    )
     if not records:
         return counts
     keys = [record.ncj_number for record, _ in records]
@@ -362,6 +373,7 @@ class RecordWriter:
         self.counts = WriteCounts()
         self._records: dict[int, tuple[Record, str]] = {}
         self._quarantined: list[dict[str, Any]] = []
+        self._visits: list[PageVisit] = []
         self._first_buffered: float | None = None
         self._counted: set[int] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvester-db")
@@ -371,11 +383,20 @@ class RecordWriter:
     def add(self, record: Record) -> bool:
         """Buffer a record; True when the batch is full and should be flushed."""
         assert record.ncj_number is not None
+        replaced = self._records.get(record.ncj_number)
+        if replaced is not None:  # a richer page of the same record: keep the poorer one's URL
+            self._visits.append(visit_of(replaced[0]))
         self._records[record.ncj_number] = (record, content_hash(record))
         return self._buffered()
 
     def add_quarantined(self, record: Record, rejection: Rejection) -> bool:
         self._quarantined.append(self.quarantine_row(record, rejection))
+        self._visits.append(visit_of(record, "quarantined"))
+        return self._buffered()
+
+    def add_visit(self, visit: PageVisit) -> bool:
+        """A fetch with no record to store: kept as URL state for the next crawl."""
+        self._visits.append(visit)
         return self._buffered()
 
     def quarantine_row(self, record: Record, rejection: Rejection) -> dict[str, Any]:
@@ -393,7 +414,7 @@ class RecordWriter:
     def _buffered(self) -> bool:
         if self._first_buffered is None:
             self._first_buffered = time.monotonic()
-        return len(self._records) + len(self._quarantined) >= self.batch_size
+        return len(self._records) + len(self._quarantined) + len(self._visits) >= self.batch_size
 
     def is_stale(self) -> bool:
         return (
@@ -419,12 +440,13 @@ class RecordWriter:
             self._submit()
 
     def _submit(self) -> None:
-        if not self._records and not self._quarantined:
+        if not self._records and not self._quarantined and not self._visits:
             return
         records = list(self._records.values())
-        quarantined = self._quarantined
-        self._records, self._quarantined, self._first_buffered = {}, [], None
-        self._pending.append(self._executor.submit(self._write, records, quarantined))
+        quarantined, visits = self._quarantined, self._visits
+        self._records, self._quarantined, self._visits = {}, [], []
+        self._first_buffered = None
+        self._pending.append(self._executor.submit(self._write, records, quarantined, visits))
 
     def _collect(self) -> None:
         """Add up the finished writes; a write that failed raises here, after leaving the queue."""
@@ -435,19 +457,27 @@ class RecordWriter:
             self.counts.add(future.result())
 
     def _write(
-        self, records: list[tuple[Record, str]], quarantined: list[dict[str, Any]]
+        self,
+        records: list[tuple[Record, str]],
+        quarantined: list[dict[str, Any]],
+        visits: list[PageVisit],
     ) -> WriteCounts:
         try:
-            return self._write_in_one_transaction(records, quarantined)
+            return self._write_in_one_transaction(records, quarantined, visits)
         except Exception:
-            if len(records) + len(quarantined) <= 1:
+            if len(records) + len(quarantined) + len(visits) <= 1:
                 raise
             # One bad row must not cost the whole batch: write them one by one, and put what
             # still fails into quarantine with the database's reason.
             logger.exception("A batch of %d records failed; writing them one by one", len(records))
         counts = WriteCounts()
         for row in quarantined:
-            counts.add(self._write_in_one_transaction([], [row]))
+            try:
+                counts.add(self._write_in_one_transaction([], [row]))
+            except Exception as error:  # keep the verdict, lose only what the database refused
+                logger.error("Quarantine row for %s could not be stored: %s", row["url"], error)
+                row = {**row, "raw": None, "detail": f"{row['detail']} (raw values refused)"}
+                counts.add(self._write_in_one_transaction([], [row]))
         for record, digest in records:
             try:
                 counts.add(self._write_in_one_transaction([(record, digest)], []))
@@ -455,11 +485,18 @@ class RecordWriter:
                 logger.error("NCJ %s could not be stored: %s", record.ncj_number, error)
                 rejection = Rejection("store_error", str(error).splitlines()[0][:500])
                 row = self.quarantine_row(record, rejection)
-                counts.add(self._write_in_one_transaction([], [row]))
+                visit = visit_of(record, "quarantined")
+                visit.ncj_number = None  # the number itself may be what the database refused
+                counts.add(self._write_in_one_transaction([], [row], [visit]))
+        if visits:
+            counts.add(self._write_in_one_transaction([], [], visits))
         return counts
 
     def _write_in_one_transaction(
-        self, records: list[tuple[Record, str]], quarantined: list[dict[str, Any]]
+        self,
+        records: list[tuple[Record, str]],
+        quarantined: list[dict[str, Any]],
+        visits: Sequence[PageVisit] = (),
     ) -> WriteCounts:
         with (
             self.engine.connect().execution_options(
@@ -474,6 +511,7 @@ class RecordWriter:
                 now=now_utc(),
                 run_id=self.run_id,
                 counted=self._counted,
+                visits=visits,
             )
         self._counted |= counts.counted
         return counts

@@ -21,6 +21,7 @@ from harvester import models
 from harvester.db import create_engine_for
 from harvester.localsite import SiteHandle, serve_site
 from harvester.normalize import parse_date
+from harvester.urls import is_record_url
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDS = 120
@@ -204,20 +205,31 @@ def test_sitemap_crawl_stores_every_record_once_and_recrawl_changes_nothing(
     assert first.pages_fetched > records
     assert first.stats["harvester/non_record/soft_404"] >= 1
 
+    # Nothing changed on the site: an incremental run requests no record page at all.
+    site.clear_requests()
     crawl(database_url, f"sitemap={site.base_url}/sitemap.xml")
+    assert not [r for r in site.requests() if is_record_url(site.url(r.target))]
+    # full=1 fetches every page again and finds every record unchanged.
+    crawl(database_url, f"sitemap={site.base_url}/sitemap.xml", "full=1")
     with Session(engine_for) as session:
-        second = session.scalars(
-            select(models.CrawlRun).order_by(models.CrawlRun.id.desc())
-        ).first()
+        second, third = session.scalars(
+            select(models.CrawlRun)
+            .where(models.CrawlRun.id > first.id)
+            .order_by(models.CrawlRun.id)
+        ).all()
         again = dict(
             session.execute(select(models.Record.ncj_number, models.Record.content_hash)).all()
         )
         changed = session.scalars(
             select(models.Record).where(models.Record.last_changed_at > first.finished_at)
         ).all()
-    assert second is not None
-    assert (second.records_new, second.records_updated) == (0, 0)
-    assert second.records_unchanged == records
+    assert (second.records_new, second.records_updated, second.records_unchanged) == (0, 0, 0)
+    assert second.pages_skipped == sum(
+        1 for kind, _ in site.site.sitemap_entries() if kind != "topic"
+    )
+    assert (third.records_new, third.records_updated) == (0, 0)
+    assert third.records_unchanged == records
+    assert third.pages_skipped == 0
     assert again == hashes
     assert changed == []
 
