@@ -1,6 +1,6 @@
 """Politeness Scrapy does not give out of the box (enabled in harvester/settings.py).
 
-``HostBackoffMiddleware``
+``HostBackoffMiddleware`` (a downloader middleware only to be enabled with the others)
     A 429 or 503 pauses every request to that host: for as long as its ``Retry-After`` says
     (seconds or an HTTP date, capped by ``HARVESTER_RETRY_AFTER_MAX``), or, without the header,
     for an exponentially growing, jittered time that starts again from
@@ -85,6 +85,10 @@ class HostBackoffMiddleware:
     def from_crawler(cls, crawler: Crawler) -> HostBackoffMiddleware:
         middleware = cls(crawler)
         crawler.signals.connect(middleware.robots_parsed, signal=signals.robots_parsed)
+        # The downloader sends this before it hands the slot its next request, and after
+        # AutoThrottle (an extension, connected first) has set the slot's delay: the one
+        # moment a pause or a floor takes effect before anything else goes out.
+        crawler.signals.connect(middleware.response_downloaded, signal=signals.response_downloaded)
         return middleware
 
     def robots_parsed(self, robotparser: RobotParser, request: Request) -> None:
@@ -106,18 +110,16 @@ class HostBackoffMiddleware:
             "robots.txt of %s asks for a Crawl-delay of %s s: using %s s", host, delay, floor
         )
 
-    def process_response(
-        self, request: Request, response: Response, spider: Spider | None = None
-    ) -> Response:
+    def response_downloaded(self, response: Response, request: Request, spider: Spider) -> None:
         key = request.meta.get("download_slot")
         if key is None:
-            return response
+            return
         downloader = self._downloader()
         slot = downloader.slots.get(key) if downloader is not None else None
         if slot is not None and key in self.floors and slot.delay < self.floors[key]:
             slot.delay = self.floors[key]  # AutoThrottle lowered it below the Crawl-delay
         if response.status not in BUSY_STATUSES:
-            return response
+            return
         now = monotonic()
         if now - self.last_busy.get(key, float("-inf")) > self.quiet:
             self.strikes[key] = 0
@@ -141,7 +143,6 @@ class HostBackoffMiddleware:
             why,
             pause,
         )
-        return response
 
     @staticmethod
     def _pause(slot: Any, seconds: float) -> None:
