@@ -274,8 +274,12 @@ class RecordContributor(Base):
     # Page order matters (first author), and the same person may appear twice in one role.
     position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     contributor_id: Mapped[int] = mapped_column(ForeignKey("contributors.id"), index=True)
-    # The shared contributor row keeps the first spelling seen; this is this page's.
+    # The shared contributor row keeps the first spelling seen; this is this page's, and the
+    # parts it parses into ("H WRIGHT" here, "H Wright" on another page).
     name_as_shown: Mapped[str] = mapped_column(Text)
+    family: Mapped[str | None] = mapped_column(Text)
+    given: Mapped[str | None] = mapped_column(Text)
+    suffix: Mapped[str | None] = mapped_column(Text)
 
     record: Mapped[Record] = relationship(back_populates="contributor_links")
     contributor: Mapped[Contributor] = relationship()

@@ -302,12 +302,16 @@ def _write_lists(connection: Connection, records: Sequence[Record]) -> None:
     for record in records:
         key = record.ncj_number
         for role, position, who in _people(record):
-            name = who.name if isinstance(who, Person) else who
+            person = who if isinstance(who, Person) else None
+            name = person.name if person else str(who)
             links.append(
                 {
                     "ncj_number": key,
                     "contributor_id": contributor_ids[normalized_name(name)],
                     "name_as_shown": name,
+                    "family": person.family if person else None,
+                    "given": person.given if person else None,
+                    "suffix": person.suffix if person else None,
                     "role": role,
                     "position": position,
                 }

@@ -127,7 +127,12 @@ def stored_content(session: Session, record: models.Record) -> dict[str, Any]:
         if role == "corporate_author":
             return [link.name_as_shown for link, _ in rows]
         return [
-            {"name": link.name_as_shown, "family": c.family, "given": c.given, "suffix": c.suffix}
+            {
+                "name": link.name_as_shown,
+                "family": link.family,
+                "given": link.given,
+                "suffix": link.suffix,
+            }
             for link, c in rows
         ]
 

@@ -1,4 +1,5 @@
-"""URL state for incremental crawls (record_urls) and run monitoring figures (crawl_runs).
+"""URL state for incremental crawls (record_urls), run monitoring figures (crawl_runs), and
+each record's own parse of its people's names (record_contributors.family/given/suffix).
 
 Revision ID: 0002
 Revises: 0001
@@ -61,9 +62,19 @@ def upgrade() -> None:
         )
     op.add_column("crawl_runs", sa.Column("coverage", _json(), nullable=True))
     op.add_column("crawl_runs", sa.Column("alerts", _json(), nullable=True))
+    # The name parts as this record's page gives them (contributors keeps the first seen).
+    for name in ("family", "given", "suffix"):
+        op.add_column("record_contributors", sa.Column(name, sa.Text(), nullable=True))
+    op.execute(
+        "UPDATE record_contributors SET family = c.family, given = c.given, suffix = c.suffix "
+        "FROM contributors AS c WHERE c.id = record_contributors.contributor_id"
+    )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("record_contributors") as batch:
+        for name in ("suffix", "given", "family"):
+            batch.drop_column(name)
     with op.batch_alter_table("crawl_runs") as batch:
         for name in ("alerts", "coverage", "requests", "pages_skipped", "pages_not_modified"):
             batch.drop_column(name)
