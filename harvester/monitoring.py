@@ -12,7 +12,7 @@ thresholds (settings, below) and against the previous healthy runs:
   the last healthy runs; a drop beyond the threshold is drift.
 
 Failed checks are logged as errors, stored in ``crawl_runs.alerts``, and make
-``scrapy crawl`` / ``harvester crawl`` exit with status 2, so cron and systemd report them.
+``scrapy crawl`` / ``harvester crawl`` exit with status 3, so cron and systemd report them.
 Everything here is pure: figures in, messages out.
 """
 

@@ -14,7 +14,7 @@ except PackageNotFoundError:  # running from a checkout that is not installed
 BOT_NAME = "ncjrs-harvester"
 SPIDER_MODULES = ["spiders"]
 NEWSPIDER_MODULE = "spiders"
-# Our `scrapy crawl`: exit status 2 when the run fails its checks (harvester/monitoring.py).
+# Our `scrapy crawl`: exit status 3 when the run fails its checks (harvester/monitoring.py).
 COMMANDS_MODULE = "harvester.commands"
 
 # Who we are and how to reach us: set HARVESTER_CONTACT (an e-mail or URL) for live crawls.
@@ -84,7 +84,7 @@ EXTENSIONS = {
 HARVESTER_PROGRESS_INTERVAL = 60.0
 
 # Checks after every run (harvester/monitoring.py): a breach is an error line, an entry in
-# crawl_runs.alerts and exit status 2.
+# crawl_runs.alerts and exit status 3.
 HARVESTER_MAX_ERROR_RATE = 0.05
 HARVESTER_MAX_QUARANTINE_RATE = 0.05
 HARVESTER_MAX_UNRECOGNISED_RATE = 0.05

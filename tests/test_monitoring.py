@@ -83,7 +83,7 @@ def test_a_renamed_label_on_the_site_makes_the_run_fail_with_a_drift_message(
         assert first.returncode == 0, first.stderr[-3000:]
         site.configure(renames={"Abstract": "Summary", "Annotation": "Synopsis"})
         drifted = scrapy_crawl(database_url, sitemap, "full=1")
-    assert drifted.returncode == 2, drifted.stderr[-3000:]
+    assert drifted.returncode == 3, drifted.stderr[-3000:]
     log = drifted.stderr
     assert "Check failed: coverage of 'abstract' fell to 0%" in log
     assert "Check failed: new label 'Summary'" in log

@@ -109,7 +109,7 @@ def test_a_robots_txt_that_fails_with_5xx_disallows_everything(tmp_path: object)
             settings={"RETRY_TIMES": "1"},
         )
         requested = [r.target for r in site.requests()]
-    assert done.returncode == 2, done.stderr[-3000:]  # a failed check, not a crash
+    assert done.returncode == 3, done.stderr[-3000:]  # a failed check, not a crash
     assert set(requested) == {"/robots.txt"}
     assert "RFC 9309: complete disallow" in done.stderr
     assert "Check failed: robots.txt could not be read" in done.stderr

@@ -1,8 +1,9 @@
 """`scrapy crawl`, with an exit status that tells cron and systemd how the run went.
 
 0: the crawl ran and passed its checks (harvester/monitoring.py); 1: it could not start (bad
-database, another crawl running, bad arguments); 2: it ran, but failed a check (drift,
-error rate, robots.txt unavailable, ...): the log's "Check failed:" lines say which.
+database, another crawl running); 2: a usage error (Scrapy's own); 3: it ran, but failed a
+check (drift, error rate, robots.txt unavailable, ...): the log's "Check failed:" lines say
+which.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawl
 from scrapy.crawler import Crawler
 from scrapy.spiders import Spider
 
-EXIT_CHECKS_FAILED = 2
+EXIT_CHECKS_FAILED = 3
 
 
 class Command(ScrapyCrawl):
