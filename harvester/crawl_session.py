@@ -61,10 +61,10 @@ class CrawlSession:
             run = _OPEN[crawler] = cls(crawler)
         return run
 
-    def known_pages(self, urls: list[str]) -> dict[str, KnownPage]:
+    def known_pages(self, canonical_urls: list[str]) -> dict[str, KnownPage]:
         """Stored URL state, for the spider's decision to skip or revalidate pages."""
         with self.engine.connect() as connection:
-            return known_pages(connection, urls)
+            return known_pages(connection, canonical_urls)
 
     def start(self, spider_name: str, arguments: dict[str, Any]) -> RecordWriter:
         if self.writer is None:

@@ -28,6 +28,8 @@ LEGACY_NCJ_URL_TEMPLATE = "https://www.ncjrs.gov/App/Publications/abstract.aspx?
 # redirect across them, so a crawl that starts on one must be allowed onto the other.
 _SITE_FAMILY = ("ojp.gov", "ncjrs.gov")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# A URL with nothing for percent-encoding normalisation to change.
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[A-Za-z0-9._~:/?=&@!$'()*+,;-]*(?:#.*)?")
 # ASP.NET (the legacy ncjrs.gov pages) treats paths and query keys case-insensitively.
 _LEGACY_PATH = re.compile(r"\.aspx$", re.IGNORECASE)
 
@@ -61,7 +63,12 @@ def canonical_url(url: str) -> str:
     variants, the fragment and, on legacy ASP.NET pages, path and query-key case are dropped.
     The scheme is kept: it is what the site answered on.
     """
-    parts = urlsplit(canonicalize_url(url.strip()))
+    url = url.strip()
+    if "&" in url or not _PLAIN.fullmatch(url):
+        # Percent-encoding and query-order variants: w3lib's full canonicalisation (slow,
+        # so only for URLs that need it; sitemaps list plain URLs by the ten thousand).
+        url = canonicalize_url(url)
+    parts = urlsplit(url)
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").rstrip(".").lower().removeprefix("www.")
     netloc = host

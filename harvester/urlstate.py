@@ -51,9 +51,9 @@ def visit_of(record: Record, kind: PageKind = "record") -> PageVisit:
     )
 
 
-def known_pages(connection: Connection, urls: Iterable[str]) -> dict[str, KnownPage]:
-    """Stored state of these URLs, keyed by their canonical form (unknown URLs are absent)."""
-    keys = list(dict.fromkeys(canonical_url(url) for url in urls))
+def known_pages(connection: Connection, canonical_urls: Iterable[str]) -> dict[str, KnownPage]:
+    """Stored state of these URLs (in canonical form); unknown URLs are absent."""
+    keys = list(dict.fromkeys(canonical_urls))
     table = RECORD_URLS
     found: dict[str, KnownPage] = {}
     for start in range(0, len(keys), _IN_CHUNK):

@@ -131,9 +131,11 @@ class NcjrsSpider(Spider):
 
     async def start(self) -> AsyncIterator[Any]:
         listed = self.record_urls + self.ncj_urls
-        known = self._known(listed)
-        for record_url in listed:  # asked for by name: always fetched, conditionally
-            yield self._record_request(record_url, known.get(canonical_url(record_url)))
+        keys = [canonical_url(url) for url in listed]
+        known = self._known(keys)
+        for record_url, key in zip(listed, keys, strict=True):
+            # Asked for by name: always fetched, conditionally.
+            yield self._record_request(record_url, known.get(key))
         for listing_url in self.listing_urls:
             yield Request(listing_url, callback=self.parse_listing, errback=self.on_error)
         # With JOBDIR, the sitemaps still to read survive a pause (SpiderState keeps `state`).
@@ -145,10 +147,10 @@ class NcjrsSpider(Spider):
         if request := self._next_sitemap():
             yield request
 
-    def _known(self, urls: list[str]) -> dict[str, KnownPage]:
-        if not urls:
+    def _known(self, canonical_urls: list[str]) -> dict[str, KnownPage]:
+        if not canonical_urls:
             return {}
-        return CrawlSession.for_crawler(self.crawler).known_pages(urls)
+        return CrawlSession.for_crawler(self.crawler).known_pages(canonical_urls)
 
     def _next_sitemap(self) -> Request | None:
         """One sitemap at a time: the next is fetched once this one's record pages are.
@@ -206,11 +208,12 @@ class NcjrsSpider(Spider):
                 entries.append((location, entry.get("lastmod")))
         if (state := getattr(self, "state", None)) is not None:
             state["sitemaps_waiting"] = list(self.sitemaps_waiting)
-        known = self._known([url for url, _ in entries])
+        keys = [canonical_url(url) for url, _ in entries]
+        known = self._known(keys)
         skipped = 0
-        for url, lastmod_text in entries:
+        for (url, lastmod_text), key in zip(entries, keys, strict=True):
             lastmod = parse_lastmod(lastmod_text)
-            page = known.get(canonical_url(url))
+            page = known.get(key)
             if self.revisit.wants(page, lastmod):
                 yield self._record_request(url, page, lastmod)
             else:
@@ -243,10 +246,11 @@ class NcjrsSpider(Spider):
             for href in dict.fromkeys(response.urljoin(h.strip()) for h in hrefs)
             if is_record_url(href)
         ]
-        known = self._known(records)
+        keys = [canonical_url(href) for href in records]
+        known = self._known(keys)
         new = 0
-        for href in records:
-            page = known.get(canonical_url(href))
+        for href, key in zip(records, keys, strict=True):
+            page = known.get(key)
             if self.revisit.wants_listed(page):
                 new += page is None
                 yield self._record_request(href, page)
