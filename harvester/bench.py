@@ -6,6 +6,7 @@ parse: pages/s of parse + normalize + validate (what the crawler does per page) 
        its layouts, either with their full site chrome (30-45 KB, like live ojp.gov pages) or
        "lean" (navigation, scripts and footers stripped: about 9 KB).
 crawl: see harvester.bench_crawl.
+incremental: see harvester.bench_incremental.
 storage: bytes per record of raw pages and versions, and re-parse time; see
        harvester.bench_storage.
 """
@@ -163,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     crawl.add_argument("--records", type=int, nargs="+", default=[5000, 20000])
     crawl.add_argument("--naive-records", type=int, default=2000)
     crawl.add_argument("--repeat", type=int, default=2, help="runs of each crawl; best counts")
+    incremental = commands.add_parser("incremental", help="cost of scheduled re-runs")
+    incremental.add_argument("--records", type=int, default=20000)
+    incremental.add_argument("--changed", type=float, default=0.01, help="share of records")
     storage = commands.add_parser("storage", help="raw pages, versions and re-parse costs")
     storage.add_argument("--records", type=int, default=20000)
     storage.add_argument("--compare-off", action="store_true", help="also crawl with raw pages off")
@@ -171,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "parse":
         run_parse(args.pages, args.rounds)
         return 0
+    if args.command == "incremental":
+        from harvester.bench_incremental import run_incremental_bench
+
+        return run_incremental_bench(args.records, args.changed)
     if args.command == "storage":
         from harvester.bench_storage import run_storage_bench
 

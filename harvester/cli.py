@@ -6,6 +6,7 @@ settings (harvester.settings) so that nothing is configured twice.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -40,13 +41,19 @@ def project_settings(overrides: dict[str, Any] | None = None) -> Any:
 
 
 def run_crawl(spider_arguments: dict[str, str], overrides: dict[str, Any] | None = None) -> int:
-    """Run `scrapy crawl ncjrs` in this process; returns the exit status Scrapy would."""
+    """Run `scrapy crawl ncjrs` in this process; returns the exit status `scrapy crawl` would
+    (harvester/commands/crawl.py: 1 could not start, 2 failed a post-run check)."""
     from scrapy.crawler import CrawlerProcess
 
+    from harvester.commands.crawl import EXIT_CHECKS_FAILED, failed_checks
+
     process = CrawlerProcess(project_settings(overrides))
-    process.crawl("ncjrs", **spider_arguments)
+    crawler = process.create_crawler("ncjrs")
+    process.crawl(crawler, **spider_arguments)
     process.start()
-    return 1 if process.bootstrap_failed else 0
+    if process.bootstrap_failed:
+        return 1
+    return EXIT_CHECKS_FAILED if failed_checks(crawler) else 0
 
 
 @click.group()
@@ -147,6 +154,104 @@ def serve(records: int, seed: int, port: int) -> None:
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
+
+@main.command(context_settings={"show_default": True})
+@click.option(
+    "--sitemap", help="A sitemap, sitemap index or robots.txt URL (default: the live site)."
+)
+@click.option("--listing", help="A listing or search-results page; its next pages follow.")
+@click.option("--url", "urls", multiple=True, help="A record page URL (repeatable).")
+@click.option("--urls-file", type=click.Path(exists=True, dir_okay=False), help="URLs, one a line.")
+@click.option("--ncj", "ncj_numbers", multiple=True, help="An NCJ number (repeatable).")
+@click.option("--ncj-file", type=click.Path(exists=True, dir_okay=False), help="NCJ numbers.")
+@click.option("--full", is_flag=True, help="Re-check every page, not only new and changed ones.")
+@click.option("--since", metavar="YYYY-MM-DD", help="Re-check sitemap entries modified since.")
+@click.option("--max-requests", type=int, help="Stop after this many requests.")
+@click.option(
+    "-s", "--set", "settings", multiple=True, metavar="NAME=VALUE", help="A Scrapy setting."
+)
+def crawl(
+    sitemap: str | None,
+    listing: str | None,
+    urls: tuple[str, ...],
+    urls_file: str | None,
+    ncj_numbers: tuple[str, ...],
+    ncj_file: str | None,
+    full: bool,
+    since: str | None,
+    max_requests: int | None,
+    settings: tuple[str, ...],
+) -> None:
+    """`scrapy crawl ncjrs` by another name: same spider, settings and exit status."""
+    arguments = {
+        "sitemap": sitemap,
+        "listing": listing,
+        "url": ",".join(urls) or None,
+        "urls_file": urls_file,
+        "ncj": ",".join(ncj_numbers) or None,
+        "ncj_file": ncj_file,
+        "full": "1" if full else None,
+        "since": since,
+        "max_requests": str(max_requests) if max_requests else None,
+    }
+    overrides: dict[str, Any] = {}
+    for setting in settings:
+        name, sep, value = setting.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{setting!r} is not NAME=VALUE", param_hint="-s")
+        overrides[name.strip()] = value
+    status = run_crawl({k: v for k, v in arguments.items() if v is not None}, overrides)
+    sys.exit(status)
+
+
+@main.command()
+@click.argument("urls", nargs=-1, required=True)
+@click.option(
+    "--dir",
+    "directory",
+    default="tests/fixtures/pages",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the fixtures go.",
+)
+@click.option("--name", help="Fixture name (one URL only); default: from the URL.")
+@click.option("-s", "--set", "settings", multiple=True, metavar="NAME=VALUE")
+def capture(
+    urls: tuple[str, ...], directory: Path, name: str | None, settings: tuple[str, ...]
+) -> None:
+    """Save pages as test fixtures (NAME.html) with what the parser reads today (NAME.json)."""
+    from scrapy.crawler import CrawlerProcess
+
+    from harvester.capture import CaptureSpider, fixture_name
+
+    if name and len(urls) > 1:
+        raise click.BadParameter("--name needs exactly one URL")
+    names = [name] if name else [fixture_name(url) for url in urls]
+    overrides: dict[str, Any] = {
+        # Capturing stores nothing: no database pipelines, no crawl_runs row.
+        "ITEM_PIPELINES": {},
+        "EXTENSIONS": {},
+        "LOG_LEVEL": "WARNING",
+    }
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        overrides[key.strip()] = value
+    process = CrawlerProcess(project_settings(overrides))
+    crawler = process.create_crawler(CaptureSpider)
+    process.crawl(crawler, urls=list(urls), directory=str(directory), names=names)
+    process.start()
+    spider = crawler.spider
+    assert isinstance(spider, CaptureSpider)
+    for path in spider.saved:
+        golden = json.loads(path.read_text(encoding="utf-8"))
+        click.echo(f"{path.with_suffix('.html')}: {golden['kind']}, layout {golden['layout']}")
+    for failure in spider.failed:
+        click.echo(f"not captured: {failure}", err=True)
+    if spider.saved:
+        click.echo("Review the .json files (docs/golden-format.md), then commit both files.")
+    if spider.failed or not spider.saved:
+        sys.exit(1)
 
 
 # --- Record history, raw pages, re-parse, quarantine replay (harvester.history, rawpages,
@@ -252,3 +357,7 @@ def quarantine_replay(reason: str | None) -> None:
         click.echo(replay(engine, reason=reason).summary())
     finally:
         engine.dispose()
+
+
+if __name__ == "__main__":  # python -m harvester.cli, where the console script is not on PATH
+    main()

@@ -11,12 +11,20 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from scrapy.crawler import Crawler
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 
 from harvester.config import database_url
 from harvester.db import DatabaseUnavailable, SchemaError, create_engine_for, ensure_schema
-from harvester.store import RecordWriter, finish_run, jsonable, now_utc, start_run
+from harvester.monitoring import OK_FINISH_REASONS, Thresholds, check_run, coverage_from_stats
+from harvester.runlock import (
+    CrawlAlreadyRunning,
+    RunLock,
+    acquire_run_lock,
+    mark_interrupted_runs,
+)
+from harvester.store import CRAWL_RUNS, RecordWriter, finish_run, jsonable, now_utc, start_run
+from harvester.urlstate import KnownPage, known_pages
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +46,11 @@ class CrawlSession:
         try:
             self.engine: Engine = create_engine_for(self.url)
             ensure_schema(self.engine, auto_migrate=auto_migrate)
-        except (DatabaseUnavailable, SchemaError) as error:
+            self.lock: RunLock | None = acquire_run_lock(self.engine)
+        except (DatabaseUnavailable, SchemaError, CrawlAlreadyRunning) as error:
             logger.critical("Not crawling: %s", error)
             raise
+        mark_interrupted_runs(self.engine)
         self.run_id: int | None = None
         self.writer: RecordWriter | None = None
 
@@ -50,6 +60,11 @@ class CrawlSession:
         if run is None:
             run = _OPEN[crawler] = cls(crawler)
         return run
+
+    def known_pages(self, canonical_urls: list[str]) -> dict[str, KnownPage]:
+        """Stored URL state, for the spider's decision to skip or revalidate pages."""
+        with self.engine.connect() as connection:
+            return known_pages(connection, canonical_urls)
 
     def start(self, spider_name: str, arguments: dict[str, Any]) -> RecordWriter:
         if self.writer is None:
@@ -75,15 +90,56 @@ class CrawlSession:
             "records_updated": counts.updated if counts else 0,
             "records_unchanged": counts.unchanged if counts else 0,
             "records_quarantined": counts.quarantined if counts else 0,
+            "pages_not_modified": counts.not_modified if counts else 0,
+            "pages_skipped": int(stats.get("harvester/skipped_unchanged", 0)),
+            "requests": int(stats.get("downloader/request_count", 0)),
             # Give-ups (errbacks), exceptions in callbacks and pipelines, failed batches.
             "errors": int(stats.get("harvester/errors", 0))
             + int(stats.get("spider_exceptions/count", 0))
             + int(stats.get("harvester/item_errors", 0))
             + int(stats.get("harvester/failed_batches", 0)),
             "conflicts": int(stats.get("harvester/conflicts", 0)),
-            "stats": jsonable(stats),
         }
-        if self.run_id is not None:
-            finish_run(self.engine, self.run_id, figures)
-        self.engine.dispose()
+        figures["coverage"] = coverage_from_stats(stats)
+        alerts = check_run(
+            figures,
+            stats,
+            self._healthy_runs(Thresholds.from_settings(self.crawler.settings)),
+            Thresholds.from_settings(self.crawler.settings),
+        )
+        for alert in alerts:
+            logger.error("Check failed: %s", alert)
+        figures["alerts"] = alerts
+        if self.crawler.stats is not None:
+            self.crawler.stats.set_value("harvester/alerts", len(alerts))
+            stats["harvester/alerts"] = len(alerts)
+        figures["stats"] = jsonable(stats)
+        try:
+            if self.run_id is not None:
+                finish_run(self.engine, self.run_id, figures)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
+            self.engine.dispose()
         return figures
+
+    def _healthy_runs(self, thresholds: Thresholds) -> list[dict[str, Any]]:
+        """Earlier runs that passed their checks on enough records, newest first."""
+        runs = CRAWL_RUNS
+        stored = runs.c.records_new + runs.c.records_updated + runs.c.records_unchanged
+        query = (
+            select(runs.c.coverage, runs.c.alerts)
+            .where(
+                runs.c.id != (self.run_id or 0),
+                runs.c.finish_reason.in_(OK_FINISH_REASONS),
+                runs.c.coverage.is_not(None),
+                stored >= thresholds.min_records,
+            )
+            .order_by(runs.c.id.desc())
+            .limit(thresholds.history * 4)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        healthy = [{"coverage": row.coverage} for row in rows if not row.alerts]
+        return healthy[: thresholds.history]

@@ -50,6 +50,10 @@ class RawRecord:
     links: dict[str, list[str]] = field(default_factory=dict)  # field name -> absolute hrefs
     unknown_fields: dict[str, list[str]] = field(default_factory=dict)  # label as shown -> values
     redirect_urls: list[str] = field(default_factory=list)
+    # What the next crawl needs to revalidate the page instead of fetching it again.
+    etag: str | None = None
+    last_modified: str | None = None  # HTTP date, verbatim
+    sitemap_lastmod: datetime | None = None
     # The page itself, carried to the writer (HARVESTER_STORE_RAW_PAGES) and dropped there.
     fetched_page: FetchedPage | None = field(default=None, repr=False, compare=False)
 
@@ -68,6 +72,30 @@ class NonRecordPage:
 
     url: str
     reason: Literal["soft_404", "no_record_fields", "several_records"]
+
+
+PageKind = Literal[
+    "record", "quarantined", "soft_404", "no_record_fields", "several_records", "not_html"
+]
+
+
+@dataclass(slots=True)
+class PageVisit:
+    """A fetch of a record-page URL that carries no record: a 304, or a page that is not one.
+
+    The store keeps it as URL state (``record_urls``), so the next crawl can skip or revalidate
+    the URL. ``kind`` is None for a 304: the page is what it was last time.
+    """
+
+    url: str  # where redirects ended
+    status: int
+    fetched_at: datetime
+    kind: PageKind | None
+    redirect_urls: list[str] = field(default_factory=list)
+    etag: str | None = None
+    last_modified: str | None = None
+    sitemap_lastmod: datetime | None = None
+    ncj_number: int | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -144,6 +172,9 @@ class Record:
     requested_url: str | None = None
     status: int = 200
     redirect_urls: list[str] = field(default_factory=list)
+    etag: str | None = None
+    last_modified: str | None = None
+    sitemap_lastmod: datetime | None = None
     raw: RawRecord | None = field(default=None, repr=False, compare=False)
 
     @property

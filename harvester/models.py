@@ -16,8 +16,14 @@ Tables (names and columns are a contract for downstream SQL):
 ``quarantine``
     Pages that looked like records but could not be trusted (see ``items.Rejection``), kept
     raw so that a parser fix can replay them instead of re-fetching.
+``record_urls``
+    Every URL a record page (or a page that was expected to be one) was fetched under, in
+    canonical form: when it was first and last seen, what it answered, the sitemap
+    ``lastmod`` and the HTTP validators (``ETag``, ``Last-Modified``) that make the next crawl
+    incremental, and the redirects that led to it.
 ``crawl_runs``
-    One row per crawl: its arguments, counters and Scrapy's final stats.
+    One row per crawl: its arguments, counters, field coverage, the checks that failed, and
+    Scrapy's final stats.
 ``record_versions``
     Every change of a record's normalized content: the fields that changed, old and new.
 ``raw_pages`` / ``raw_page_dictionaries``
@@ -138,6 +144,15 @@ class CrawlRun(Base):
     records_unchanged: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     records_quarantined: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     errors: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Incremental crawling: record pages answered 304, and sitemap entries not requested at
+    # all because their lastmod was not newer than what is stored.
+    pages_not_modified: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    pages_skipped: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    requests: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Share of this run's records that have each field, for drift checks against past runs.
+    coverage: Mapped[dict[str, float] | None] = mapped_column(json_type())
+    # The monitoring checks this run failed (harvester.monitoring); empty when all passed.
+    alerts: Mapped[list[str] | None] = mapped_column(json_type())
     # One NCJ number seen with different content under two URLs (harvester.conflicts).
     conflicts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     stats: Mapped[dict[str, Any] | None] = mapped_column(json_type())
@@ -273,8 +288,12 @@ class RecordContributor(Base):
     # Page order matters (first author), and the same person may appear twice in one role.
     position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     contributor_id: Mapped[int] = mapped_column(ForeignKey("contributors.id"), index=True)
-    # The shared contributor row keeps the first spelling seen; this is this page's.
+    # The shared contributor row keeps the first spelling seen; this is this page's, and the
+    # parts it parses into ("H WRIGHT" here, "H Wright" on another page).
     name_as_shown: Mapped[str] = mapped_column(Text)
+    family: Mapped[str | None] = mapped_column(Text)
+    given: Mapped[str | None] = mapped_column(Text)
+    suffix: Mapped[str | None] = mapped_column(Text)
 
     record: Mapped[Record] = relationship(back_populates="contributor_links")
     contributor: Mapped[Contributor] = relationship()
@@ -354,6 +373,39 @@ class Quarantine(Base):
 
     def __repr__(self) -> str:
         return f"Quarantine(id={self.id!r}, url={self.url!r}, reason={self.reason!r})"
+
+
+PAGE_KINDS = (
+    "record",
+    "quarantined",
+    "soft_404",
+    "no_record_fields",
+    "several_records",
+    "not_html",
+)
+
+
+class RecordUrl(Base):
+    __tablename__ = "record_urls"
+    __table_args__ = (CheckConstraint(_in("kind", PAGE_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text, unique=True)  # harvester.urls.canonical_url
+    # Not a foreign key: a quarantined page has a URL state but no records row.
+    ncj_number: Mapped[int | None] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # what the page was when last fetched
+    first_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())  # last 200 or 304
+    last_status: Mapped[int] = mapped_column(Integer)
+    # The sitemap lastmod the stored state reflects: an entry not newer is not re-fetched.
+    sitemap_lastmod: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)  # the HTTP date, verbatim
+    # URLs requested before this one, in order, when it was reached by redirects.
+    redirect_chain: Mapped[list[str]] = mapped_column(json_type(), default=list)
+
+    def __repr__(self) -> str:
+        return f"RecordUrl(url={self.url!r}, ncj_number={self.ncj_number!r}, kind={self.kind!r})"
 
 
 QUARANTINE_RESOLUTIONS = ("stored", "not_a_record")

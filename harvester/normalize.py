@@ -368,12 +368,25 @@ def normalize_record(raw: RawRecord) -> Record:
         requested_url=raw.url,
         status=raw.status,
         redirect_urls=list(raw.redirect_urls),
+        etag=raw.etag,
+        last_modified=raw.last_modified,
+        sitemap_lastmod=raw.sitemap_lastmod,
         raw=raw,
     )
 
 
 # Fields that describe the fetch, not the record: they do not change its content hash.
-_NOT_CONTENT = ("source_url", "fetched_at", "requested_url", "status", "redirect_urls", "layout")
+_NOT_CONTENT = (
+    "source_url",
+    "fetched_at",
+    "requested_url",
+    "status",
+    "redirect_urls",
+    "layout",
+    "etag",
+    "last_modified",
+    "sitemap_lastmod",
+)
 
 
 def record_content(record: Record) -> dict[str, Any]:

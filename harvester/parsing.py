@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from urllib.parse import urljoin
 
 from lxml import etree
-from scrapy.http import TextResponse
+from scrapy.http import Response, TextResponse
 
 from harvester.items import Layout, NonRecordPage, RawRecord
 from harvester.text import BLOCK_TAGS, SKIPPED_TAGS, collapse, element_text, node_text, short_text
@@ -157,11 +157,26 @@ def label_key(text: str) -> str:
 def parse_page(response: TextResponse) -> RawRecord | NonRecordPage:
     """Parse one fetched page. Pure: reads the response, changes nothing."""
     request = response.request
-    return parse_tree(
+    page = parse_tree(
         response_tree(response),
         url=response.url,
         status=response.status,
         redirect_urls=list(request.meta.get("redirect_urls", ())) if request else [],
+    )
+    if isinstance(page, RawRecord):
+        page.etag, page.last_modified = http_validators(response)
+        if request is not None:
+            page.sitemap_lastmod = request.meta.get("sitemap_lastmod")
+    return page
+
+
+def http_validators(response: Response) -> tuple[str | None, str | None]:
+    """The response's ``ETag`` and ``Last-Modified``, for a conditional request next time."""
+    etag = response.headers.get(b"ETag")
+    last_modified = response.headers.get(b"Last-Modified")
+    return (
+        etag.decode("latin-1") if etag else None,
+        last_modified.decode("latin-1") if last_modified else None,
     )
 
 

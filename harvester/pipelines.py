@@ -17,9 +17,10 @@ from twisted.internet.task import LoopingCall
 
 from harvester.conflicts import RunSightings
 from harvester.crawl_session import CrawlSession
-from harvester.items import RawRecord, Record
+from harvester.items import PageVisit, RawRecord, Record
 from harvester.normalize import content_hash, normalize_record
 from harvester.store import RecordWriter
+from harvester.urlstate import visit_of
 from harvester.validate import validate
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class DedupePipeline:
     harvester.conflicts; the last page passed on, the one stored, is the best of them all.
     """
 
-    def __init__(self, crawler: Crawler | None = None) -> None:
+    def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
         self.sightings = RunSightings()
 
@@ -75,9 +76,14 @@ class DedupePipeline:
         verdict = self.sightings.offer(item, content_hash(item))
         if verdict.conflict is not None:
             logger.info("Conflict: %s", verdict.conflict)
-            if self.crawler is not None and self.crawler.stats:
+            if self.crawler.stats:
                 self.crawler.stats.inc_value("harvester/conflicts")
         if not verdict.keep:
+            # The page is not stored, but its URL is one the record lives under: remember it,
+            # so the next crawl does not fetch it again.
+            writer = CrawlSession.for_crawler(self.crawler).writer
+            if writer is not None:
+                writer.add_visit(visit_of(item))
             raise DropItem(
                 f"Duplicate NCJ {item.ncj_number} at {item.source_url}", log_level="DEBUG"
             )
@@ -111,6 +117,11 @@ class StorePipeline:
                 logger.exception("A batch of records could not be written")
 
     async def process_item(self, item: Any) -> Any:
+        if isinstance(item, PageVisit) and self.writer is not None:
+            # URL state only: consumed here, so feeds (-O) get records alone.
+            if self.writer.add_visit(item):
+                await self.writer.flush()
+            raise DropItem(f"URL state of {item.url} ({item.status})", log_level="DEBUG")
         if not isinstance(item, Record) or self.writer is None:
             return item
         # Stored records keep no copy of the raw page values (only quarantine needs them), so
@@ -132,4 +143,5 @@ class StorePipeline:
                 self.crawler.stats.set_value("harvester/records_updated", counts.updated)
                 self.crawler.stats.set_value("harvester/records_unchanged", counts.unchanged)
                 self.crawler.stats.set_value("harvester/records_quarantined", counts.quarantined)
+                self.crawler.stats.set_value("harvester/pages_not_modified", counts.not_modified)
                 self.crawler.stats.set_value("harvester/failed_batches", self.writer.failed_batches)

@@ -14,6 +14,8 @@ except PackageNotFoundError:  # running from a checkout that is not installed
 BOT_NAME = "ncjrs-harvester"
 SPIDER_MODULES = ["spiders"]
 NEWSPIDER_MODULE = "spiders"
+# Our `scrapy crawl`: exit status 3 when the run fails its checks (harvester/monitoring.py).
+COMMANDS_MODULE = "harvester.commands"
 
 # Who we are and how to reach us: set HARVESTER_CONTACT (an e-mail or URL) for live crawls.
 HARVESTER_CONTACT = ""
@@ -29,12 +31,38 @@ AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 1.0
 AUTOTHROTTLE_MAX_DELAY = 60.0
 AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
-DOWNLOAD_TIMEOUT = 60
-REDIRECT_MAX_TIMES = 5
-# A record page is tens of KiB; anything near this is not a record page.
-DOWNLOAD_MAXSIZE = 8 * 1024 * 1024
-DOWNLOAD_WARNSIZE = 2 * 1024 * 1024
+# A record page is 30-100 KiB and answers in well under a second; sitemaps (up to 50,000
+# URLs) get a larger limit per request in the spider.
+DOWNLOAD_TIMEOUT = 30
+REDIRECT_MAX_TIMES = 5  # legacy -> current is 1-2 hops; more is a loop
+DOWNLOAD_MAXSIZE = 4 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 1024 * 1024
 RETRY_TIMES = 3
+
+# What Scrapy does not do by itself (harvester/politeness.py): pause a host on 429/503 for its
+# Retry-After (at most HARVESTER_RETRY_AFTER_MAX s) or, without one, for an exponential,
+# jittered backoff from HARVESTER_BACKOFF_BASE up to HARVESTER_BACKOFF_MAX s that starts over
+# after HARVESTER_BACKOFF_RESET quiet seconds; honour robots.txt Crawl-delay up to
+# HARVESTER_MAX_CRAWL_DELAY s; treat a robots.txt that fails (5xx, network) as "disallow
+# all" and ask again after HARVESTER_ROBOTS_RETRY s; stop after HARVESTER_MAX_REQUESTS
+# requests (0: no limit; -a max_requests=N for one run).
+HARVESTER_RETRY_AFTER_MAX = 600.0
+HARVESTER_BACKOFF_BASE = 5.0
+HARVESTER_BACKOFF_MAX = 300.0
+HARVESTER_BACKOFF_RESET = 120.0
+HARVESTER_MAX_CRAWL_DELAY = 30.0
+HARVESTER_ROBOTS_RETRY = 300.0
+HARVESTER_MAX_REQUESTS = 0
+DOWNLOADER_MIDDLEWARES = {
+    # Scrapy's robots.txt middleware, with RFC 9309's rules for a robots.txt that fails.
+    "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+    "harvester.politeness.RobotsTxtMiddleware": 100,
+    "harvester.politeness.RequestBudgetMiddleware": 110,
+    # Closer to the downloader than RetryMiddleware (550): the pause is set before the retry.
+    "harvester.politeness.HostBackoffMiddleware": 560,
+}
+# Incremental crawls send the stored ETag / Last-Modified; False always fetches bodies.
+HARVESTER_CONDITIONAL_REQUESTS = True
 COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False
 
@@ -50,7 +78,21 @@ ITEM_PIPELINES = {
 }
 EXTENSIONS = {
     "harvester.extensions.CrawlSummary": 500,
+    "harvester.extensions.CrawlProgress": 510,
 }
+# A progress line (pages done, pages/s, left, ETA) this often; 0 turns it off.
+HARVESTER_PROGRESS_INTERVAL = 60.0
+
+# Checks after every run (harvester/monitoring.py): a breach is an error line, an entry in
+# crawl_runs.alerts and exit status 3.
+HARVESTER_MAX_ERROR_RATE = 0.05
+HARVESTER_MAX_QUARANTINE_RATE = 0.05
+HARVESTER_MAX_UNRECOGNISED_RATE = 0.05
+HARVESTER_NEW_LABEL_SHARE = 0.2
+HARVESTER_MAX_COVERAGE_DROP = 0.25
+HARVESTER_CHECK_MIN_RECORDS = 50
+HARVESTER_CHECK_MIN_PAGES = 10
+HARVESTER_CHECK_HISTORY = 5
 
 # The database: None means "DATABASE_URL from the environment, else sqlite:///ncjrs.sqlite"
 # (harvester.config.database_url is the one place that decides).

@@ -7,8 +7,8 @@ parsing while the database works. Per batch:
 - new and changed records are upserted (``INSERT ... ON CONFLICT (ncj_number) DO UPDATE``),
   changed ones bump ``last_changed_at`` and have their list rows (people, agencies, grants,
   subjects) replaced;
-- contributors and agencies are shared across records by normalized name;
-- versions, parser version and raw pages are recorded as harvester.history describes.
+- versions, parser version and raw pages are recorded as harvester.history describes;
+- contributors and agencies are shared across records by normalized name.
 
 Nothing is ever deleted from ``records``: a record missing from a crawl stays as it was.
 """
@@ -32,8 +32,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from harvester import models
 from harvester.db import WRITE_TRANSACTION_OPTION
 from harvester.history import STORED_COLUMNS, RecordHistory
-from harvester.items import LAYOUT_RANK, FetchedPage, Person, RawRecord, Record, Rejection
+from harvester.items import (
+    LAYOUT_RANK,
+    FetchedPage,
+    PageVisit,
+    Person,
+    RawRecord,
+    Record,
+    Rejection,
+)
 from harvester.normalize import content_hash, record_content
+from harvester.urlstate import visit_of, write_url_states
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +181,8 @@ def raw_to_json(raw: RawRecord | None) -> dict[str, Any] | None:
     data = dataclasses.asdict(dataclasses.replace(raw, fetched_page=None))
     del data["fetched_page"]  # stored in raw_pages, referenced by the quarantine row
     data["fetched_at"] = raw.fetched_at.isoformat()
+    if raw.sitemap_lastmod is not None:
+        data["sitemap_lastmod"] = raw.sitemap_lastmod.isoformat()
     return data
 
 
@@ -181,6 +192,7 @@ class WriteCounts:
     updated: int = 0
     unchanged: int = 0
     quarantined: int = 0
+    not_modified: int = 0  # 304 answers: known unchanged without a body
     counted: set[int] = dataclasses.field(default_factory=set)
 
     def add(self, other: WriteCounts) -> None:
@@ -188,6 +200,7 @@ class WriteCounts:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.quarantined += other.quarantined
+        self.not_modified += other.not_modified
 
 
 def write_batch(
@@ -198,6 +211,7 @@ def write_batch(
     now: datetime,
     run_id: int | None,
     counted: set[int],
+    visits: Sequence[PageVisit] = (),
     pages: Mapping[int, FetchedPage] | None = None,
     history: RecordHistory | None = None,
 ) -> WriteCounts:
@@ -206,6 +220,8 @@ def write_batch(
     ``counted`` holds the NCJ numbers already counted in this run: a record written twice in
     one run (a richer page for it came later) counts once. The numbers this batch counts are
     returned in ``WriteCounts.counted``, for the caller to add once the transaction commits.
+    ``visits`` are fetches that carry no record to store (304s, non-record pages, duplicates,
+    quarantined pages); the records' own URL state is written with them.
     ``pages`` holds the fetched pages of records, by NCJ number, when raw pages are kept;
     quarantine rows carry theirs under ``fetched_page``.
     """
@@ -214,6 +230,10 @@ def write_batch(
     counts = WriteCounts(quarantined=len(quarantined))
     if quarantined:
         connection.execute(insert(QUARANTINE), history.quarantine_rows(connection, quarantined))
+    if history.sighting:  # a re-derivation from stored pages fetched nothing
+        counts.not_modified = write_url_states(
+            connection, [*visits, *(visit_of(record) for record, _ in records)], now
+        )
     if not records:
         return counts
     keys = [record.ncj_number for record, _ in records]
@@ -310,12 +330,16 @@ def _write_lists(connection: Connection, records: Sequence[Record]) -> None:
     for record in records:
         key = record.ncj_number
         for role, position, who in _people(record):
-            name = who.name if isinstance(who, Person) else who
+            person = who if isinstance(who, Person) else None
+            name = person.name if person else str(who)
             links.append(
                 {
                     "ncj_number": key,
                     "contributor_id": contributor_ids[normalized_name(name)],
                     "name_as_shown": name,
+                    "family": person.family if person else None,
+                    "given": person.given if person else None,
+                    "suffix": person.suffix if person else None,
                     "role": role,
                     "position": position,
                 }
@@ -389,6 +413,7 @@ class RecordWriter:
         self._records: dict[int, tuple[Record, str]] = {}
         self._pages: dict[int, FetchedPage] = {}  # held until their batch is written
         self._quarantined: list[dict[str, Any]] = []
+        self._visits: list[PageVisit] = []
         self._first_buffered: float | None = None
         self._counted: set[int] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvester-db")
@@ -403,6 +428,9 @@ class RecordWriter:
         ``digest``: the record's content hash, when the caller has it already.
         """
         assert record.ncj_number is not None
+        replaced = self._records.get(record.ncj_number)
+        if replaced is not None:  # a richer page of the same record: keep the poorer one's URL
+            self._visits.append(visit_of(replaced[0]))
         self._records[record.ncj_number] = (record, digest or content_hash(record))
         if page is not None:
             self._pages[record.ncj_number] = page
@@ -412,6 +440,12 @@ class RecordWriter:
 
     def add_quarantined(self, record: Record, rejection: Rejection) -> bool:
         self._quarantined.append(self.quarantine_row(record, rejection))
+        self._visits.append(visit_of(record, "quarantined"))
+        return self._buffered()
+
+    def add_visit(self, visit: PageVisit) -> bool:
+        """A fetch with no record to store: kept as URL state for the next crawl."""
+        self._visits.append(visit)
         return self._buffered()
 
     def quarantine_row(self, record: Record, rejection: Rejection) -> dict[str, Any]:
@@ -430,7 +464,7 @@ class RecordWriter:
     def _buffered(self) -> bool:
         if self._first_buffered is None:
             self._first_buffered = time.monotonic()
-        return len(self._records) + len(self._quarantined) >= self.batch_size
+        return len(self._records) + len(self._quarantined) + len(self._visits) >= self.batch_size
 
     def is_stale(self) -> bool:
         return (
@@ -463,14 +497,15 @@ class RecordWriter:
             self._submit()
 
     def _submit(self) -> None:
-        if not self._records and not self._quarantined:
+        if not self._records and not self._quarantined and not self._visits:
             return
         records = list(self._records.values())
-        quarantined = self._quarantined
-        pages = self._pages
-        self._records, self._quarantined, self._first_buffered = {}, [], None
-        self._pages = {}
-        self._pending.append(self._executor.submit(self._write, records, quarantined, pages))
+        quarantined, visits, pages = self._quarantined, self._visits, self._pages
+        self._records, self._quarantined, self._visits, self._pages = {}, [], [], {}
+        self._first_buffered = None
+        self._pending.append(
+            self._executor.submit(self._write, records, quarantined, visits, pages)
+        )
 
     def _collect(self) -> None:
         """Add up the finished writes; a write that failed raises here, after leaving the queue."""
@@ -484,35 +519,46 @@ class RecordWriter:
         self,
         records: list[tuple[Record, str]],
         quarantined: list[dict[str, Any]],
+        visits: list[PageVisit],
         pages: dict[int, FetchedPage],
     ) -> WriteCounts:
         try:
-            return self._write_in_one_transaction(records, quarantined, pages)
+            return self._write_in_one_transaction(records, quarantined, visits, pages)
         except Exception:
-            if len(records) + len(quarantined) <= 1:
+            if len(records) + len(quarantined) + len(visits) <= 1:
                 raise
             # One bad row must not cost the whole batch: write them one by one, and put what
             # still fails into quarantine with the database's reason.
             logger.exception("A batch of %d records failed; writing them one by one", len(records))
         counts = WriteCounts()
         for row in quarantined:
-            counts.add(self._write_in_one_transaction([], [row], pages))
+            try:
+                counts.add(self._write_in_one_transaction([], [row]))
+            except Exception as error:  # keep the verdict, lose only what the database refused
+                logger.error("Quarantine row for %s could not be stored: %s", row["url"], error)
+                row = {**row, "raw": None, "detail": f"{row['detail']} (raw values refused)"}
+                counts.add(self._write_in_one_transaction([], [row]))
         for record, digest in records:
             try:
-                counts.add(self._write_in_one_transaction([(record, digest)], [], pages))
+                counts.add(self._write_in_one_transaction([(record, digest)], [], (), pages))
             except Exception as error:
                 logger.error("NCJ %s could not be stored: %s", record.ncj_number, error)
                 rejection = Rejection("store_error", str(error).splitlines()[0][:500])
                 row = self.quarantine_row(record, rejection)
                 row["fetched_page"] = pages.get(record.ncj_number)
-                counts.add(self._write_in_one_transaction([], [row], pages))
+                visit = visit_of(record, "quarantined")
+                visit.ncj_number = None  # the number itself may be what the database refused
+                counts.add(self._write_in_one_transaction([], [row], [visit]))
+        if visits:
+            counts.add(self._write_in_one_transaction([], [], visits))
         return counts
 
     def _write_in_one_transaction(
         self,
         records: list[tuple[Record, str]],
         quarantined: list[dict[str, Any]],
-        pages: dict[int, FetchedPage],
+        visits: Sequence[PageVisit] = (),
+        pages: Mapping[int, FetchedPage] | None = None,
     ) -> WriteCounts:
         with (
             self.engine.connect().execution_options(
@@ -527,6 +573,7 @@ class RecordWriter:
                 now=now_utc(),
                 run_id=self.run_id,
                 counted=self._counted,
+                visits=visits,
                 pages=pages,
                 history=self.history,
             )

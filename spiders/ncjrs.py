@@ -10,14 +10,24 @@ Navigation only. Where the records come from:
     scrapy crawl ncjrs -a ncj=N[,N...]                   by NCJ number (setting NCJ_URL_TEMPLATE)
     scrapy crawl ncjrs -a ncj_file=PATH                  NCJ numbers, one a line
 
+Incremental once the database holds records (harvester/incremental.py): sitemap entries whose
+lastmod is not newer than what is stored are not requested, listings stop paging at a page of
+known records, and every page fetched before goes out as a conditional request.
+
+    -a full=1                 re-check every page (conditionally)
+    -a since=YYYY-MM-DD       re-check the sitemap entries modified since that day
+    -a max_requests=N         stop after N requests (harvester/politeness.py)
+
 Every record page goes to harvester.parsing.parse_page; the item pipelines then normalize,
-validate, de-duplicate and store what it yields (harvester/pipelines.py).
+validate, de-duplicate and store what it yields (harvester/pipelines.py). A 304 or a page that
+is not a record yields a PageVisit, which the store keeps as URL state.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +41,14 @@ from scrapy.utils.gz import gunzip, gzip_magic_number
 from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
 from twisted.python.failure import Failure
 
-from harvester.items import RawRecord
-from harvester.parsing import parse_page
+from harvester.crawl_session import CrawlSession
+from harvester.incremental import RevisitPolicy, parse_lastmod, parse_since, truthy
+from harvester.items import PageVisit, RawRecord
+from harvester.parsing import http_validators, parse_page
 from harvester.rawpages import fetched_page
-from harvester.urls import LIVE_SITE_ROBOTS, allowed_domains, is_record_url, ncj_url
+from harvester.store import now_utc
+from harvester.urls import LIVE_SITE_ROBOTS, allowed_domains, canonical_url, is_record_url, ncj_url
+from harvester.urlstate import KnownPage
 
 NEXT_PAGE_XPATH = (
     "//a[@rel='next' or contains(concat(' ', normalize-space(@class), ' '), ' next ')"
@@ -60,9 +74,15 @@ class NcjrsSpider(Spider):
         urls_file: str | None = None,
         ncj: str | None = None,
         ncj_file: str | None = None,
+        full: str | None = None,
+        since: str | None = None,
+        max_requests: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.revisit = RevisitPolicy(full=truthy(full), since=parse_since(since) if since else None)
+        # Read by harvester.politeness.RequestBudgetMiddleware.
+        self.max_requests = int(max_requests) if max_requests else None
         self.listing_urls = _split(listing)
         self.record_urls = _split(url) + _lines(urls_file)
         self.ncj_numbers = [int(n) for n in _split(ncj) + _lines(ncj_file)]
@@ -80,6 +100,9 @@ class NcjrsSpider(Spider):
                 "urls_file": urls_file,
                 "ncj": ncj,
                 "ncj_file": ncj_file,
+                "full": full,
+                "since": since,
+                "max_requests": max_requests,
             }.items()
             if value is not None
         }
@@ -101,16 +124,34 @@ class NcjrsSpider(Spider):
         spider.allowed_domains = allowed_domains(
             spider.sitemap_urls + spider.listing_urls + spider.record_urls + spider.ncj_urls
         )
+        if not crawler.settings.getbool("HARVESTER_CONDITIONAL_REQUESTS", True):
+            spider.revisit = RevisitPolicy(
+                full=spider.revisit.full, since=spider.revisit.since, conditional=False
+            )
         return spider
 
     async def start(self) -> AsyncIterator[Any]:
-        for record_url in self.record_urls + self.ncj_urls:
-            yield self._record_request(record_url)
+        listed = self.record_urls + self.ncj_urls
+        keys = [canonical_url(url) for url in listed]
+        known = self._known(keys)
+        for record_url, key in zip(listed, keys, strict=True):
+            # Asked for by name: always fetched, conditionally.
+            yield self._record_request(record_url, known.get(key))
         for listing_url in self.listing_urls:
             yield Request(listing_url, callback=self.parse_listing, errback=self.on_error)
-        self.sitemaps_waiting.extend(self.sitemap_urls)
+        # With JOBDIR, the sitemaps still to read survive a pause (SpiderState keeps `state`).
+        state = getattr(self, "state", None)
+        if state is not None and "sitemaps_waiting" in state:
+            self.sitemaps_waiting.extend(state["sitemaps_waiting"])
+        else:
+            self.sitemaps_waiting.extend(self.sitemap_urls)
         if request := self._next_sitemap():
             yield request
+
+    def _known(self, canonical_urls: list[str]) -> dict[str, KnownPage]:
+        if not canonical_urls:
+            return {}
+        return CrawlSession.for_crawler(self.crawler).known_pages(canonical_urls)
 
     def _next_sitemap(self) -> Request | None:
         """One sitemap at a time: the next is fetched once this one's record pages are.
@@ -118,10 +159,16 @@ class NcjrsSpider(Spider):
         A site's sitemaps list every record; fetching them all at once would queue every
         record request in memory before the first record is stored.
         """
+        state = getattr(self, "state", None)
         if not self.sitemaps_waiting:
+            if state is not None:
+                state["sitemaps_waiting"] = []
             return None
+        sitemap = self.sitemaps_waiting.popleft()
+        if state is not None:
+            state["sitemaps_waiting"] = list(self.sitemaps_waiting)
         return Request(
-            self.sitemaps_waiting.popleft(),
+            sitemap,
             callback=self.parse_sitemap,
             errback=self.on_error,
             priority=NAVIGATION_PRIORITY,
@@ -140,6 +187,8 @@ class NcjrsSpider(Spider):
             self.sitemaps_waiting.extend(
                 sitemap_urls_from_robots(response.body, base_url=response.url)
             )
+            if (state := getattr(self, "state", None)) is not None:
+                state["sitemaps_waiting"] = list(self.sitemaps_waiting)
             return
         body = response.body
         if gzip_magic_number(response):
@@ -149,6 +198,7 @@ class NcjrsSpider(Spider):
         except Exception:  # lxml's errors for a page that is not XML at all
             self.logger.warning("Not a sitemap: %s", response.url)
             return
+        entries: list[tuple[str, str | None]] = []
         for entry in sitemap:
             location = entry.get("loc", "").strip()
             if not location:
@@ -156,18 +206,61 @@ class NcjrsSpider(Spider):
             if sitemap.type == "sitemapindex":
                 self.sitemaps_waiting.append(location)
             elif is_record_url(location):
-                yield self._record_request(location)
+                entries.append((location, entry.get("lastmod")))
+        if (state := getattr(self, "state", None)) is not None:
+            state["sitemaps_waiting"] = list(self.sitemaps_waiting)
+        keys = [canonical_url(url) for url, _ in entries]
+        known = self._known(keys)
+        skipped = 0
+        for (url, lastmod_text), key in zip(entries, keys, strict=True):
+            lastmod = parse_lastmod(lastmod_text)
+            page = known.get(key)
+            if self.revisit.wants(page, lastmod):
+                yield self._record_request(url, page, lastmod)
+            else:
+                skipped += 1
+        self._count("harvester/skipped_unchanged", skipped)
 
-    def _record_request(self, url: str) -> Request:
-        return Request(url, callback=self.parse_record, errback=self.on_error)
+    def _record_request(
+        self, url: str, known: KnownPage | None = None, lastmod: datetime | None = None
+    ) -> Request:
+        self._count("harvester/record_requests")
+        return Request(
+            url,
+            callback=self.parse_record,
+            errback=self.on_error,
+            headers=self.revisit.headers(known),
+            # 304 is an answer here, not an error; sitemap_lastmod is stored with the page.
+            meta={"handle_httpstatus_list": [304], "sitemap_lastmod": lastmod},
+        )
+
+    def _count(self, key: str, count: int = 1) -> None:
+        if count and self.crawler.stats is not None:
+            self.crawler.stats.inc_value(key, count)
 
     def parse_listing(self, response: Response) -> Iterator[Request]:
         if not isinstance(response, TextResponse):
             return
         hrefs = response.xpath("//a/@href").getall()
-        for href in dict.fromkeys(response.urljoin(h.strip()) for h in hrefs):
-            if is_record_url(href):
-                yield self._record_request(href)
+        records = [
+            href
+            for href in dict.fromkeys(response.urljoin(h.strip()) for h in hrefs)
+            if is_record_url(href)
+        ]
+        keys = [canonical_url(href) for href in records]
+        known = self._known(keys)
+        new = 0
+        for href, key in zip(records, keys, strict=True):
+            page = known.get(key)
+            if self.revisit.wants_listed(page):
+                new += page is None
+                yield self._record_request(href, page)
+            else:
+                self._count("harvester/skipped_unchanged")
+        if records and not new and not self.revisit.full:
+            # Listings run newest first: past a page of records we have, all are older.
+            self.logger.info("Listing %s holds only stored records: stop paging", response.url)
+            return
         for href in response.xpath(NEXT_PAGE_XPATH).getall()[:1]:
             yield Request(
                 response.urljoin(href.strip()),
@@ -176,10 +269,16 @@ class NcjrsSpider(Spider):
                 priority=NAVIGATION_PRIORITY,
             )
 
-    def parse_record(self, response: Response) -> Iterator[RawRecord]:
+    def parse_record(self, response: Response) -> Iterator[RawRecord | PageVisit]:
         assert self.crawler.stats is not None
+        self._count("harvester/record_responses")
+        if response.status == 304:
+            self._count("harvester/not_modified")
+            yield self._visit(response, None)
+            return
         if not isinstance(response, TextResponse):
             self.crawler.stats.inc_value("harvester/non_record/not_html")
+            yield self._visit(response, "not_html")
             return
         page = parse_page(response)
         if isinstance(page, RawRecord):
@@ -192,6 +291,21 @@ class NcjrsSpider(Spider):
         else:
             self.crawler.stats.inc_value(f"harvester/non_record/{page.reason}")
             self.logger.debug("Not a record page (%s): %s", page.reason, response.url)
+            yield self._visit(response, page.reason)
+
+    def _visit(self, response: Response, kind: Any) -> PageVisit:
+        etag, last_modified = http_validators(response)
+        meta = response.meta
+        return PageVisit(
+            url=response.url,
+            status=response.status,
+            fetched_at=now_utc(),
+            kind=kind,
+            redirect_urls=list(meta.get("redirect_urls", ())),
+            etag=etag,
+            last_modified=last_modified,
+            sitemap_lastmod=meta.get("sitemap_lastmod"),
+        )
 
     def on_error(self, failure: Failure) -> Iterator[Request]:
         assert self.crawler.stats is not None
@@ -201,6 +315,8 @@ class NcjrsSpider(Spider):
             self.crawler.stats.inc_value("harvester/ignored")
             return
         self.crawler.stats.inc_value("harvester/errors")
+        if request is not None and request.callback == self.parse_record:
+            self._count("harvester/record_responses")
         url = request.url if request is not None else "?"
         failed = self.crawler.stats.get_value("harvester/failed_urls") or []
         if len(failed) < 100:  # enough to act on, bounded for very bad runs

@@ -107,4 +107,16 @@ def engine(database_url: str) -> Iterator[Engine]:
         engine.dispose()
 
 
+@pytest.fixture
+def engine_for(database_url: str) -> Iterator[Engine]:
+    """An engine on ``database_url`` migrated to head (PostgreSQL: ``alembic upgrade head``,
+    as in production; SQLite files are migrated by the first crawl)."""
+    from tests.support import migrated
+
+    migrated(database_url)
+    engine = create_engine_for(database_url)
+    yield engine
+    engine.dispose()
+
+
 # --- end of the database section --------------------------------------------------------------

@@ -16,8 +16,8 @@ from harvester.items import RawRecord, Record
 from harvester.localsite import SiteHandle, serve_site
 from harvester.normalize import content_hash, normalize_record
 from harvester.parsing import parse_page
-from tests.support import response_from_file
-from tests.test_crawl import crawl, migrated
+from tests.support import migrated, response_from_file
+from tests.test_crawl import crawl
 
 
 def fixture_record(name: str) -> Record:

@@ -299,15 +299,14 @@ def test_unknown_revision_is_refused(engine: Engine) -> None:
 
 @pytest.fixture
 def newer_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The real migrations plus one more revision, as the next release would have.
+    """The real migrations plus a revision 9000, as the next release of the harvester would have.
 
     Returns the new head. ``harvester.db.alembic_config`` is pointed at the copy.
     """
+    (released,) = db.script_heads()
     copy = tmp_path / "migrations"
     shutil.copytree(REPO_ROOT / "migrations", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    (head,) = ScriptDirectory(str(copy)).get_heads()
-    newer = f"{int(head) + 1:04d}"
-    (copy / "versions" / f"{newer}_add_notes.py").write_text(
+    (copy / "versions" / "9000_add_notes.py").write_text(
         textwrap.dedent(
             f'''\
             """Add a notes table."""
@@ -315,8 +314,8 @@ def newer_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
             import sqlalchemy as sa
             from alembic import op
 
-            revision = "{newer}"
-            down_revision = "{head}"
+            revision = "9000"
+            down_revision = "{released}"
             branch_labels = None
             depends_on = None
 
@@ -339,17 +338,18 @@ def newer_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         return config
 
     monkeypatch.setattr(db, "alembic_config", patched)
-    return newer
+    return "9000"
 
 
 def test_database_at_an_older_revision_is_refused(engine: Engine, newer_migrations: str) -> None:
     with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), "0001")  # the released schema
+        command.upgrade(alembic_config(connection), "head")  # the released schema
+    (released,) = version(engine)
     before = snapshot(engine)
     with pytest.raises(SchemaError) as caught:
         ensure_schema(engine, auto_migrate=True)
     message = str(caught.value)
-    assert f"is at revision 0001, but this harvester needs {newer_migrations}" in message
+    assert f"is at revision {released}, but this harvester needs 9000" in message
     assert "alembic upgrade head" in message
     assert "DATABASE_URL=" in message
     assert snapshot(engine) == before

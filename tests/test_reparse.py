@@ -24,8 +24,8 @@ from harvester.parsing import PARSER_VERSION, parse_page
 from harvester.rawpages import fetched_page
 from harvester.reparse import reparse
 from harvester.store import write_batch
-from tests.support import response_from_file
-from tests.test_crawl import crawl, migrated
+from tests.support import migrated, response_from_file
+from tests.test_crawl import crawl
 
 RECORDS = 120
 NEXT_VERSION = PARSER_VERSION + 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harvester.urls import allowed_domains, is_record_url, ncj_url
+from harvester.urls import allowed_domains, canonical_url, is_record_url, ncj_url
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,32 @@ def test_ncj_url() -> None:
 )
 def test_listings_and_feeds_are_not_record_pages(url: str) -> None:
     assert not is_record_url(url)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "https://www.ojp.gov/ncjrs/virtual-library/abstracts/some-record",
+        "https://ojp.gov/ncjrs/virtual-library/abstracts/some-record",
+        "https://ojp.gov./ncjrs/virtual-library/abstracts/some-record/",
+        "HTTPS://WWW.OJP.GOV:443/ncjrs/virtual-library/abstracts/some-record#main",
+    ],
+)
+def test_host_variants_have_one_canonical_url(variant: str) -> None:
+    assert canonical_url(variant) == "https://ojp.gov/ncjrs/virtual-library/abstracts/some-record"
+
+
+def test_legacy_query_key_and_path_case_are_canonical() -> None:
+    expected = "https://ncjrs.gov/app/publications/abstract.aspx?id=78126"
+    assert (
+        canonical_url("https://www.ncjrs.gov/App/Publications/abstract.aspx?ID=78126") == expected
+    )
+    assert (
+        canonical_url("https://www.ncjrs.gov/app/publications/Abstract.aspx?id=78126") == expected
+    )
+
+
+def test_canonical_url_keeps_what_tells_pages_apart() -> None:
+    assert canonical_url("http://127.0.0.1:8000/a/b") == "http://127.0.0.1:8000/a/b"
+    assert canonical_url("https://ojp.gov/A/B") != canonical_url("https://ojp.gov/a/b")
+    assert canonical_url("http://ojp.gov/a") != canonical_url("https://ojp.gov/a")

@@ -26,7 +26,7 @@ import json
 import random
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -118,6 +118,7 @@ class SiteOptions:
     soft_404s: int | None = None  # soft-404 URLs in the sitemap; None: max(3, records // 1000)
     per_sitemap: int = 2000  # URLs per sitemap page
     page_size: int = 25  # record links per listing page
+    crawl_delay: float | None = None  # robots.txt Crawl-delay, seconds
 
     def __post_init__(self) -> None:
         if not 0 < self.records <= MAX_RECORDS:
@@ -798,6 +799,7 @@ class Site:
         self._code_add = _mix64(self._key + 8) & (_CODE_SPACE - 1)
         self._code_inv = pow(self._code_mult, -1, _CODE_SPACE)
         self._sitemap: list[SitemapEntry] | None = None
+        self.revisions: dict[int, int] = {}  # record index -> times changed (see revise)
         self._record = lru_cache(maxsize=4096)(self._generate)
         self._chrome = _chrome()
         # base time of the newest record; older records step back in time
@@ -975,7 +977,24 @@ class Site:
 
     def record(self, i: int) -> GeneratedRecord:
         self._check(i)
-        return self._record(i)
+        record = self._record(i)
+        revision = self.revisions.get(i)
+        if revision is None:
+            return record
+        return replace(
+            record,
+            annotation=f"{record.annotation} Revised edition {revision}.".strip(),
+            lastmod=self._revised_lastmod(revision),
+        )
+
+    def revise(self, indices: Iterable[int]) -> None:
+        """Change records in place, as the live site does: new annotation text, newer lastmod."""
+        for i in indices:
+            self._check(i)
+            self.revisions[i] = self.revisions.get(i, 0) + 1
+
+    def _revised_lastmod(self, revision: int) -> datetime:
+        return self._lastmod_base + timedelta(days=revision)
 
     def _generate(self, i: int) -> GeneratedRecord:
         rng = self._rng(i, _S_RECORD)
@@ -1436,6 +1455,8 @@ class Site:
 
     def entry_lastmod(self, entry: SitemapEntry) -> datetime:
         kind, n = entry
+        if kind in ("record", "publication") and n in self.revisions:
+            return self._revised_lastmod(self.revisions[n])
         if kind in ("record", "publication"):
             base = self._lastmod_base - timedelta(
                 seconds=n * self._lastmod_step + int(self._unit(n, _S_LASTMOD) * self._lastmod_step)
@@ -1450,7 +1471,9 @@ class Site:
     # -- rendering ----------------------------------------------------------------------------
 
     def render_robots(self, base_url: str) -> str:
-        return f"User-agent: *\nAllow: /\n\nSitemap: {base_url.rstrip('/')}/sitemap.xml\n"
+        delay = self.options.crawl_delay
+        rules = "Allow: /\n" + (f"Crawl-delay: {delay:g}\n" if delay else "")
+        return f"User-agent: *\n{rules}\nSitemap: {base_url.rstrip('/')}/sitemap.xml\n"
 
     def render_sitemap_index(self, base_url: str) -> str:
         base = base_url.rstrip("/")

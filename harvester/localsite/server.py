@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -28,7 +29,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -153,6 +154,12 @@ def _listing(app: LocalSiteApp, req: Request, m: re.Match[str]) -> Response:
     return app.not_found(req) if body is None else Response.html(body)
 
 
+def _record_page(app: LocalSiteApp, i: int, body: str) -> Response:
+    """A record page with the validators a conditional request is answered from."""
+    modified = formatdate(app.site.record(i).lastmod.timestamp(), usegmt=True)
+    return Response(200, body.encode("utf-8"), CONTENT_TYPE_HTML, (("Last-Modified", modified),))
+
+
 def _current(app: LocalSiteApp, req: Request, m: re.Match[str]) -> Response:
     site = app.site
     i = site.index_of_slug(m.group(1))
@@ -162,14 +169,14 @@ def _current(app: LocalSiteApp, req: Request, m: re.Match[str]) -> Response:
         return Response.html(site.render_soft_404(req.base_url, req.path))
     if site.layout(i) != "current":
         return app.not_found(req)  # legacy-only records have no current page
-    return Response.html(site.render_current(i, req.base_url))
+    return _record_page(app, i, site.render_current(i, req.base_url))
 
 
 def _publication(app: LocalSiteApp, req: Request, m: re.Match[str]) -> Response:
     i = app.site.index_of_slug(m.group(1))
     if i is None or i >= app.site.records or not app.site.has_publication(i):
         return app.not_found(req)
-    return Response.html(app.site.render_publication(i, req.base_url))
+    return _record_page(app, i, app.site.render_publication(i, req.base_url))
 
 
 def _legacy(app: LocalSiteApp, req: Request, m: re.Match[str]) -> Response:
@@ -179,7 +186,7 @@ def _legacy(app: LocalSiteApp, req: Request, m: re.Match[str]) -> Response:
         return app.not_found(req)
     if app.site.layout(i) == "current":
         return app.redirect(req, f"{CURRENT_PREFIX}/{app.site.slug(i)}")
-    return Response.html(app.site.render_legacy(i, req.base_url))
+    return _record_page(app, i, app.site.render_legacy(i, req.base_url))
 
 
 def _topic(app: LocalSiteApp, req: Request, m: re.Match[str]) -> Response:
@@ -218,6 +225,22 @@ class RequestLogEntry(NamedTuple):
     status: int
 
 
+RECORD_ROUTES = frozenset({"current", "publication", "legacy"})
+
+
+@dataclass(slots=True)
+class Behaviour:
+    """What tests change while the server runs (control command ``configure``)."""
+
+    # Record pages answer 304 to a matching If-None-Match / If-Modified-Since.
+    conditional: bool = True
+    # The next ``count`` record-page requests get ``status`` (429 / 503), with a Retry-After
+    # header when ``retry_after`` is set: {"status": 503, "count": 3, "retry_after": 2}.
+    busy: dict[str, Any] | None = None
+    # Label text shown on record pages -> text shown instead (a simulated layout change).
+    renames: dict[str, str] = field(default_factory=dict)
+
+
 class LocalSiteApp:
     """Routing and the request log; independent of the transport (easy to unit test)."""
 
@@ -231,6 +254,7 @@ class LocalSiteApp:
         self.options = options or ServerOptions()
         self.routes = routes
         self.log: list[RequestLogEntry] = []
+        self.behaviour = Behaviour()
 
     def not_found(self, req: Request) -> Response:
         return Response.html(self.site.render_not_found(req.path), 404)
@@ -245,10 +269,8 @@ class LocalSiteApp:
         if overrides:
             status = overrides.get(req.target, overrides.get(req.path))
             if status is not None:
-                phrase = _reason(status)
-                body = f"<html><body><h1>{status} {phrase}</h1></body></html>\n".encode()
                 extra = (("Retry-After", "1"),) if status in (429, 503) else ()
-                return Response(status, body, CONTENT_TYPE_HTML, extra)
+                return _status_page(status, extra)
         if req.method not in ("GET", "HEAD"):
             return Response(
                 405, b"Method Not Allowed\n", CONTENT_TYPE_TEXT, (("Allow", "GET, HEAD"),)
@@ -256,8 +278,52 @@ class LocalSiteApp:
         for route in self.routes:
             m = route.pattern.fullmatch(req.path)
             if m is not None:
+                if route.name in RECORD_ROUTES:
+                    return self._record_route(route, req, m)
                 return route.handler(self, req, m)
         return self.not_found(req)
+
+    def _record_route(self, route: Route, req: Request, m: re.Match[str]) -> Response:
+        """Record pages: busy answers (429/503), renamed labels, ETag and 304s."""
+        busy = self.behaviour.busy
+        if busy is not None and busy.get("count", 0) > 0:
+            busy["count"] -= 1
+            retry_after = busy.get("retry_after")
+            extra = (("Retry-After", str(retry_after)),) if retry_after is not None else ()
+            return _status_page(int(busy.get("status", 503)), extra)
+        resp = route.handler(self, req, m)
+        if resp.status != 200:
+            return resp
+        body = resp.body
+        for old, new in self.behaviour.renames.items():
+            for suffix in ("", ":"):
+                body = body.replace(f">{old}{suffix}<".encode(), f">{new}{suffix}<".encode())
+        if not self.behaviour.conditional:
+            return Response(resp.status, body, resp.content_type, resp.headers)
+        etag = f'"{hashlib.blake2b(body, digest_size=8).hexdigest()}"'
+        headers = (*resp.headers, ("ETag", etag))
+        if _not_modified(req, etag, dict(resp.headers).get("Last-Modified")):
+            return Response(304, b"", resp.content_type, headers)
+        return Response(resp.status, body, resp.content_type, headers)
+
+
+def _status_page(status: int, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    body = f"<html><body><h1>{status} {_reason(status)}</h1></body></html>\n".encode()
+    return Response(status, body, CONTENT_TYPE_HTML, headers)
+
+
+def _not_modified(req: Request, etag: str, last_modified: str | None) -> bool:
+    """RFC 9110 13.1: If-None-Match decides when present, else If-Modified-Since."""
+    if_none_match = req.headers.get("if-none-match")
+    if if_none_match is not None:
+        return etag in [tag.strip() for tag in if_none_match.split(",")] or if_none_match == "*"
+    since = req.headers.get("if-modified-since")
+    if since is None or last_modified is None:
+        return False
+    try:
+        return parsedate_to_datetime(last_modified) <= parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False
 
 
 def _reason(status: int) -> str:
@@ -479,6 +545,13 @@ async def _control_loop(app: LocalSiteApp, control: IO[bytes], reply: IO[bytes])
             _send(reply, {"requests": entries})
         elif cmd == "ping":
             _send(reply, {"ok": True})
+        elif cmd == "revise":
+            app.site.revise(command["indices"])
+            _send(reply, {"ok": True})
+        elif cmd == "configure":
+            for name, value in command["behaviour"].items():
+                setattr(app.behaviour, name, value)
+            _send(reply, {"ok": True})
 
 
 def _send(stream: IO[bytes], message: Mapping[str, Any]) -> None:
@@ -549,6 +622,18 @@ class SiteHandle:
 
     def clear_requests(self) -> None:
         self.requests(clear=True)
+
+    def revise(self, indices: list[int]) -> None:
+        """Change these records on the running site (and in ``site``, for ``truth()``)."""
+        self._command({"cmd": "revise", "indices": list(indices)})
+        self.site.revise(indices)
+
+    def configure(self, **behaviour: Any) -> None:
+        """Change the server's :class:`Behaviour` (conditional, busy, renames) while it runs."""
+        unknown = set(behaviour) - {f.name for f in fields(Behaviour)}
+        if unknown:
+            raise TypeError(f"unknown behaviour: {', '.join(sorted(unknown))}")
+        self._command({"cmd": "configure", "behaviour": behaviour})
 
     def _command(self, message: Mapping[str, Any]) -> dict[str, Any]:
         stdin, stdout = self.process.stdin, self.process.stdout

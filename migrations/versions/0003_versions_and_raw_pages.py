@@ -1,7 +1,7 @@
 """Record versions, raw pages (and their zstd dictionaries), quarantine replay, conflict counts.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-02 10:00:00
 
 Written by hand, no application imports (see 0001). The columns that reference raw_pages are
@@ -20,7 +20,7 @@ from alembic import context, op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

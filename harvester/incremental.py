@@ -1,0 +1,80 @@
+"""Which record pages a crawl fetches again, and how: the incremental-crawl policy.
+
+Pure decisions over the stored URL state (``harvester.urlstate.KnownPage``) and what the
+sitemap says; the spider applies them.
+
+- A URL never stored is fetched.
+- A sitemap entry whose ``lastmod`` is not newer than the one stored with the page is not
+  requested at all.
+- Everything else that was fetched before goes out as a conditional request
+  (``If-None-Match`` / ``If-Modified-Since``): an unchanged page answers 304, with no body.
+- ``full`` re-checks every URL (still conditionally); ``since`` re-checks the entries whose
+  ``lastmod`` is on or after that date, whatever is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+
+from harvester.urlstate import KnownPage
+
+
+def parse_lastmod(text: str | None) -> datetime | None:
+    """A sitemap ``<lastmod>`` (W3C datetime: a date, or a date and time) as aware UTC."""
+    if not text:
+        return None
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(), UTC)
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None  # an unreadable lastmod is no lastmod: the page is revalidated
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_since(text: str) -> datetime:
+    """``-a since=YYYY-MM-DD`` as the start of that day, UTC."""
+    try:
+        return datetime.combine(date.fromisoformat(text.strip()), time(), UTC)
+    except ValueError:
+        raise ValueError(f"since={text!r} is not a date; use YYYY-MM-DD") from None
+
+
+def truthy(value: str | bool | None) -> bool:
+    if isinstance(value, bool):
+        return value
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True, slots=True)
+class RevisitPolicy:
+    full: bool = False
+    since: datetime | None = None
+    conditional: bool = True  # send the stored validators (off: always fetch bodies)
+
+    def wants(self, known: KnownPage | None, lastmod: datetime | None) -> bool:
+        """Whether to request a sitemap entry with this ``lastmod``."""
+        if known is None or self.full or lastmod is None:
+            return True
+        if self.since is not None:
+            return lastmod >= self.since
+        return known.sitemap_lastmod is None or lastmod > known.sitemap_lastmod
+
+    def wants_listed(self, known: KnownPage | None) -> bool:
+        """Whether to request a record linked from a listing (listings carry no lastmod).
+
+        A listing finds new records; pages already stored are re-checked by ``full``.
+        """
+        return known is None or self.full
+
+    def headers(self, known: KnownPage | None) -> dict[str, str]:
+        if known is None or not self.conditional:
+            return {}
+        headers = {}
+        if known.etag:
+            headers["If-None-Match"] = known.etag
+        if known.last_modified:
+            headers["If-Modified-Since"] = known.last_modified
+        return headers

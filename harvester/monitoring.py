@@ -1,0 +1,156 @@
+"""Checks after each crawl: is this run as healthy as the ones before it?
+
+A scraper rots silently: the site renames a label, the parser stops finding abstracts, and
+every run still "succeeds". After each run the figures of ``crawl_runs`` are checked against
+thresholds (settings, below) and against the previous healthy runs:
+
+- the finish reason (a crawl that died or was cancelled);
+- the error rate and the quarantine rate;
+- record-page URLs whose page the parser does not recognise as a record at all;
+- labels the parser does not know that show up on a large share of pages (a renamed label);
+- field coverage: the share of this run's records that have each field, against the mean of
+  the last healthy runs; a drop beyond the threshold is drift.
+
+Failed checks are logged as errors, stored in ``crawl_runs.alerts``, and make
+``scrapy crawl`` / ``harvester crawl`` exit with status 3, so cron and systemd report them.
+Everything here is pure: figures in, messages out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harvester.items import Record
+
+# Field -> whether a record has it. The fields users rely on, and the ones a renamed label
+# would silently empty.
+COVERAGE_FIELDS: dict[str, Any] = {
+    "title": lambda r: bool(r.title),
+    "published": lambda r: r.published is not None,
+    "authors": lambda r: bool(r.authors or r.corporate_authors),
+    "annotation": lambda r: bool(r.annotation),
+    "abstract": lambda r: bool(r.abstract),
+    "journal": lambda r: r.journal is not None,
+    "page_count": lambda r: r.page_count is not None,
+    "publication_type": lambda r: bool(r.publication_type),
+    "language": lambda r: bool(r.language),
+    "sponsoring_agencies": lambda r: bool(r.sponsoring_agencies),
+}
+OK_FINISH_REASONS = ("finished", "shutdown", "max_requests")
+
+
+def covered_fields(record: Record) -> Iterable[str]:
+    return (name for name, has in COVERAGE_FIELDS.items() if has(record))
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    max_error_rate: float = 0.05
+    max_quarantine_rate: float = 0.05
+    max_unrecognised_rate: float = 0.05
+    new_label_share: float = 0.2
+    max_coverage_drop: float = 0.25
+    min_records: int = 50  # fewer records than this: coverage is not compared
+    min_pages: int = 10  # fewer record pages than this: rates are not judged
+    history: int = 5  # healthy runs the coverage baseline is the mean of
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Thresholds:
+        return cls(
+            max_error_rate=settings.getfloat("HARVESTER_MAX_ERROR_RATE", cls.max_error_rate),
+            max_quarantine_rate=settings.getfloat(
+                "HARVESTER_MAX_QUARANTINE_RATE", cls.max_quarantine_rate
+            ),
+            max_unrecognised_rate=settings.getfloat(
+                "HARVESTER_MAX_UNRECOGNISED_RATE", cls.max_unrecognised_rate
+            ),
+            new_label_share=settings.getfloat("HARVESTER_NEW_LABEL_SHARE", cls.new_label_share),
+            max_coverage_drop=settings.getfloat(
+                "HARVESTER_MAX_COVERAGE_DROP", cls.max_coverage_drop
+            ),
+            min_records=settings.getint("HARVESTER_CHECK_MIN_RECORDS", cls.min_records),
+            min_pages=settings.getint("HARVESTER_CHECK_MIN_PAGES", cls.min_pages),
+            history=settings.getint("HARVESTER_CHECK_HISTORY", cls.history),
+        )
+
+
+def coverage_from_stats(stats: Mapping[str, Any]) -> dict[str, float] | None:
+    """Share of the run's records with each field (None when the run stored no record)."""
+    records = int(stats.get("harvester/coverage/records", 0))
+    if not records:
+        return None
+    return {
+        name: round(int(stats.get(f"harvester/coverage/{name}", 0)) / records, 4)
+        for name in COVERAGE_FIELDS
+    }
+
+
+def check_run(
+    figures: Mapping[str, Any],
+    stats: Mapping[str, Any],
+    history: Sequence[Mapping[str, Any]],
+    thresholds: Thresholds,
+) -> list[str]:
+    """The checks this run fails, as messages. ``history``: earlier healthy runs, newest first,
+    each with ``coverage`` and ``records`` (the number of records it was measured on)."""
+    alerts: list[str] = []
+    reason = figures.get("finish_reason")
+    if reason not in OK_FINISH_REASONS:
+        alerts.append(f"the crawl ended with '{reason}', not 'finished'")
+    if stats.get("harvester/robots_unavailable"):
+        alerts.append(
+            "robots.txt could not be read (5xx or network error): its host was not crawled"
+        )
+
+    pages = int(stats.get("harvester/record_pages", 0))  # parsed as records
+    errors = int(figures.get("errors", 0))
+    fetched = int(figures.get("pages_fetched", 0))
+    if errors and fetched + errors >= thresholds.min_pages:
+        rate = errors / (fetched + errors)
+        if rate > thresholds.max_error_rate:
+            alerts.append(
+                f"error rate {rate:.1%} ({errors} errors) is above {thresholds.max_error_rate:.0%}"
+            )
+    quarantined = int(figures.get("records_quarantined", 0))
+    if quarantined and pages >= thresholds.min_pages:
+        rate = quarantined / pages
+        if rate > thresholds.max_quarantine_rate:
+            alerts.append(
+                f"quarantine rate {rate:.1%} ({quarantined} of {pages} record pages) is above "
+                f"{thresholds.max_quarantine_rate:.0%}"
+            )
+    unrecognised = int(stats.get("harvester/non_record/no_record_fields", 0))
+    looked_at = pages + unrecognised
+    if unrecognised and looked_at >= thresholds.min_pages:
+        rate = unrecognised / looked_at
+        if rate > thresholds.max_unrecognised_rate:
+            alerts.append(
+                f"{unrecognised} of {looked_at} record pages ({rate:.0%}) have a template the "
+                "parser does not recognise: the site's layout may have changed"
+            )
+    if pages >= thresholds.min_pages:
+        prefix = "harvester/unknown_label/"
+        for key, count in sorted(stats.items()):
+            if key.startswith(prefix) and int(count) / pages >= thresholds.new_label_share:
+                alerts.append(
+                    f"new label '{key[len(prefix) :]}' on {int(count)} of {pages} record pages: "
+                    "the site's layout may have changed (see harvester.parsing.LABELS)"
+                )
+
+    coverage = figures.get("coverage")
+    records = int(stats.get("harvester/coverage/records", 0))
+    baseline_runs = [run for run in history[: thresholds.history] if run.get("coverage")]
+    if coverage and records >= thresholds.min_records and baseline_runs:
+        for name in COVERAGE_FIELDS:
+            before = sum(run["coverage"].get(name, 0.0) for run in baseline_runs) / len(
+                baseline_runs
+            )
+            now = coverage.get(name, 0.0)
+            if before - now > thresholds.max_coverage_drop:
+                alerts.append(
+                    f"coverage of '{name}' fell to {now:.0%} from {before:.0%} over the last "
+                    f"{len(baseline_runs)} run(s): the parser may no longer find it"
+                )
+    return alerts
