@@ -5,8 +5,8 @@ The rule, a total order over pages, so the page kept does not depend on arrival 
 1. the layout that shows the most fields wins: legacy, then current, then generic, then
    publication pages (``items.LAYOUT_RANK``);
 2. then the page with more filled-in fields (``richness``);
-3. then the smaller canonical URL (``tie_break_url``: scheme and host in lower case, no
-   ``www.``, no trailing dot on the host, no default port, query in lower case), and the
+3. then the smaller canonical URL (``harvester.urls.canonical_url``, the form ``record_urls``
+   keys on: no ``www.``, host case, trailing dot, default port or trailing slash), and the
    smaller URL as fetched if those are equal.
 
 A *conflict* is a page of an NCJ number already seen in the run, under another URL, with other
@@ -21,14 +21,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from harvester.items import LAYOUT_RANK, Record
+from harvester.urls import canonical_url
 
 logger = logging.getLogger(__name__)
 
 Reason = Literal["layout", "filled_fields", "url"]
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def richness(record: Record) -> int:
@@ -55,13 +54,7 @@ def richness(record: Record) -> int:
 
 def tie_break_url(url: str) -> tuple[str, str]:
     """The key that orders two URLs of one record: canonical form first, then as fetched."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").rstrip(".").removeprefix("www.")
-    port = parts.port
-    netloc = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
-    canonical = urlunsplit((scheme, netloc, parts.path or "/", parts.query.lower(), ""))
-    return canonical, url
+    return canonical_url(url), url
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,7 +102,11 @@ def test_the_same_content_under_two_urls_or_one_url_twice_is_no_conflict() -> No
 @pytest.mark.parametrize(
     ("first", "second"),
     [
-        ("https://WWW.ojp.gov.:443/a/b?ID=7", "https://ojp.gov/a/b?id=7"),
+        (
+            "https://WWW.ncjrs.gov.:443/App/Publications/abstract.aspx?ID=7",
+            "https://ncjrs.gov/app/publications/abstract.aspx?id=7",
+        ),
+        ("https://www.ojp.gov/a/b/", "https://ojp.gov/a/b"),
         ("http://ojp.gov:80/x", "http://ojp.gov/x"),
         ("https://ojp.gov", "https://ojp.gov/"),
     ],
