@@ -32,7 +32,7 @@ from harvester import models
 from harvester.db import WRITE_TRANSACTION_OPTION
 from harvester.items import LAYOUT_RANK, PageVisit, Person, RawRecord, Record, Rejection
 from harvester.normalize import content_hash, record_content
-from harvester.urlstate import visit_of, write_url_states
+from harvester.urlstate import DEFAULT_WITHDRAWAL, Withdrawal, visit_of, write_url_states
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +182,8 @@ class WriteCounts:
     unchanged: int = 0
     quarantined: int = 0
     not_modified: int = 0  # 304 answers: known unchanged without a body
+    withdrawn: int = 0
+    reappeared: int = 0
     counted: set[int] = dataclasses.field(default_factory=set)
 
     def add(self, other: WriteCounts) -> None:
@@ -190,6 +192,8 @@ class WriteCounts:
         self.unchanged += other.unchanged
         self.quarantined += other.quarantined
         self.not_modified += other.not_modified
+        self.withdrawn += other.withdrawn
+        self.reappeared += other.reappeared
 
 
 def write_batch(
@@ -201,6 +205,7 @@ def write_batch(
     run_id: int | None,
     counted: set[int],
     visits: Sequence[PageVisit] = (),
+    withdrawal: Withdrawal = DEFAULT_WITHDRAWAL,
 ) -> WriteCounts:
     """Write one batch in the caller's transaction. ``records`` holds (record, content hash).
 
@@ -213,9 +218,11 @@ def write_batch(
     counts = WriteCounts(quarantined=len(quarantined))
     if quarantined:
         connection.execute(insert(QUARANTINE), list(quarantined))
-    counts.not_modified = write_url_states(
-        connection, [*visits, *(visit_of(record) for record, _ in records)], now
+    state = write_url_states(
+        connection, [*visits, *(visit_of(record) for record, _ in records)], now, withdrawal
     )
+    counts.not_modified, counts.withdrawn = state.not_modified, state.withdrawn
+    counts.reappeared = state.reappeared
     if not records:
         return counts
     keys = [record.ncj_number for record, _ in records]
@@ -368,9 +375,16 @@ class RecordWriter:
     """
 
     def __init__(
-        self, engine: Engine, *, run_id: int | None, batch_size: int, batch_seconds: float
+        self,
+        engine: Engine,
+        *,
+        run_id: int | None,
+        batch_size: int,
+        batch_seconds: float,
+        withdrawal: Withdrawal = DEFAULT_WITHDRAWAL,
     ) -> None:
         self.engine = engine
+        self.withdrawal = withdrawal
         self.run_id = run_id
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
@@ -516,6 +530,7 @@ class RecordWriter:
                 run_id=self.run_id,
                 counted=self._counted,
                 visits=visits,
+                withdrawal=self.withdrawal,
             )
         self._counted |= counts.counted
         return counts

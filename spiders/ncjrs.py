@@ -229,8 +229,9 @@ class NcjrsSpider(Spider):
             callback=self.parse_record,
             errback=self.on_error,
             headers=self.revisit.headers(known),
-            # 304 is an answer here, not an error; sitemap_lastmod is stored with the page.
-            meta={"handle_httpstatus_list": [304], "sitemap_lastmod": lastmod},
+            # 304, 404 and 410 are answers here, not errors (unchanged; gone, which counts
+            # towards a withdrawal). sitemap_lastmod is stored with the page.
+            meta={"handle_httpstatus_list": [304, 404, 410], "sitemap_lastmod": lastmod},
         )
 
     def _count(self, key: str, count: int = 1) -> None:
@@ -274,6 +275,11 @@ class NcjrsSpider(Spider):
         if response.status == 304:
             self._count("harvester/not_modified")
             yield self._visit(response, None)
+            return
+        if response.status in (404, 410):
+            self._count("harvester/gone")
+            self.logger.info("Gone (%d): %s", response.status, response.url)
+            yield self._visit(response, "gone")
             return
         if not isinstance(response, TextResponse):
             self.crawler.stats.inc_value("harvester/non_record/not_html")
