@@ -177,18 +177,22 @@ class NcjrsSpider(Spider):
 
     def parse_sitemap(self, response: Response) -> Iterator[Request]:
         """A robots.txt (its Sitemap: lines), a sitemap index, or a sitemap of pages."""
-        yield from self._sitemap_entries(response)
+        entries = self._read_sitemap(response)
+        if (state := getattr(self, "state", None)) is not None:
+            state["sitemaps_waiting"] = list(self.sitemaps_waiting)
+        # The next sitemap goes out first, so it downloads while this one's entries are looked
+        # up in the database; its lower priority still keeps it behind this one's pages.
         if request := self._next_sitemap():
             yield request
+        yield from self._sitemap_record_requests(entries)
 
-    def _sitemap_entries(self, response: Response) -> Iterator[Request]:
+    def _read_sitemap(self, response: Response) -> list[tuple[str, str | None]]:
+        """Queue the sitemaps it lists; return its record pages as (URL, lastmod text)."""
         if response.url.endswith("/robots.txt"):
             self.sitemaps_waiting.extend(
                 sitemap_urls_from_robots(response.body, base_url=response.url)
             )
-            if (state := getattr(self, "state", None)) is not None:
-                state["sitemaps_waiting"] = list(self.sitemaps_waiting)
-            return
+            return []
         body = response.body
         if gzip_magic_number(response):
             body = gunzip(body, max_size=SITEMAP_MAXSIZE)
@@ -196,7 +200,7 @@ class NcjrsSpider(Spider):
             sitemap = Sitemap(body)
         except Exception:  # lxml's errors for a page that is not XML at all
             self.logger.warning("Not a sitemap: %s", response.url)
-            return
+            return []
         entries: list[tuple[str, str | None]] = []
         for entry in sitemap:
             location = entry.get("loc", "").strip()
@@ -206,8 +210,9 @@ class NcjrsSpider(Spider):
                 self.sitemaps_waiting.append(location)
             elif is_record_url(location):
                 entries.append((location, entry.get("lastmod")))
-        if (state := getattr(self, "state", None)) is not None:
-            state["sitemaps_waiting"] = list(self.sitemaps_waiting)
+        return entries
+
+    def _sitemap_record_requests(self, entries: list[tuple[str, str | None]]) -> Iterator[Request]:
         keys = [canonical_url(url) for url, _ in entries]
         known = self._known(keys)
         skipped = 0
