@@ -7,6 +7,7 @@ or one at another schema revision, stops the crawl with a message that says what
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -24,7 +25,7 @@ from harvester.runlock import (
     mark_interrupted_runs,
 )
 from harvester.store import CRAWL_RUNS, RecordWriter, finish_run, jsonable, now_utc, start_run
-from harvester.urlstate import KnownPage, known_pages
+from harvester.urlstate import KnownPage, Withdrawal, known_pages
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,12 @@ class CrawlSession:
                 run_id=self.run_id,
                 batch_size=settings.getint("HARVESTER_BATCH_SIZE"),
                 batch_seconds=settings.getfloat("HARVESTER_BATCH_SECONDS"),
+                withdrawal=Withdrawal(
+                    after_runs=settings.getint("HARVESTER_WITHDRAW_AFTER_RUNS", 3),
+                    min_interval=timedelta(
+                        seconds=settings.getfloat("HARVESTER_WITHDRAW_MIN_INTERVAL", 86400.0)
+                    ),
+                ),
             )
         return self.writer
 

@@ -10,6 +10,8 @@ sitemap says; the spider applies them.
   (``If-None-Match`` / ``If-Modified-Since``): an unchanged page answers 304, with no body.
 - ``full`` re-checks every URL (still conditionally); ``since`` re-checks the entries whose
   ``lastmod`` is on or after that date, whatever is stored.
+- A record's URL that answered 404/410 or a soft 404 is asked again on every run, whatever its
+  ``lastmod``: each answer counts towards (or cancels) the record's withdrawal.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
-from harvester.urlstate import KnownPage
+from harvester.urlstate import GONE_KINDS, KnownPage
 
 
 def parse_lastmod(text: str | None) -> datetime | None:
@@ -58,6 +60,8 @@ class RevisitPolicy:
         """Whether to request a sitemap entry with this ``lastmod``."""
         if known is None or self.full or lastmod is None:
             return True
+        if known.kind in GONE_KINDS and known.ncj_number is not None:
+            return True  # a record's page that was gone: is it still? (withdrawals)
         if self.since is not None:
             return lastmod >= self.since
         return known.sitemap_lastmod is None or lastmod > known.sitemap_lastmod

@@ -75,7 +75,7 @@ class NonRecordPage:
 
 
 PageKind = Literal[
-    "record", "quarantined", "soft_404", "no_record_fields", "several_records", "not_html"
+    "record", "quarantined", "soft_404", "no_record_fields", "several_records", "not_html", "gone"
 ]
 
 

@@ -221,6 +221,9 @@ class Record(Base):
     last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     last_changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
     content_hash: Mapped[str] = mapped_column(String(64))  # hex sha256 of the normalized record
+    # A tombstone, never a delete: every URL of the record has been gone for several runs
+    # (harvester.urlstate). Cleared when the record is seen again.
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     # The run that last changed the record, not the last one that saw it: "what did run N
     # change" is then a plain filter, and last_seen_at already answers "is it still there".
     crawl_run_id: Mapped[int | None] = mapped_column(
@@ -382,6 +385,7 @@ PAGE_KINDS = (
     "no_record_fields",
     "several_records",
     "not_html",
+    "gone",  # 404 or 410
 )
 
 
@@ -403,6 +407,11 @@ class RecordUrl(Base):
     last_modified: Mapped[str | None] = mapped_column(Text)  # the HTTP date, verbatim
     # URLs requested before this one, in order, when it was reached by redirects.
     redirect_chain: Mapped[list[str]] = mapped_column(json_type(), default=list)
+    # Withdrawal evidence: runs in a row, at least HARVESTER_WITHDRAW_MIN_INTERVAL apart, in
+    # which the URL answered 404/410 or a soft 404; any other answer resets it.
+    gone_runs: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    gone_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    gone_counted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     def __repr__(self) -> str:
         return f"RecordUrl(url={self.url!r}, ncj_number={self.ncj_number!r}, kind={self.kind!r})"

@@ -144,4 +144,13 @@ class StorePipeline:
                 self.crawler.stats.set_value("harvester/records_unchanged", counts.unchanged)
                 self.crawler.stats.set_value("harvester/records_quarantined", counts.quarantined)
                 self.crawler.stats.set_value("harvester/pages_not_modified", counts.not_modified)
+                self.crawler.stats.set_value("harvester/records_withdrawn", counts.withdrawn)
+                self.crawler.stats.set_value("harvester/records_reappeared", counts.reappeared)
+            if counts.withdrawn or counts.reappeared:
+                logger.info(
+                    "%d records withdrawn (every URL gone for %d runs), %d seen again",
+                    counts.withdrawn,
+                    self.writer.withdrawal.after_runs,
+                    counts.reappeared,
+                )
                 self.crawler.stats.set_value("harvester/failed_batches", self.writer.failed_batches)

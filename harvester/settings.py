@@ -94,6 +94,12 @@ HARVESTER_CHECK_MIN_RECORDS = 50
 HARVESTER_CHECK_MIN_PAGES = 10
 HARVESTER_CHECK_HISTORY = 5
 
+# A record whose every URL answered 404/410 or a soft 404 on this many runs in a row, counted
+# at most once per HARVESTER_WITHDRAW_MIN_INTERVAL seconds, gets records.withdrawn_at (never
+# deleted); 5xx and timeouts never count. Seeing it again clears the tombstone.
+HARVESTER_WITHDRAW_AFTER_RUNS = 3
+HARVESTER_WITHDRAW_MIN_INTERVAL = 86400.0
+
 # The database: None means "DATABASE_URL from the environment, else sqlite:///ncjrs.sqlite"
 # (harvester.config.database_url is the one place that decides).
 DATABASE_URL = None

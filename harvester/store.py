@@ -42,7 +42,7 @@ from harvester.items import (
     Rejection,
 )
 from harvester.normalize import content_hash, record_content
-from harvester.urlstate import visit_of, write_url_states
+from harvester.urlstate import DEFAULT_WITHDRAWAL, Withdrawal, visit_of, write_url_states
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +193,8 @@ class WriteCounts:
     unchanged: int = 0
     quarantined: int = 0
     not_modified: int = 0  # 304 answers: known unchanged without a body
+    withdrawn: int = 0
+    reappeared: int = 0
     counted: set[int] = dataclasses.field(default_factory=set)
 
     def add(self, other: WriteCounts) -> None:
@@ -201,6 +203,8 @@ class WriteCounts:
         self.unchanged += other.unchanged
         self.quarantined += other.quarantined
         self.not_modified += other.not_modified
+        self.withdrawn += other.withdrawn
+        self.reappeared += other.reappeared
 
 
 def write_batch(
@@ -212,6 +216,7 @@ def write_batch(
     run_id: int | None,
     counted: set[int],
     visits: Sequence[PageVisit] = (),
+    withdrawal: Withdrawal = DEFAULT_WITHDRAWAL,
     pages: Mapping[int, FetchedPage] | None = None,
     history: RecordHistory | None = None,
 ) -> WriteCounts:
@@ -231,9 +236,11 @@ def write_batch(
     if quarantined:
         connection.execute(insert(QUARANTINE), history.quarantine_rows(connection, quarantined))
     if history.sighting:  # a re-derivation from stored pages fetched nothing
-        counts.not_modified = write_url_states(
-            connection, [*visits, *(visit_of(record) for record, _ in records)], now
+        state = write_url_states(
+            connection, [*visits, *(visit_of(record) for record, _ in records)], now, withdrawal
         )
+        counts.not_modified, counts.withdrawn = state.not_modified, state.withdrawn
+        counts.reappeared = state.reappeared
     if not records:
         return counts
     keys = [record.ncj_number for record, _ in records]
@@ -402,9 +409,11 @@ class RecordWriter:
         run_id: int | None,
         batch_size: int,
         batch_seconds: float,
+        withdrawal: Withdrawal = DEFAULT_WITHDRAWAL,
         history: RecordHistory | None = None,
     ) -> None:
         self.engine = engine
+        self.withdrawal = withdrawal
         self.run_id = run_id
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
@@ -574,6 +583,7 @@ class RecordWriter:
                 run_id=self.run_id,
                 counted=self._counted,
                 visits=visits,
+                withdrawal=self.withdrawal,
                 pages=pages,
                 history=self.history,
             )

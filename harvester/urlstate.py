@@ -1,4 +1,5 @@
-"""URL state: what each fetched record-page URL answered, kept so the next crawl can skip it.
+"""URL state: what each fetched record-page URL answered, kept so the next crawl can skip it,
+and the withdrawals it shows.
 
 Every fetch of a record-page URL ends up here as a row of ``record_urls`` keyed by the
 canonical URL (``harvester.urls.canonical_url``): the record it showed, what kind of page it
@@ -8,15 +9,34 @@ sitemap is recognised next time as well.
 
 State is written by the store in the same transaction as the records it describes: a page
 whose record was not stored (the crawl was killed first) has no state, and is fetched again.
+
+Withdrawals: a URL that answers 404, 410 or a soft 404 starts a streak (``gone_runs``), one
+more per run at least ``Withdrawal.min_interval`` after the last one counted; any other answer
+ends it. A record whose every URL has a streak of ``Withdrawal.after_runs`` gets
+``records.withdrawn_at``, a tombstone; seeing the record again clears it. Errors (5xx,
+timeouts) never reach this module, so they never count.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Table, func, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    case,
+    exists,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from harvester import models
@@ -26,6 +46,8 @@ from harvester.urls import canonical_url
 RECORD_URLS: Table = models.RecordUrl.__table__  # type: ignore[assignment]
 RECORDS: Table = models.Record.__table__  # type: ignore[assignment]
 _IN_CHUNK = 500
+# Answers that say the page is not there (any other answer says it is).
+GONE_KINDS = ("gone", "soft_404")
 
 
 class KnownPage(NamedTuple):
@@ -70,15 +92,48 @@ def known_pages(connection: Connection, canonical_urls: Iterable[str]) -> dict[s
     return found
 
 
-def write_url_states(connection: Connection, visits: Sequence[PageVisit], now: datetime) -> int:
-    """Record these fetches; returns how many were 304s (pages known to be unchanged)."""
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    """When a record counts as withdrawn: every URL it lives under answered 404/410 or a soft
+    404 on ``after_runs`` runs in a row, counted at most once per ``min_interval``."""
+
+    after_runs: int = 3
+    min_interval: timedelta = timedelta(days=1)
+
+
+DEFAULT_WITHDRAWAL = Withdrawal()
+
+
+@dataclass(slots=True)
+class UrlStateCounts:
+    not_modified: int = 0  # 304 answers
+    withdrawn: int = 0  # records that got their tombstone in this batch
+    reappeared: int = 0  # withdrawn records seen again
+
+
+def write_url_states(
+    connection: Connection,
+    visits: Sequence[PageVisit],
+    now: datetime,
+    withdrawal: Withdrawal = DEFAULT_WITHDRAWAL,
+) -> UrlStateCounts:
+    """Record these fetches, and the withdrawals and reappearances they show."""
+    counts = UrlStateCounts()
     rows: dict[str, dict[str, Any]] = {}
     not_modified: list[str] = []
+    gone_urls: list[str] = []
+    seen_records: set[int] = set()
     for visit in visits:
         urls = [canonical_url(url) for url in (*visit.redirect_urls, visit.url)]
         if visit.kind is None:  # 304: the stored state stands, it is only seen again
             not_modified += urls
+            counts.not_modified += 1
             continue
+        gone = visit.kind in GONE_KINDS
+        if gone:
+            gone_urls += urls
+        elif visit.ncj_number is not None:
+            seen_records.add(visit.ncj_number)
         final = urls[-1]
         for url in urls:
             previous = rows.get(url)
@@ -95,39 +150,102 @@ def write_url_states(connection: Connection, visits: Sequence[PageVisit], now: d
                 "etag": visit.etag,
                 "last_modified": visit.last_modified,
                 "redirect_chain": list(visit.redirect_urls) if url == final else [],
+                "gone_runs": 1 if gone else 0,
+                "gone_since": now if gone else None,
+                "gone_counted_at": now if gone else None,
             }
+    cutoff = now - withdrawal.min_interval
+    table = RECORD_URLS.c
+    due = or_(table.gone_counted_at.is_(None), table.gone_counted_at <= cutoff)
     if rows:
         stmt = _insert(connection)
-        keep = RECORD_URLS.c
+        excluded = stmt.excluded
+        # Not IN (...): an expanding parameter cannot go into an executemany.
+        gone = or_(*(excluded.kind == literal_column(f"'{kind}'") for kind in GONE_KINDS))
         stmt = stmt.on_conflict_do_update(
-            index_elements=[keep.url],
+            index_elements=[table.url],
             set_={
-                "ncj_number": func.coalesce(stmt.excluded.ncj_number, keep.ncj_number),
-                "kind": stmt.excluded.kind,
-                "last_seen_at": stmt.excluded.last_seen_at,
-                "last_status": stmt.excluded.last_status,
-                "sitemap_lastmod": func.coalesce(
-                    stmt.excluded.sitemap_lastmod, keep.sitemap_lastmod
+                "ncj_number": func.coalesce(excluded.ncj_number, table.ncj_number),
+                "kind": excluded.kind,
+                # "Seen" is a page that is there: a 404 does not move it.
+                "last_seen_at": case((gone, table.last_seen_at), else_=excluded.last_seen_at),
+                "last_status": excluded.last_status,
+                "sitemap_lastmod": func.coalesce(excluded.sitemap_lastmod, table.sitemap_lastmod),
+                "etag": excluded.etag,
+                "last_modified": excluded.last_modified,
+                "redirect_chain": excluded.redirect_chain,
+                "gone_runs": case(
+                    (and_(gone, due), table.gone_runs + 1), (gone, table.gone_runs), else_=0
                 ),
-                "etag": stmt.excluded.etag,
-                "last_modified": stmt.excluded.last_modified,
-                "redirect_chain": stmt.excluded.redirect_chain,
+                "gone_since": case(
+                    (gone, func.coalesce(table.gone_since, excluded.gone_since)), else_=null()
+                ),
+                "gone_counted_at": case(
+                    (and_(gone, due), excluded.gone_counted_at),
+                    (gone, table.gone_counted_at),
+                    else_=null(),
+                ),
             },
         )
         connection.execute(stmt, list(rows.values()))
-    unique = list(dict.fromkeys(not_modified))
-    for start in range(0, len(unique), _IN_CHUNK):
-        chunk = unique[start : start + _IN_CHUNK]
+    for chunk in _chunks(list(dict.fromkeys(not_modified))):
         connection.execute(
             update(RECORD_URLS)
-            .where(RECORD_URLS.c.url.in_(chunk))
+            .where(table.url.in_(chunk))
             .values(last_seen_at=now, last_status=304)
         )
-        shown = select(RECORD_URLS.c.ncj_number).where(RECORD_URLS.c.url.in_(chunk))
+        # A 304 from a page that was gone (a soft 404 with validators) is still gone.
+        gone_again = update(RECORD_URLS).where(
+            table.url.in_(chunk), table.kind.in_(GONE_KINDS), due
+        )
+        if connection.execute(
+            gone_again.values(gone_runs=table.gone_runs + 1, gone_counted_at=now)
+        ).rowcount:
+            gone_urls += chunk
+        shown = select(table.ncj_number).where(table.url.in_(chunk), table.kind.not_in(GONE_KINDS))
         connection.execute(
             update(RECORDS).where(RECORDS.c.ncj_number.in_(shown)).values(last_seen_at=now)
         )
-    return sum(1 for visit in visits if visit.kind is None)
+    counts.withdrawn = _withdraw(connection, gone_urls, now, withdrawal)
+    for chunk in _chunks(sorted(seen_records)):
+        counts.reappeared += connection.execute(
+            update(RECORDS)
+            .where(RECORDS.c.ncj_number.in_(chunk), RECORDS.c.withdrawn_at.is_not(None))
+            .values(withdrawn_at=None)
+        ).rowcount
+    return counts
+
+
+def _withdraw(
+    connection: Connection, gone_urls: list[str], now: datetime, withdrawal: Withdrawal
+) -> int:
+    """Tombstone the records behind these URLs whose every URL has been gone long enough."""
+    withdrawn = 0
+    other = RECORD_URLS.alias("other_url")
+    for chunk in _chunks(list(dict.fromkeys(gone_urls))):
+        behind = select(RECORD_URLS.c.ncj_number).where(
+            RECORD_URLS.c.url.in_(chunk), RECORD_URLS.c.ncj_number.is_not(None)
+        )
+        still_there = (
+            select(other.c.id)
+            .where(other.c.ncj_number == RECORDS.c.ncj_number)
+            .where(other.c.gone_runs < withdrawal.after_runs)
+        )
+        withdrawn += connection.execute(
+            update(RECORDS)
+            .where(
+                RECORDS.c.withdrawn_at.is_(None),
+                RECORDS.c.ncj_number.in_(behind),
+                ~exists(still_there),
+            )
+            .values(withdrawn_at=now)
+        ).rowcount
+    return withdrawn
+
+
+def _chunks(items: list[Any]) -> Iterable[list[Any]]:
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
 
 
 def _insert(connection: Connection) -> Any:

@@ -178,18 +178,22 @@ class NcjrsSpider(Spider):
 
     def parse_sitemap(self, response: Response) -> Iterator[Request]:
         """A robots.txt (its Sitemap: lines), a sitemap index, or a sitemap of pages."""
-        yield from self._sitemap_entries(response)
+        entries = self._read_sitemap(response)
+        if (state := getattr(self, "state", None)) is not None:
+            state["sitemaps_waiting"] = list(self.sitemaps_waiting)
+        # The next sitemap goes out first, so it downloads while this one's entries are looked
+        # up in the database; its lower priority still keeps it behind this one's pages.
         if request := self._next_sitemap():
             yield request
+        yield from self._sitemap_record_requests(entries)
 
-    def _sitemap_entries(self, response: Response) -> Iterator[Request]:
+    def _read_sitemap(self, response: Response) -> list[tuple[str, str | None]]:
+        """Queue the sitemaps it lists; return its record pages as (URL, lastmod text)."""
         if response.url.endswith("/robots.txt"):
             self.sitemaps_waiting.extend(
                 sitemap_urls_from_robots(response.body, base_url=response.url)
             )
-            if (state := getattr(self, "state", None)) is not None:
-                state["sitemaps_waiting"] = list(self.sitemaps_waiting)
-            return
+            return []
         body = response.body
         if gzip_magic_number(response):
             body = gunzip(body, max_size=SITEMAP_MAXSIZE)
@@ -197,7 +201,7 @@ class NcjrsSpider(Spider):
             sitemap = Sitemap(body)
         except Exception:  # lxml's errors for a page that is not XML at all
             self.logger.warning("Not a sitemap: %s", response.url)
-            return
+            return []
         entries: list[tuple[str, str | None]] = []
         for entry in sitemap:
             location = entry.get("loc", "").strip()
@@ -207,8 +211,9 @@ class NcjrsSpider(Spider):
                 self.sitemaps_waiting.append(location)
             elif is_record_url(location):
                 entries.append((location, entry.get("lastmod")))
-        if (state := getattr(self, "state", None)) is not None:
-            state["sitemaps_waiting"] = list(self.sitemaps_waiting)
+        return entries
+
+    def _sitemap_record_requests(self, entries: list[tuple[str, str | None]]) -> Iterator[Request]:
         keys = [canonical_url(url) for url, _ in entries]
         known = self._known(keys)
         skipped = 0
@@ -230,8 +235,9 @@ class NcjrsSpider(Spider):
             callback=self.parse_record,
             errback=self.on_error,
             headers=self.revisit.headers(known),
-            # 304 is an answer here, not an error; sitemap_lastmod is stored with the page.
-            meta={"handle_httpstatus_list": [304], "sitemap_lastmod": lastmod},
+            # 304, 404 and 410 are answers here, not errors (unchanged; gone, which counts
+            # towards a withdrawal). sitemap_lastmod is stored with the page.
+            meta={"handle_httpstatus_list": [304, 404, 410], "sitemap_lastmod": lastmod},
         )
 
     def _count(self, key: str, count: int = 1) -> None:
@@ -275,6 +281,11 @@ class NcjrsSpider(Spider):
         if response.status == 304:
             self._count("harvester/not_modified")
             yield self._visit(response, None)
+            return
+        if response.status in (404, 410):
+            self._count("harvester/gone")
+            self.logger.info("Gone (%d): %s", response.status, response.url)
+            yield self._visit(response, "gone")
             return
         if not isinstance(response, TextResponse):
             self.crawler.stats.inc_value("harvester/non_record/not_html")

@@ -54,6 +54,8 @@ def test_parse_since_says_what_it_wants() -> None:
         (RevisitPolicy(full=True), KNOWN, STORED, True),
         (RevisitPolicy(since=datetime(2024, 4, 1, tzinfo=UTC)), KNOWN, STORED, True),
         (RevisitPolicy(since=datetime(2024, 6, 1, tzinfo=UTC)), KNOWN, STORED, False),
+        (RevisitPolicy(), KNOWN._replace(kind="gone"), STORED, True),  # still gone?
+        (RevisitPolicy(), KNOWN._replace(kind="soft_404", ncj_number=None), STORED, False),
     ],
 )
 def test_which_sitemap_entries_are_requested(

@@ -239,6 +239,8 @@ class Behaviour:
     busy: dict[str, Any] | None = None
     # Label text shown on record pages -> text shown instead (a simulated layout change).
     renames: dict[str, str] = field(default_factory=dict)
+    # Record-page path -> status answered instead (404 / 410: a withdrawn record).
+    statuses: dict[str, int] = field(default_factory=dict)
 
 
 class LocalSiteApp:
@@ -284,7 +286,10 @@ class LocalSiteApp:
         return self.not_found(req)
 
     def _record_route(self, route: Route, req: Request, m: re.Match[str]) -> Response:
-        """Record pages: busy answers (429/503), renamed labels, ETag and 304s."""
+        """Record pages: set statuses, busy answers (429/503), renamed labels, ETag and 304s."""
+        status = self.behaviour.statuses.get(req.target, self.behaviour.statuses.get(req.path))
+        if status is not None:
+            return _status_page(status)
         busy = self.behaviour.busy
         if busy is not None and busy.get("count", 0) > 0:
             busy["count"] -= 1

@@ -1,5 +1,6 @@
-"""URL state for incremental crawls (record_urls), run monitoring figures (crawl_runs), and
-each record's own parse of its people's names (record_contributors.family/given/suffix).
+"""URL state for incremental crawls and withdrawals (record_urls, records.withdrawn_at), run
+monitoring figures (crawl_runs), and each record's own parse of its people's names
+(record_contributors.family/given/suffix).
 
 Revision ID: 0002
 Revises: 0001
@@ -22,7 +23,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _PAGE_KINDS = (
-    "'record', 'quarantined', 'soft_404', 'no_record_fields', 'several_records', 'not_html'"
+    "'record', 'quarantined', 'soft_404', 'no_record_fields', 'several_records', 'not_html', 'gone'"
 )
 
 
@@ -48,6 +49,9 @@ def upgrade() -> None:
         sa.Column("etag", sa.Text(), nullable=True),
         sa.Column("last_modified", sa.Text(), nullable=True),
         sa.Column("redirect_chain", _json(), nullable=False),
+        sa.Column("gone_runs", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("gone_since", _timestamp(), nullable=True),
+        sa.Column("gone_counted_at", _timestamp(), nullable=True),
         sa.CheckConstraint(f"kind IN ({_PAGE_KINDS})", name=op.f("ck_record_urls_kind")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_record_urls")),
         sa.UniqueConstraint("url", name=op.f("uq_record_urls_url")),
@@ -60,6 +64,7 @@ def upgrade() -> None:
             "crawl_runs",
             sa.Column(name, sa.Integer(), server_default=sa.text("0"), nullable=False),
         )
+    op.add_column("records", sa.Column("withdrawn_at", _timestamp(), nullable=True))
     op.add_column("crawl_runs", sa.Column("coverage", _json(), nullable=True))
     op.add_column("crawl_runs", sa.Column("alerts", _json(), nullable=True))
     # The name parts as this record's page gives them (contributors keeps the first seen).
@@ -72,6 +77,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("records") as batch:
+        batch.drop_column("withdrawn_at")
     with op.batch_alter_table("record_contributors") as batch:
         for name in ("suffix", "given", "family"):
             batch.drop_column(name)
