@@ -6,6 +6,8 @@ parse: pages/s of parse + normalize + validate (what the crawler does per page) 
        its layouts, either with their full site chrome (30-45 KB, like live ojp.gov pages) or
        "lean" (navigation, scripts and footers stripped: about 9 KB).
 crawl: see harvester.bench_crawl.
+search, export: see harvester.bench_search (a generated database of --records records at
+       --database-url, filled once and reused).
 """
 
 from __future__ import annotations
@@ -161,7 +163,22 @@ def main(argv: list[str] | None = None) -> int:
     crawl.add_argument("--records", type=int, nargs="+", default=[5000, 20000])
     crawl.add_argument("--naive-records", type=int, default=2000)
     crawl.add_argument("--repeat", type=int, default=2, help="runs of each crawl; best counts")
+    for name, description in (
+        ("search", "median time of `harvester search` on a generated database"),
+        ("export", "peak RSS of a full export of each format on a generated database"),
+    ):
+        command = commands.add_parser(name, help=description)
+        command.add_argument("--records", type=int, default=200_000)
+        command.add_argument(
+            "--database-url",
+            default="sqlite:///bench-search.sqlite",
+            help="filled with --records generated records unless it already holds records",
+        )
     args = parser.parse_args(argv)
+    if args.command in ("search", "export"):
+        from harvester.bench_search import run
+
+        return run(args.command, args.database_url, args.records)
     if args.command == "parse":
         run_parse(args.pages, args.rounds)
         return 0

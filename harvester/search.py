@@ -1,18 +1,22 @@
 """Full-text search over title, people, annotation and abstract, ranked alike on both databases.
 
 The index is built by migration 0004 and kept in sync by triggers: an FTS5 table
-``records_fts`` on SQLite, the weighted ``records.search_vector`` with a GIN index on
-PostgreSQL. Neither engine's own relevance score (FTS5 bm25, ``ts_rank``) is used, because
-the two disagree; the ranking is defined here and computed in SQL on both:
+``records_fts`` on SQLite, tsvector columns with GIN indexes on PostgreSQL. Neither engine's
+own relevance score (FTS5 bm25, ``ts_rank``) is used, because the two disagree; the ranking is
+defined here and computed the same way on both:
 
 * a *word* is a run of letters and digits; words are compared case-insensitively, without
   stemming, stop words or accent folding (``Müller`` is not ``Muller``); ``word*`` matches
   every word that starts with ``word``;
-* a record matches when every query word occurs in at least one of its fields;
-* its score is the sum, over the query words, of the weights of the fields the word occurs
-  in: title 6, people 3, annotation 1, abstract 1 (a title hit outranks a hit in all three
-  other fields, a people hit one in both texts);
-* equal scores are ordered by NCJ number, highest (most recently catalogued) first.
+* a record matches when every query word occurs in it (title, people, annotation or abstract;
+  people are the authors, editors and corporate authors as the page names them);
+* matches are ranked in three tiers: every word in the title (tier 1), else every word in the
+  title or the people (tier 2), else the rest (tier 3); title > people > annotation/abstract;
+* within a tier, by NCJ number, highest (most recently catalogued) first.
+
+Each tier is one indexed query read newest-first and cut at the limit, so a search costs about
+the same whether a word is in ten records or in half of them: both databases can stop early
+because the order inside a tier is the index's own (rowid, primary key) order.
 """
 
 from __future__ import annotations
@@ -24,13 +28,16 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
 
-# Field weights of the ranking, in the order of the FTS5 columns and the tsvector weights.
-FIELD_WEIGHTS: dict[str, int] = {"title": 6, "people": 3, "annotation": 1, "abstract": 1}
-_POSTGRESQL_WEIGHT_LABELS = dict(zip(FIELD_WEIGHTS, "ABCD", strict=True))
+# The search tiers: (name, SQLite FTS5 columns, PostgreSQL tsvector column), best first.
+# None: every field.
+TIERS: tuple[tuple[str, str | None, str], ...] = (
+    ("title", "title", "search_vector_title"),
+    ("title or people", "title people", "search_vector_title_people"),
+    ("anywhere", None, "search_vector"),
+)
 
 SQLITE_FTS_TABLE = "records_fts"
-POSTGRESQL_SEARCH_COLUMN = "search_vector"
-POSTGRESQL_SEARCH_INDEX = "ix_records_search_vector"
+POSTGRESQL_SEARCH_COLUMNS = tuple(column for _, _, column in TIERS)
 DEFAULT_LIMIT = 20
 # A query of more words than this is almost certainly pasted text, and would build a
 # statement of 4 sub-searches per word.
@@ -57,7 +64,7 @@ class QueryWord:
 @dataclass(frozen=True, slots=True)
 class SearchHit:
     ncj_number: int
-    score: int
+    tier: int  # 1 title, 2 title or people, 3 anywhere (see TIERS)
     title: str
     authors: str | None
     year: int | None
@@ -66,7 +73,8 @@ class SearchHit:
     def as_dict(self) -> dict[str, Any]:
         return {
             "ncj_number": self.ncj_number,
-            "score": self.score,
+            "tier": self.tier,
+            "matched_in": TIERS[self.tier - 1][0],
             "title": self.title,
             "authors": self.authors,
             "year": self.year,
@@ -78,7 +86,7 @@ def is_search_index_object(name: str | None, type_: str, table_name: str | None 
     """True for the database objects of the search index (they are not models).
 
     For migrations/env.py's ``include_object`` and for tests that list a database's tables:
-    the FTS5 table and its shadow tables on SQLite, the tsvector column and its index on
+    the FTS5 table and its shadow tables on SQLite, the tsvector columns and their indexes on
     PostgreSQL.
     """
     if name is None:
@@ -86,9 +94,9 @@ def is_search_index_object(name: str | None, type_: str, table_name: str | None 
     if type_ == "table":
         return name == SQLITE_FTS_TABLE or name.startswith(f"{SQLITE_FTS_TABLE}_")
     if type_ == "column":
-        return table_name == "records" and name == POSTGRESQL_SEARCH_COLUMN
+        return table_name == "records" and name in POSTGRESQL_SEARCH_COLUMNS
     if type_ == "index":
-        return name == POSTGRESQL_SEARCH_INDEX
+        return name in {f"ix_records_{column}" for column in POSTGRESQL_SEARCH_COLUMNS}
     return False
 
 
@@ -97,11 +105,11 @@ def include_in_autogenerate(
 ) -> bool:
     """``include_object`` for Alembic autogenerate: leave the search index out.
 
-    The FTS5 table and its shadow tables (SQLite), ``records.search_vector`` and its GIN index
-    (PostgreSQL) exist on one dialect each and are maintained by triggers, so they cannot be
-    SQLAlchemy models; without this every autogenerate would propose dropping them. Views need
-    no entry: autogenerate does not reflect views. Used by migrations/env.py and by the test
-    that models match migrations.
+    The FTS5 table and its shadow tables (SQLite), the tsvector columns of ``records`` and
+    their GIN indexes (PostgreSQL) exist on one dialect each and are maintained by triggers,
+    so they cannot be SQLAlchemy models; without this every autogenerate would propose
+    dropping them. Views need no entry: autogenerate does not reflect views. Used by
+    migrations/env.py and by the test that models match migrations.
     """
     table_name = getattr(getattr(obj, "table", None), "name", None)
     search_object = is_search_index_object(name, type_, table_name)
@@ -122,92 +130,51 @@ def parse_query(query: str) -> list[QueryWord]:
     return list(words.values())
 
 
-def matching_sql(connection: Connection, words: Sequence[QueryWord]) -> tuple[str, dict[str, Any]]:
-    """SQL selecting ``ncj_number`` of every record that matches all ``words`` (unranked)."""
-    if connection.dialect.name == "postgresql":
-        return (
-            f"SELECT ncj_number FROM records WHERE {POSTGRESQL_SEARCH_COLUMN}"
-            " @@ to_tsquery('simple', :all_words)",
-            {"all_words": " & ".join(_tsquery_word(w) for w in words)},
-        )
-    return (
-        f"SELECT rowid AS ncj_number FROM {SQLITE_FTS_TABLE} WHERE {SQLITE_FTS_TABLE} MATCH :m",
-        {"m": " AND ".join(_fts5_phrase(w) for w in words)},
-    )
-
-
-def ranked_sql(
-    connection: Connection, words: Sequence[QueryWord], limit: int | None
+def matching_sql(
+    connection: Connection, words: Sequence[QueryWord], tier: int = len(TIERS)
 ) -> tuple[str, dict[str, Any]]:
-    """SQL selecting ``(ncj_number, score)`` of the matches, best first (see the module doc)."""
+    """SQL selecting ``ncj_number`` of the records in ``tier`` or better (unordered)."""
+    _, fts5_columns, vector = TIERS[tier - 1]
     if connection.dialect.name == "postgresql":
-        sql, params = _postgresql_ranked(words)
-    else:
-        sql, params = _sqlite_ranked(words)
-    sql += " ORDER BY score DESC, ncj_number DESC"
-    if limit is not None:
-        sql += " LIMIT :limit"
+        query = " & ".join(f"{w.word}:*" if w.prefix else w.word for w in words)
+        return (
+            f"SELECT ncj_number FROM records WHERE {vector} @@ to_tsquery('simple', :words)",
+            {"words": query},
+        )
+    query = " AND ".join(f'"{w.word}"' + (" *" if w.prefix else "") for w in words)
+    if fts5_columns is not None:
+        query = f"{{{fts5_columns}}} : ({query})"
+    return (
+        f"SELECT rowid AS ncj_number FROM {SQLITE_FTS_TABLE} WHERE {SQLITE_FTS_TABLE} MATCH :words",
+        {"words": query},
+    )
+
+
+def ranked_numbers(
+    connection: Connection, words: Sequence[QueryWord], limit: int
+) -> list[tuple[int, int]]:
+    """``(ncj_number, tier)`` of the ``limit`` best matches, best first."""
+    ranked: dict[int, int] = {}
+    for tier in range(1, len(TIERS) + 1):
+        sql, params = matching_sql(connection, words, tier)
+        # A tier holds the tiers above it. Of its `limit` newest rows at most len(ranked) were
+        # found already, so they hold every new row the page still needs.
+        sql += " ORDER BY ncj_number DESC LIMIT :limit"
         params["limit"] = limit
-    return sql, params
-
-
-def _fts5_phrase(word: QueryWord) -> str:
-    # Words hold letters and digits only, so the quotes need no escaping.
-    return f'"{word.word}"' + (" *" if word.prefix else "")
-
-
-def _tsquery_word(word: QueryWord, weight: str = "") -> str:
-    return f"{word.word}:{'*' if word.prefix else ''}{weight}"
-
-
-def _sqlite_ranked(words: Sequence[QueryWord]) -> tuple[str, dict[str, Any]]:
-    # One FTS5 lookup per (word, column): each reads the word's posting list from the index
-    # and yields a record at most once, so summing the weights per record gives the score.
-    parts: list[str] = []
-    params: dict[str, Any] = {"word_count": len(words)}
-    for i, word in enumerate(words):
-        for column, weight in FIELD_WEIGHTS.items():
-            key = f"m{i}_{column}"
-            params[key] = f"{column} : {_fts5_phrase(word)}"
-            parts.append(
-                f"SELECT rowid AS ncj_number, {i} AS word, {weight} AS weight"
-                f" FROM {SQLITE_FTS_TABLE} WHERE {SQLITE_FTS_TABLE} MATCH :{key}"
-            )
-    sql = (
-        "SELECT ncj_number, SUM(weight) AS score FROM ("
-        + " UNION ALL ".join(parts)
-        + ") AS hits GROUP BY ncj_number HAVING COUNT(DISTINCT word) = :word_count"
-    )
-    return sql, params
-
-
-def _postgresql_ranked(words: Sequence[QueryWord]) -> tuple[str, dict[str, Any]]:
-    # The GIN index finds the records holding every word; the weight-restricted matches
-    # (word:A = word in the title, ...) are then checked on each found row's vector.
-    params: dict[str, Any] = {"all_words": " & ".join(_tsquery_word(w) for w in words)}
-    terms: list[str] = []
-    for i, word in enumerate(words):
-        for field, weight in FIELD_WEIGHTS.items():
-            key = f"q{i}_{field}"
-            params[key] = _tsquery_word(word, _POSTGRESQL_WEIGHT_LABELS[field])
-            terms.append(
-                f"CASE WHEN {POSTGRESQL_SEARCH_COLUMN} @@ to_tsquery('simple', :{key})"
-                f" THEN {weight} ELSE 0 END"
-            )
-    sql = (
-        f"SELECT ncj_number, ({' + '.join(terms)}) AS score FROM records"
-        f" WHERE {POSTGRESQL_SEARCH_COLUMN} @@ to_tsquery('simple', :all_words)"
-    )
-    return sql, params
+        for (number,) in connection.execute(text(sql), params):
+            ranked.setdefault(int(number), tier)
+            if len(ranked) == limit:
+                return list(ranked.items())
+        if len(ranked) == limit:
+            break
+    return list(ranked.items())
 
 
 def search(connection: Connection, query: str, limit: int = DEFAULT_LIMIT) -> list[SearchHit]:
     """The ``limit`` best matches of ``query``, best first."""
     if limit < 1:
         raise SearchError(f"limit must be at least 1, got {limit}")
-    words = parse_query(query)
-    sql, params = ranked_sql(connection, words, limit)
-    ranked = [(int(n), int(s)) for n, s in connection.execute(text(sql), params)]
+    ranked = ranked_numbers(connection, parse_query(query), limit)
     if not ranked:
         return []
     summaries = {
@@ -223,11 +190,11 @@ def search(connection: Connection, query: str, limit: int = DEFAULT_LIMIT) -> li
     return [
         SearchHit(
             ncj_number=n,
-            score=score,
+            tier=tier,
             title=summaries[n].title,
             authors=summaries[n].authors,
             year=summaries[n].year,
             url=summaries[n].url,
         )
-        for n, score in ranked
+        for n, tier in ranked
     ]

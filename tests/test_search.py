@@ -12,13 +12,7 @@ from harvester.db import ensure_schema
 from harvester.items import LAYOUT_RANK, Person, RawRecord, Record
 from harvester.normalize import content_hash, normalize_record
 from harvester.parsing import parse_page
-from harvester.search import (
-    FIELD_WEIGHTS,
-    QueryWord,
-    SearchError,
-    parse_query,
-    search,
-)
+from harvester.search import QueryWord, SearchError, parse_query, search
 from harvester.store import write_batch
 from tests.support import page_names, response_from_file
 
@@ -78,7 +72,7 @@ def numbers(engine: Engine, query: str, limit: int = 50) -> list[int]:
 
 def ranked(engine: Engine, query: str) -> list[tuple[int, int]]:
     with engine.connect() as connection:
-        return [(hit.ncj_number, hit.score) for hit in search(connection, query, 100)]
+        return [(hit.ncj_number, hit.tier) for hit in search(connection, query, 100)]
 
 
 # --- the query language ------------------------------------------------------------------------
@@ -148,7 +142,7 @@ def test_finds_fixture_records_by_title_abstract_and_author_word(schema: Engine)
         assert "justice" in haystack
 
 
-def test_ranking_follows_the_field_weights(schema: Engine) -> None:
+def test_ranking_is_by_tier_then_newest_first(schema: Engine) -> None:
     store(
         schema,
         [
@@ -160,22 +154,27 @@ def test_ranking_follows_the_field_weights(schema: Engine) -> None:
             make_record(1006, "gangs everywhere", annotation="gangs", abstract="gangs",
                         authors=[Person("Bo Gangs", "Gangs", "Bo")]),
             make_record(1007, "Unrelated", abstract="gangster is another word"),
+            make_record(1008, "Street gangs", abstract="in Chicago",
+                        corporate_authors=["Chicago Crime Commission"]),
+            make_record(1009, "Chicago", abstract="youth gangs"),
         ],
     )  # fmt: skip
-    weights = FIELD_WEIGHTS
     assert ranked(schema, "gangs") == [
-        (1006, sum(weights.values())),
-        (1005, weights["title"]),
-        (1001, weights["title"]),
-        (1004, weights["people"]),
-        (1003, weights["annotation"] + weights["abstract"]),
-        (1002, weights["abstract"]),
-    ]
+        (1008, 1), (1006, 1), (1005, 1), (1001, 1),
+        (1004, 2),
+        (1009, 3), (1003, 3), (1002, 3),
+    ]  # fmt: skip
+    # Tiers need every word in their fields: a word in the title and one in the people is
+    # tier 2, one in the title and one in the abstract tier 3.
+    assert ranked(schema, "gangs chicago") == [(1008, 2), (1009, 3)]
     # Prefix words reach gangster; all words must match.
     assert 1007 in numbers(schema, "gang*")
     assert numbers(schema, "gangs title also") == [1005]
     assert numbers(schema, "gangs nowhere") == []
-    assert numbers(schema, "GANGS", limit=2) == [1006, 1005]
+    # The limit cuts the ranking, across tiers too.
+    assert numbers(schema, "GANGS", limit=2) == [1008, 1006]
+    assert numbers(schema, "GANGS", limit=5) == [1008, 1006, 1005, 1001, 1004]
+    assert numbers(schema, "GANGS", limit=6) == [1008, 1006, 1005, 1001, 1004, 1009]
 
 
 def test_the_index_follows_every_write_path(schema: Engine) -> None:
@@ -221,6 +220,7 @@ def test_words_are_letters_and_digits_without_stemming_or_accent_folding(schema:
     )  # fmt: skip
     assert numbers(schema, "prison") == [3002]
     assert numbers(schema, "prison*") == [3002, 3001]
+    assert numbers(schema, "costs") == [3002]
     assert numbers(schema, "ij cx 0001") == [3001]
     assert numbers(schema, "ojp") == [3001]
     assert numbers(schema, "MÜLLER") == [3001]

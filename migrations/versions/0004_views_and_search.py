@@ -11,10 +11,12 @@ updates it:
   NCJ number. It keeps its own copy of the text (not external content): deleting a row from an
   external-content index needs the exact old values, which the people column cannot give back
   reliably once ``record_contributors`` has changed.
-* PostgreSQL: ``records.search_vector`` (tsvector, GIN index ``ix_records_search_vector``), with
-  weights A title, B people, C annotation, D abstract, computed by a BEFORE trigger on
-  ``records``; statement-level triggers on ``record_contributors`` null it for the records whose
-  people changed, and the BEFORE trigger recomputes it.
+* PostgreSQL: tsvector columns on ``records``, each with a GIN index
+  ``ix_records_<column>``: ``search_vector`` (weights A title, B people, C annotation,
+  D abstract), ``search_vector_title`` and ``search_vector_title_people`` (the narrower fields
+  the search tiers filter on). A BEFORE trigger on ``records`` computes them; statement-level
+  triggers on ``record_contributors`` redo the people part for the records whose people
+  changed.
 
 Both split text the same way, so that ``harvester search`` ranks alike on both (see
 harvester/search.py): a word is a run of letters and digits, compared case-insensitively, with
@@ -164,37 +166,54 @@ def _sqlite_downgrade() -> None:
 
 # --- PostgreSQL ------------------------------------------------------------------------------
 
-
-def _pg_words(value: str) -> str:
-    return f"regexp_replace(coalesce({value}, ''), '[^[:alnum:]]+', ' ', 'g')"
+# (column, what it indexes): the full weighted vector, and the two narrower ones that the
+# search tiers filter on; a weight-restricted query (word:A) cannot be answered by the GIN
+# index alone (every candidate row is rechecked), a vector of its own can.
+_PG_VECTORS = (
+    ("search_vector", "title (A), people (B), annotation (C), abstract (D)"),
+    ("search_vector_title", "title"),
+    ("search_vector_title_people", "title and people"),
+)
 
 
 def _postgresql_upgrade() -> None:
-    op.execute("ALTER TABLE records ADD COLUMN search_vector tsvector")
+    for column, _ in _PG_VECTORS:
+        op.execute(f"ALTER TABLE records ADD COLUMN {column} tsvector")
     op.execute(
-        f"""
-        CREATE FUNCTION records_search_document(
-            title text, people text, annotation text, abstract text
-        ) RETURNS tsvector LANGUAGE sql IMMUTABLE AS $$
-            SELECT setweight(to_tsvector('simple', {_pg_words("title")}), 'A')
-                || setweight(to_tsvector('simple', {_pg_words("people")}), 'B')
-                || setweight(to_tsvector('simple', {_pg_words("annotation")}), 'C')
-                || setweight(to_tsvector('simple', {_pg_words("abstract")}), 'D')
+        """
+        CREATE FUNCTION records_search_words(value text) RETURNS text
+        LANGUAGE sql IMMUTABLE AS $$
+            SELECT regexp_replace(coalesce(value, ''), '[^[:alnum:]]+', ' ', 'g')
         $$
         """
     )
-    # Any write of the indexed columns, or of search_vector itself, recomputes the vector:
-    # it is derived data, and nulling it is how the people triggers ask for a refresh.
+    op.execute(
+        """
+        CREATE FUNCTION records_search_document(
+            title text, people text, annotation text, abstract text
+        ) RETURNS tsvector LANGUAGE sql IMMUTABLE AS $$
+            SELECT setweight(to_tsvector('simple', records_search_words(title)), 'A')
+                || setweight(to_tsvector('simple', records_search_words(people)), 'B')
+                || setweight(to_tsvector('simple', records_search_words(annotation)), 'C')
+                || setweight(to_tsvector('simple', records_search_words(abstract)), 'D')
+        $$
+        """
+    )
+    # Computed when a record is written (its people as they are at that moment), and again
+    # whenever a column they are made of is written: `UPDATE records SET title = title`
+    # rebuilds a record's vectors by hand.
     op.execute(
         """
         CREATE FUNCTION records_search_vector_refresh() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            people text := (SELECT string_agg(rc.name_as_shown, ' ') FROM record_contributors rc
+                            WHERE rc.ncj_number = NEW.ncj_number);
         BEGIN
             NEW.search_vector := records_search_document(
-                NEW.title,
-                (SELECT string_agg(rc.name_as_shown, ' ') FROM record_contributors rc
-                 WHERE rc.ncj_number = NEW.ncj_number),
-                NEW.annotation,
-                NEW.abstract);
+                NEW.title, people, NEW.annotation, NEW.abstract);
+            NEW.search_vector_title := to_tsvector('simple', records_search_words(NEW.title));
+            NEW.search_vector_title_people := to_tsvector(
+                'simple', records_search_words(NEW.title) || ' ' || records_search_words(people));
             RETURN NEW;
         END
         $$
@@ -203,12 +222,15 @@ def _postgresql_upgrade() -> None:
     op.execute(
         """
         CREATE TRIGGER records_search_vector_refresh
-        BEFORE INSERT OR UPDATE OF ncj_number, title, annotation, abstract, search_vector
+        BEFORE INSERT OR UPDATE OF ncj_number, title, annotation, abstract
         ON records FOR EACH ROW EXECUTE FUNCTION records_search_vector_refresh()
         """
     )
-    # Statement-level with transition tables: one UPDATE per batch of contributor rows, not
-    # one per row. A trigger with transition tables serves one event only, hence three.
+    # When people change, only their part is redone: the B-weighted entries of search_vector
+    # are replaced (ts_filter keeps the others; tokenizing the abstract again would triple the
+    # cost of writing a record) and the title + people vector is rebuilt. Statement-level with
+    # transition tables, so a batch of contributor rows costs one UPDATE; a trigger with
+    # transition tables serves one event only, hence three.
     for event, tables in (
         ("insert", "NEW TABLE AS changed_rows"),
         ("delete", "OLD TABLE AS changed_rows"),
@@ -222,9 +244,18 @@ def _postgresql_upgrade() -> None:
             CREATE FUNCTION record_contributors_search_{event}() RETURNS trigger
             LANGUAGE plpgsql AS $$
             BEGIN
-                UPDATE records r SET search_vector = NULL
-                FROM ({changed}) AS changed
-                WHERE r.ncj_number = changed.ncj_number;
+                UPDATE records r
+                SET search_vector = ts_filter(r.search_vector, '{{a,c,d}}')
+                        || setweight(to_tsvector('simple', records_search_words(p.people)), 'B'),
+                    search_vector_title_people = to_tsvector('simple',
+                        records_search_words(r.title) || ' ' || records_search_words(p.people))
+                FROM (
+                    SELECT changed.ncj_number,
+                           (SELECT string_agg(rc.name_as_shown, ' ') FROM record_contributors rc
+                            WHERE rc.ncj_number = changed.ncj_number) AS people
+                    FROM ({changed}) AS changed
+                ) AS p
+                WHERE r.ncj_number = p.ncj_number;
                 RETURN NULL;
             END
             $$
@@ -237,8 +268,9 @@ def _postgresql_upgrade() -> None:
             FOR EACH STATEMENT EXECUTE FUNCTION record_contributors_search_{event}()
             """
         )
-    op.execute("UPDATE records SET search_vector = NULL")  # backfill, through the trigger
-    op.execute("CREATE INDEX ix_records_search_vector ON records USING gin (search_vector)")
+    op.execute("UPDATE records SET title = title")  # backfill, through the trigger
+    for column, _ in _PG_VECTORS:
+        op.execute(f"CREATE INDEX ix_records_{column} ON records USING gin ({column})")
 
 
 def _postgresql_downgrade() -> None:
@@ -250,8 +282,10 @@ def _postgresql_downgrade() -> None:
     op.execute("DROP TRIGGER IF EXISTS records_search_vector_refresh ON records")
     op.execute("DROP FUNCTION IF EXISTS records_search_vector_refresh()")
     op.execute("DROP FUNCTION IF EXISTS records_search_document(text, text, text, text)")
-    op.execute("DROP INDEX IF EXISTS ix_records_search_vector")
-    op.execute("ALTER TABLE records DROP COLUMN IF EXISTS search_vector")
+    op.execute("DROP FUNCTION IF EXISTS records_search_words(text)")
+    for column, _ in _PG_VECTORS:
+        op.execute(f"DROP INDEX IF EXISTS ix_records_{column}")
+        op.execute(f"ALTER TABLE records DROP COLUMN IF EXISTS {column}")
 
 
 def upgrade() -> None:
