@@ -9,31 +9,11 @@ import pytest
 from sqlalchemy import Engine, text
 
 from harvester.db import ensure_schema
-from harvester.items import LAYOUT_RANK, Person, RawRecord, Record
-from harvester.normalize import content_hash, normalize_record
-from harvester.parsing import parse_page
+from harvester.items import Person, Record
 from harvester.search import QueryWord, SearchError, parse_query, search
-from harvester.store import write_batch
-from tests.support import page_names, response_from_file
+from tests.support import fixture_records, store_records
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def fixture_records() -> list[Record]:
-    """One record per NCJ number from the stored fixture pages, the richest page winning as
-    in the crawl's de-duplication."""
-    records: dict[int, Record] = {}
-    for name in page_names():
-        page = parse_page(response_from_file(name))
-        if not isinstance(page, RawRecord):
-            continue
-        record = normalize_record(page)
-        if record.ncj_number is None or not record.title:
-            continue
-        kept = records.get(record.ncj_number)
-        if kept is None or LAYOUT_RANK[record.layout] > LAYOUT_RANK[kept.layout]:
-            records[record.ncj_number] = record
-    return list(records.values())
 
 
 def make_record(ncj: int, title: str, **fields: object) -> Record:
@@ -47,16 +27,7 @@ def make_record(ncj: int, title: str, **fields: object) -> Record:
     )
 
 
-def store(engine: Engine, records: list[Record]) -> None:
-    with engine.begin() as connection:
-        write_batch(
-            connection,
-            [(r, content_hash(r)) for r in records],
-            [],
-            now=T0,
-            run_id=None,
-            counted=set(),
-        )
+store = store_records
 
 
 @pytest.fixture
