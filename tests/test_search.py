@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
@@ -305,3 +306,28 @@ def test_both_databases_rank_the_same_records_in_the_same_order(
         for engine in engines:
             engine.dispose()
         drop_postgres_database(server, name)
+
+
+def documented_view_queries() -> list[str]:
+    """The SQL statements of docs/schema.md's "Example queries on the views" block."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "schema.md").read_text(encoding="utf-8")
+    section = doc.split("### Example queries on the views", 1)[1]
+    block = section.split("```sql", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def test_the_documented_view_queries_run(schema: Engine) -> None:
+    records = fixture_records()
+    store(schema, records)
+    queries = documented_view_queries()
+    assert len(queries) == 5
+    with schema.connect() as connection:
+        results = [connection.execute(text(query)).all() for query in queries]
+    newest, _, first_authors, prolific, hickman = results
+    assert [row.ncj_number for row in newest] == sorted(
+        (r.ncj_number for r in records), reverse=True
+    )[:20]
+    assert {row.name for row in first_authors} == {r.authors[0].name for r in records if r.authors}
+    assert prolific
+    assert [row.ncj_number for row in hickman] == [210296]
