@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 
 from harvester.db import ensure_schema
 from harvester.items import Person, Record
@@ -331,3 +331,61 @@ def test_the_documented_view_queries_run(schema: Engine) -> None:
     assert {row.name for row in first_authors} == {r.authors[0].name for r in records if r.authors}
     assert prolific
     assert [row.ncj_number for row in hickman] == [210296]
+
+
+def test_the_migration_indexes_records_stored_before_it(engine: Engine) -> None:
+    """Upgrading a database that already holds records backfills the index; downgrading
+    removes every search object and leaves the records alone."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from harvester.db import alembic_config
+
+    before = ScriptDirectory.from_config(alembic_config()).get_revision("0004").down_revision
+    assert isinstance(before, str)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), before)
+        connection.execute(
+            text(
+                "INSERT INTO records (ncj_number, title, abstract, document_urls, extra_fields,"
+                " layout, source_url, first_seen_at, last_seen_at, last_changed_at, content_hash)"
+                " VALUES (5001, 'Older record on truancy', 'Stored before the search index.',"
+                " '[]', '{}', 'current', 'https://example.org/5001', :t, :t, :t, 'x')"
+            ),
+            {"t": T0},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO contributors (id, name, normalized_name, kind)"
+                " VALUES (1, 'Ada Lovelace', 'ada lovelace', 'person')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO record_contributors"
+                " (ncj_number, role, position, contributor_id, name_as_shown)"
+                " VALUES (5001, 'author', 0, 1, 'Ada Lovelace')"
+            )
+        )
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0004")
+    assert ranked(engine, "truancy") == [(5001, 1)]
+    assert ranked(engine, "lovelace truancy") == [(5001, 2)]
+    assert ranked(engine, "index") == [(5001, 3)]
+    with engine.connect() as connection:
+        summary = connection.execute(text("SELECT authors FROM record_summary")).scalar_one()
+    assert summary == "Ada Lovelace"
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), before)
+    with engine.connect() as connection:
+        inspector = inspect(connection)
+        assert not {"record_summary", "record_people"} & set(inspector.get_view_names())
+        assert not [t for t in inspector.get_table_names() if t.startswith("records_fts")]
+        columns = {c["name"] for c in inspector.get_columns("records")}
+        assert not [c for c in columns if c.startswith("search_vector")]
+        assert connection.execute(text("SELECT COUNT(*) FROM records")).scalar_one() == 1
+        if connection.dialect.name == "postgresql":
+            leftovers = "SELECT proname FROM pg_proc WHERE proname LIKE 'record%search%'"
+        else:
+            leftovers = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+        assert connection.execute(text(leftovers)).all() == []
