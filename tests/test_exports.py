@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import re
+import string
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,13 @@ import bibtexparser
 import pytest
 import rispy
 from bibtexparser.middlewares import LatexDecodingMiddleware
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pylatexenc.latex2text import LatexNodes2Text
 from sqlalchemy import Engine
 
 from harvester.db import ensure_schema
-from harvester.exports import FORMATS, export, neutralize_cell
+from harvester.exports import _LATEX, FORMATS, export, latex, neutralize_cell
 from harvester.items import JournalCitation, Person, Record
 from tests.support import fixture_records, store_records
 
@@ -347,3 +350,9 @@ def test_the_cli_writes_each_format(
     assert result.exit_code == 0, result.output
     assert f"{len(records)} records exported" in result.output
     assert output.read_bytes().decode("utf-8") == run_export(engine, export_format)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=string.printable))
+def test_ascii_latex_fast_path_matches_pylatexenc(value: str) -> None:
+    assert latex(value) == _LATEX.unicode_to_latex(value)
