@@ -9,7 +9,7 @@ search: the time of ``harvester.search.search`` (ranked query + summaries of the
         fixed mix of queries, on a warm connection, in this process; median and 95th
         percentile over all runs.
 export: each format written to a file by ``harvester export`` in its own subprocess; wall
-        time and the subprocess's peak RSS (``ru_maxrss``).
+        time and the subprocess's peak RSS (VmHWM).
 """
 
 from __future__ import annotations
@@ -134,20 +134,35 @@ def run_search_bench(engine: Engine, repeats: int = REPEATS) -> dict[str, Any]:
 EXPORT_FORMATS = ("ris", "bibtex", "csl-json", "jsonl", "csv")
 
 
+# Run in the export subprocess. Its peak RSS is read from /proc/self/status (VmHWM, the peak of
+# this process's own memory) rather than ru_maxrss, which Linux carries over from the parent
+# across fork and exec, so a child would never report less than the benchmark process itself.
+_EXPORT_CHILD = """
+import json, resource, sys, time
+from harvester.cli import main
+
+def peak_rss_kib():
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+started = time.perf_counter()
+try:
+    main(sys.argv[1:], standalone_mode=False)
+finally:
+    print(json.dumps({"seconds": time.perf_counter() - started, "peak_rss_kib": peak_rss_kib()}),
+          file=sys.stderr)
+"""
+
+
 def export_in_subprocess(url: str, export_format: str, output: Path) -> dict[str, Any]:
     """`harvester export` in a fresh interpreter; its own peak RSS, measured by itself."""
-    code = (
-        "import json, resource, sys, time\n"
-        "from harvester.cli import main\n"
-        "started = time.perf_counter()\n"
-        "try:\n"
-        "    main(sys.argv[1:], standalone_mode=False)\n"
-        "finally:\n"
-        "    usage = resource.getrusage(resource.RUSAGE_SELF)\n"
-        "    print(json.dumps({'seconds': time.perf_counter() - started,\n"
-        "                      'peak_rss_kib': usage.ru_maxrss}), file=sys.stderr)\n"
-    )
-    command = [sys.executable, "-c", code, "export", "--format", export_format]
+    command = [sys.executable, "-c", _EXPORT_CHILD, "export", "--format", export_format]
     command += ["--output", str(output)]
     done = subprocess.run(
         command,

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
 from harvester.db import create_engine_for, ensure_schema, session_factory
-from harvester.search import is_search_index_object
 from harvester.models import (
     NAMING_CONVENTION,
     Agency,
@@ -27,6 +26,7 @@ from harvester.models import (
     RecordGrant,
     RecordSubject,
 )
+from harvester.search import is_search_index_object
 
 T0 = datetime(2024, 5, 17, 12, 30, 15, 123456, tzinfo=UTC)
 
