@@ -39,8 +39,7 @@ TIERS: tuple[tuple[str, str | None, str], ...] = (
 SQLITE_FTS_TABLE = "records_fts"
 POSTGRESQL_SEARCH_COLUMNS = tuple(column for _, _, column in TIERS)
 DEFAULT_LIMIT = 20
-# A query of more words than this is almost certainly pasted text, and would build a
-# statement of 4 sub-searches per word.
+# A query of more words than this is almost certainly pasted text (and every word must match).
 MAX_QUERY_WORDS = 16
 
 # Letters and digits (Unicode categories L and N, which is what str.isalnum accepts), the same
@@ -165,8 +164,6 @@ def ranked_numbers(
             ranked.setdefault(int(number), tier)
             if len(ranked) == limit:
                 return list(ranked.items())
-        if len(ranked) == limit:
-            break
     return list(ranked.items())
 
 
