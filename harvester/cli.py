@@ -207,7 +207,7 @@ def stats(as_json: bool) -> None:
     if summary["quarantine_reasons"]:
         reasons = summary["quarantine_reasons"].items()
         click.echo("quarantine: " + ", ".join(f"{k} {v}" for k, v in reasons))
-    click.echo("last runs:")
+    click.echo("last runs:" if summary["last_runs"] else "last runs: none")
     for run in summary["last_runs"]:
         click.echo(
             f"  #{run['id']} {run['started_at']} ({run['finish_reason']}): {run['pages']} pages,"
