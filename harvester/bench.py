@@ -9,6 +9,8 @@ crawl: see harvester.bench_crawl.
 incremental: see harvester.bench_incremental.
 storage: bytes per record of raw pages and versions, and re-parse time; see
        harvester.bench_storage.
+search, export: see harvester.bench_search (a generated database of --records records at
+       --database-url, filled once and reused).
 """
 
 from __future__ import annotations
@@ -171,7 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     storage.add_argument("--records", type=int, default=20000)
     storage.add_argument("--compare-off", action="store_true", help="also crawl with raw pages off")
     storage.add_argument("--postgres-server", help="run on a new database on this server")
+    for name, description in (
+        ("search", "median time of `harvester search` on a generated database"),
+        ("export", "peak RSS of a full export of each format on a generated database"),
+    ):
+        command = commands.add_parser(name, help=description)
+        command.add_argument("--records", type=int, default=200_000)
+        command.add_argument(
+            "--database-url",
+            default="sqlite:///bench-search.sqlite",
+            help="filled with --records generated records unless it already holds records",
+        )
     args = parser.parse_args(argv)
+    if args.command in ("search", "export"):
+        from harvester.bench_search import run
+
+        return run(args.command, args.database_url, args.records)
     if args.command == "parse":
         run_parse(args.pages, args.rounds)
         return 0

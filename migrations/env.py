@@ -31,6 +31,7 @@ from sqlalchemy import Connection
 from harvester.config import database_url
 from harvester.db import create_engine_for, migration_connection, normalize_url
 from harvester.models import Base
+from harvester.search import include_in_autogenerate
 
 config = context.config
 target_metadata = Base.metadata
@@ -82,6 +83,8 @@ def _options(dialect_name: str) -> dict[str, Any]:
         # whole instead of leaving half its tables behind.
         "transactional_ddl": True if sqlite else None,
         "process_revision_directives": _number_revision,
+        # The search index of migration 0004 is no model: see include_in_autogenerate.
+        "include_object": include_in_autogenerate,
     }
 
 

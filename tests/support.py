@@ -227,3 +227,45 @@ def assert_matches_truth(engine: Engine, site: SiteHandle) -> None:
         quarantined = {q.url: q.reason for q in session.scalars(select(models.Quarantine))}
         for url, reason in rejected.items():
             assert quarantined.get(url) == reason
+
+
+# --- Stored records: fixture pages -> parse -> normalize -> store (search, exports) -----------
+
+
+def fixture_records() -> list[Any]:
+    """One normalized ``Record`` per NCJ number from the stored fixture pages, the richest
+    page winning as in the crawl's de-duplication."""
+    from harvester.items import LAYOUT_RANK, RawRecord
+    from harvester.normalize import normalize_record
+    from harvester.parsing import parse_page
+
+    records: dict[int, Any] = {}
+    for name in page_names():
+        page = parse_page(response_from_file(name))
+        if not isinstance(page, RawRecord):
+            continue
+        record = normalize_record(page)
+        if record.ncj_number is None or not record.title:
+            continue
+        kept = records.get(record.ncj_number)
+        if kept is None or LAYOUT_RANK[record.layout] > LAYOUT_RANK[kept.layout]:
+            records[record.ncj_number] = record
+    return list(records.values())
+
+
+def store_records(engine: Any, records: list[Any], now: Any = None) -> None:
+    """Write records as the crawl's writer does (``store.write_batch``), in one transaction."""
+    from datetime import UTC, datetime
+
+    from harvester.normalize import content_hash
+    from harvester.store import write_batch
+
+    with engine.begin() as connection:
+        write_batch(
+            connection,
+            [(r, content_hash(r)) for r in records],
+            [],
+            now=now or datetime(2026, 1, 1, tzinfo=UTC),
+            run_id=None,
+            counted=set(),
+        )

@@ -30,13 +30,16 @@ from harvester.db import (
     session_factory,
 )
 from harvester.models import Base, CrawlRun
+from harvester.search import is_search_index_object
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ALL_TABLES = set(Base.metadata.tables)
 
 
 def tables(engine: Engine) -> set[str]:
-    return set(inspect(engine).get_table_names())
+    """Table names, less the search index's (SQLite FTS5 tables: no models, migration 0004)."""
+    names = set(inspect(engine).get_table_names())
+    return {name for name in names if not is_search_index_object(name, "table")}
 
 
 def version(engine: Engine) -> list[str]:
