@@ -7,7 +7,7 @@ or one at another schema revision, stops the crawl with a message that says what
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -25,7 +25,13 @@ from harvester.runlock import (
     mark_interrupted_runs,
 )
 from harvester.store import CRAWL_RUNS, RecordWriter, finish_run, jsonable, now_utc, start_run
-from harvester.urlstate import KnownPage, Withdrawal, known_pages
+from harvester.urlstate import (
+    KnownPage,
+    Withdrawal,
+    known_pages,
+    read_sitemaps,
+    save_sitemaps,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +72,10 @@ class CrawlSession:
         """Stored URL state, for the spider's decision to skip or revalidate pages."""
         with self.engine.connect() as connection:
             return known_pages(connection, canonical_urls)
+
+    def read_sitemaps(self, canonical_urls: list[str]) -> dict[str, tuple[datetime, int]]:
+        with self.engine.connect() as connection:
+            return read_sitemaps(connection, canonical_urls)
 
     def start(self, spider_name: str, arguments: dict[str, Any]) -> RecordWriter:
         if self.writer is None:
@@ -124,12 +134,23 @@ class CrawlSession:
         try:
             if self.run_id is not None:
                 finish_run(self.engine, self.run_id, figures)
+            self._save_sitemaps()
         finally:
             if self.lock is not None:
                 self.lock.release()
                 self.lock = None
             self.engine.dispose()
         return figures
+
+    def _save_sitemaps(self) -> None:
+        """Sitemaps whose every page was handled and stored: the next run may skip them."""
+        if self.writer is None or self.writer.failed_batches:
+            return  # something the pages needed may not be stored: read them again next time
+        completed = getattr(self.crawler.spider, "completed_sitemaps", None)
+        if completed is None:
+            return
+        with self.engine.begin() as connection:
+            save_sitemaps(connection, completed(), now_utc(), self.run_id)
 
     def _healthy_runs(self, thresholds: Thresholds) -> list[dict[str, Any]]:
         """Earlier runs that passed their checks on enough records, newest first."""

@@ -481,3 +481,21 @@ class RecordVersion(Base):
 
     def __repr__(self) -> str:
         return f"RecordVersion(ncj_number={self.ncj_number!r}, version={self.version!r})"
+
+
+class SitemapState(Base):
+    """A sitemap (of a sitemap index) whose every page the last run that read it handled.
+
+    Its ``lastmod`` in the index then says whether it needs reading again at all: an index
+    entry not newer than ``lastmod`` lists nothing new, so an incremental run skips it.
+    """
+
+    __tablename__ = "sitemaps"
+
+    url: Mapped[str] = mapped_column(Text, primary_key=True)  # canonical, as record_urls.url
+    lastmod: Mapped[dt.datetime] = mapped_column(UTCDateTime())  # from the sitemap index
+    entries: Mapped[int] = mapped_column(Integer)  # record pages it listed
+    read_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    crawl_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("crawl_runs.id", ondelete="SET NULL")
+    )

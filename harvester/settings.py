@@ -63,6 +63,9 @@ DOWNLOADER_MIDDLEWARES = {
 }
 # Incremental crawls send the stored ETag / Last-Modified; False always fetches bodies.
 HARVESTER_CONDITIONAL_REQUESTS = True
+# Incremental crawls do not read a sitemap whose lastmod in the sitemap index is not newer
+# than when a run last handled every page it lists (False: read every sitemap).
+HARVESTER_SKIP_UNCHANGED_SITEMAPS = True
 COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False
 

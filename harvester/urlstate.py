@@ -252,3 +252,58 @@ def _insert(connection: Connection) -> Any:
     if connection.dialect.name == "postgresql":
         return postgresql.insert(RECORD_URLS)
     return sqlite.insert(RECORD_URLS)
+
+
+# --- Sitemaps read to the end (the ``sitemaps`` table) ---------------------------------------
+
+SITEMAPS: Table = models.SitemapState.__table__  # type: ignore[assignment]
+
+
+def read_sitemaps(
+    connection: Connection, canonical_urls: Sequence[str]
+) -> dict[str, tuple[datetime, int]]:
+    """(index lastmod, record pages) of these sitemaps when a run last handled all their pages."""
+    found: dict[str, tuple[datetime, int]] = {}
+    for chunk in _chunks(list(dict.fromkeys(canonical_urls))):
+        query = select(SITEMAPS.c.url, SITEMAPS.c.lastmod, SITEMAPS.c.entries).where(
+            SITEMAPS.c.url.in_(chunk)
+        )
+        found.update(
+            (url, (lastmod, entries)) for url, lastmod, entries in connection.execute(query)
+        )
+    return found
+
+
+def save_sitemaps(
+    connection: Connection,
+    done: Sequence[tuple[str, datetime, int]],
+    now: datetime,
+    run_id: int | None,
+) -> None:
+    """Remember sitemaps (canonical URL, index lastmod, record pages) handled to the end."""
+    if not done:
+        return
+    stmt = (
+        postgresql.insert(SITEMAPS)
+        if connection.dialect.name == "postgresql"
+        else sqlite.insert(SITEMAPS)
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[SITEMAPS.c.url],
+        set_={
+            name: stmt.excluded[name] for name in ("lastmod", "entries", "read_at", "crawl_run_id")
+        },
+    )
+    connection.execute(
+        stmt,
+        [
+            {
+                "url": url,
+                "lastmod": lastmod,
+                "entries": entries,
+                "read_at": now,
+                "crawl_run_id": run_id,
+            }
+            for url, lastmod, entries in done
+        ],
+    )

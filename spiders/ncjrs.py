@@ -89,6 +89,13 @@ class NcjrsSpider(Spider):
         self.ncj_urls: list[str] = []  # from NCJ_URL_TEMPLATE, once settings are known
         self.sitemap_urls = _split(sitemap)
         self.sitemaps_waiting: deque[str] = deque()
+        # Per sitemap read in this run: its index lastmod, entries, pages not answered yet,
+        # and whether one failed (see completed_sitemaps).
+        self.sitemap_lastmods: dict[str, datetime] = {}
+        self.sitemap_entries: dict[str, int] = {}
+        self.sitemap_pending: dict[str, int] = {}
+        self.sitemaps_failed: set[str] = set()
+        self.trust_index_lastmod = True
         if not (self.sitemap_urls or self.listing_urls or self.record_urls or self.ncj_numbers):
             self.sitemap_urls = [LIVE_SITE_ROBOTS]
         self.arguments = {
@@ -123,6 +130,9 @@ class NcjrsSpider(Spider):
         # Set before the spider opens: the offsite filter reads it then.
         spider.allowed_domains = allowed_domains(
             spider.sitemap_urls + spider.listing_urls + spider.record_urls + spider.ncj_urls
+        )
+        spider.trust_index_lastmod = crawler.settings.getbool(
+            "HARVESTER_SKIP_UNCHANGED_SITEMAPS", True
         )
         if not crawler.settings.getbool("HARVESTER_CONDITIONAL_REQUESTS", True):
             spider.revisit = RevisitPolicy(
@@ -179,13 +189,14 @@ class NcjrsSpider(Spider):
     def parse_sitemap(self, response: Response) -> Iterator[Request]:
         """A robots.txt (its Sitemap: lines), a sitemap index, or a sitemap of pages."""
         entries = self._read_sitemap(response)
+        sitemap = (response.meta.get("redirect_urls") or [response.url])[0]
         if (state := getattr(self, "state", None)) is not None:
             state["sitemaps_waiting"] = list(self.sitemaps_waiting)
         # The next sitemap goes out first, so it downloads while this one's entries are looked
         # up in the database; its lower priority still keeps it behind this one's pages.
         if request := self._next_sitemap():
             yield request
-        yield from self._sitemap_record_requests(entries)
+        yield from self._sitemap_record_requests(entries, sitemap)
 
     def _read_sitemap(self, response: Response) -> list[tuple[str, str | None]]:
         """Queue the sitemaps it lists; return its record pages as (URL, lastmod text)."""
@@ -205,26 +216,70 @@ class NcjrsSpider(Spider):
         entries: list[tuple[str, str | None]] = []
         for entry in sitemap:
             location = entry.get("loc", "").strip()
-            if not location:
-                continue
-            if sitemap.type == "sitemapindex":
-                self.sitemaps_waiting.append(location)
-            elif is_record_url(location):
+            if location and (sitemap.type == "sitemapindex" or is_record_url(location)):
                 entries.append((location, entry.get("lastmod")))
+        if sitemap.type == "sitemapindex":
+            self._queue_sitemaps(entries)
+            return []
         return entries
 
-    def _sitemap_record_requests(self, entries: list[tuple[str, str | None]]) -> Iterator[Request]:
+    def _queue_sitemaps(self, listed: list[tuple[str, str | None]]) -> None:
+        """Queue an index's sitemaps, but not those unchanged since a run handled all they list.
+
+        A sitemap's lastmod in the index is the newest of its entries' (sitemaps.org), so a
+        sitemap not newer than when its every page was last handled lists nothing to fetch.
+        """
+        keys = [canonical_url(url) for url, _ in listed]
+        trusted = self.trust_index_lastmod and not self.revisit.full and not self.revisit.since
+        handled = CrawlSession.for_crawler(self.crawler).read_sitemaps(keys) if trusted else {}
+        for (url, lastmod_text), key in zip(listed, keys, strict=True):
+            lastmod = parse_lastmod(lastmod_text)
+            before = handled.get(key)
+            if lastmod is not None and before is not None and lastmod <= before[0]:
+                self._count("harvester/sitemaps_skipped")
+                self._count("harvester/skipped_unchanged", before[1])
+                continue
+            if lastmod is not None:
+                self.sitemap_lastmods[url] = lastmod
+            self.sitemaps_waiting.append(url)
+
+    def _sitemap_record_requests(
+        self, entries: list[tuple[str, str | None]], sitemap: str
+    ) -> Iterator[Request]:
         keys = [canonical_url(url) for url, _ in entries]
         known = self._known(keys)
         skipped = 0
+        self.sitemap_entries[sitemap] = len(entries)
+        self.sitemap_pending.setdefault(sitemap, 0)
         for (url, lastmod_text), key in zip(entries, keys, strict=True):
             lastmod = parse_lastmod(lastmod_text)
             page = known.get(key)
             if self.revisit.wants(page, lastmod):
-                yield self._record_request(url, page, lastmod)
+                self.sitemap_pending[sitemap] += 1
+                request = self._record_request(url, page, lastmod)
+                request.meta["harvester_from_sitemap"] = sitemap
+                yield request
             else:
                 skipped += 1
         self._count("harvester/skipped_unchanged", skipped)
+
+    def _handled(self, request: Request | None, failed: bool) -> None:
+        """A record page from a sitemap got its answer (or, ``failed``, will not)."""
+        sitemap = request.meta.get("harvester_from_sitemap") if request is not None else None
+        if sitemap is None:
+            return
+        self.sitemap_pending[sitemap] -= 1
+        if failed:
+            self.sitemaps_failed.add(sitemap)
+
+    def completed_sitemaps(self) -> list[tuple[str, datetime, int]]:
+        """Sitemaps read in this run whose every page was answered: (canonical URL, index
+        lastmod, entries). Stored at the end of the run, so the next one may skip them."""
+        return [
+            (canonical_url(url), self.sitemap_lastmods[url], self.sitemap_entries[url])
+            for url, pending in self.sitemap_pending.items()
+            if pending == 0 and url not in self.sitemaps_failed and url in self.sitemap_lastmods
+        ]
 
     def _record_request(
         self, url: str, known: KnownPage | None = None, lastmod: datetime | None = None
@@ -278,6 +333,7 @@ class NcjrsSpider(Spider):
     def parse_record(self, response: Response) -> Iterator[RawRecord | PageVisit]:
         assert self.crawler.stats is not None
         self._count("harvester/record_responses")
+        self._handled(response.request, failed=False)
         if response.status == 304:
             self._count("harvester/not_modified")
             yield self._visit(response, None)
@@ -321,6 +377,8 @@ class NcjrsSpider(Spider):
     def on_error(self, failure: Failure) -> Iterator[Request]:
         assert self.crawler.stats is not None
         request = getattr(failure, "request", None)
+        # Not fetched (an error, robots.txt, the request budget): its sitemap is read again.
+        self._handled(request, failed=True)
         if failure.check(IgnoreRequest) and not failure.check(HttpError):
             # Not an error: robots.txt said no, or a redirect left the allowed hosts.
             self.crawler.stats.inc_value("harvester/ignored")

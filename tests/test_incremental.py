@@ -199,3 +199,29 @@ def test_a_newest_first_listing_stops_at_a_page_of_stored_records(
     with Session(engine_for) as session:
         stored = set(session.scalars(select(models.Record.ncj_number)))
     assert {t["ncj_number"] for t in truth if t["kind"] == "record"} <= stored
+
+
+def test_unchanged_sitemaps_are_not_read_again(database_url: str, engine_for: Engine) -> None:
+    with serve_site(records=120, seed=11, per_sitemap=30) as site:
+        sitemap = f"sitemap={site.base_url}/sitemap.xml"
+        crawl(database_url, sitemap)
+        site.clear_requests()
+        crawl(database_url, sitemap)
+        assert [r.target for r in site.requests()] == ["/robots.txt", "/sitemap.xml"]
+
+        changed = next(t for t in site.truth() if t["kind"] == "record" and t["index"] > 60)
+        site.revise([changed["index"]])
+        site.clear_requests()
+        crawl(database_url, sitemap)
+        requested = [r.target for r in site.requests()]
+        read = [target for target in requested if target.startswith("/sitemaps/")]
+        assert len(read) == 1  # the one sitemap listing the changed record
+        assert changed["url"].removeprefix(site.base_url) in requested
+
+        site.clear_requests()
+        crawl(database_url, sitemap, "full=1")  # full=1 reads every sitemap again
+        read = [r.target for r in site.requests() if r.target.startswith("/sitemaps/")]
+        assert len(read) == site.site.sitemap_count
+    last = runs(engine_for)[-2]
+    entries = sum(1 for kind, _ in site.site.sitemap_entries() if kind != "topic")
+    assert last.pages_skipped == entries - len([t for t in requested if is_record_url(site.url(t))])

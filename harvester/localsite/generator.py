@@ -1487,7 +1487,11 @@ class Site:
             chunk = entries[k * per : (k + 1) * per]
             # record lastmods fall with the index: only the first record entry can be the newest
             first = next((e for e in chunk if e[0] == "record"), None)
-            newest = max(self.entry_lastmod(e) for e in chunk if e[0] != "record" or e is first)
+            newest = max(
+                self.entry_lastmod(e)
+                for e in chunk
+                if e[0] != "record" or e is first or e[1] in self.revisions  # revised: newer
+            )
             out.append(
                 f"  <sitemap><loc>{base}/sitemaps/sitemap-{k + 1}.xml</loc>"
                 f"<lastmod>{_iso(newest)}</lastmod></sitemap>\n"
