@@ -28,6 +28,7 @@ from harvester.store import CRAWL_RUNS, RecordWriter, finish_run, jsonable, now_
 from harvester.urlstate import (
     KnownPage,
     Withdrawal,
+    forget_sitemaps,
     known_pages,
     read_sitemaps,
     save_sitemaps,
@@ -143,14 +144,17 @@ class CrawlSession:
         return figures
 
     def _save_sitemaps(self) -> None:
-        """Sitemaps whose every page was handled and stored: the next run may skip them."""
-        if self.writer is None or self.writer.failed_batches:
-            return  # something the pages needed may not be stored: read them again next time
-        completed = getattr(self.crawler.spider, "completed_sitemaps", None)
-        if completed is None:
+        """Sitemaps whose every page was handled and stored: the next run may skip them.
+        Those with a page that failed or is gone are forgotten: the next run reads them."""
+        spider = self.crawler.spider
+        if self.writer is None or not hasattr(spider, "completed_sitemaps"):
             return
         with self.engine.begin() as connection:
-            save_sitemaps(connection, completed(), now_utc(), self.run_id)
+            if self.writer.failed_batches:  # what their pages gave may not be stored
+                forget_sitemaps(connection, spider.sitemaps_read())
+                return
+            forget_sitemaps(connection, spider.sitemaps_to_forget())
+            save_sitemaps(connection, spider.completed_sitemaps(), now_utc(), self.run_id)
 
     def _healthy_runs(self, thresholds: Thresholds) -> list[dict[str, Any]]:
         """Earlier runs that passed their checks on enough records, newest first."""

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
+    delete,
     exists,
     func,
     literal_column,
@@ -307,3 +308,8 @@ def save_sitemaps(
             for url, lastmod, entries in done
         ],
     )
+
+
+def forget_sitemaps(connection: Connection, canonical_urls: Sequence[str]) -> None:
+    for chunk in _chunks(list(dict.fromkeys(canonical_urls))):
+        connection.execute(delete(SITEMAPS).where(SITEMAPS.c.url.in_(chunk)))

@@ -90,11 +90,11 @@ class NcjrsSpider(Spider):
         self.sitemap_urls = _split(sitemap)
         self.sitemaps_waiting: deque[str] = deque()
         # Per sitemap read in this run: its index lastmod, entries, pages not answered yet,
-        # and whether one failed (see completed_sitemaps).
+        # and whether it must be read again (a page failed or is gone; see completed_sitemaps).
         self.sitemap_lastmods: dict[str, datetime] = {}
         self.sitemap_entries: dict[str, int] = {}
         self.sitemap_pending: dict[str, int] = {}
-        self.sitemaps_failed: set[str] = set()
+        self.sitemaps_to_reread: set[str] = set()
         self.trust_index_lastmod = True
         if not (self.sitemap_urls or self.listing_urls or self.record_urls or self.ncj_numbers):
             self.sitemap_urls = [LIVE_SITE_ROBOTS]
@@ -258,6 +258,7 @@ class NcjrsSpider(Spider):
                 self.sitemap_pending[sitemap] += 1
                 request = self._record_request(url, page, lastmod)
                 request.meta["harvester_from_sitemap"] = sitemap
+                request.meta["harvester_was_record"] = bool(page and page.ncj_number)
                 yield request
             else:
                 skipped += 1
@@ -266,11 +267,26 @@ class NcjrsSpider(Spider):
     def _handled(self, request: Request | None, failed: bool) -> None:
         """A record page from a sitemap got its answer (or, ``failed``, will not)."""
         sitemap = request.meta.get("harvester_from_sitemap") if request is not None else None
-        if sitemap is None:
-            return
+        if sitemap is None or sitemap not in self.sitemap_pending:
+            return  # not from a sitemap read in this process (JOBDIR resumes its queue)
         self.sitemap_pending[sitemap] -= 1
         if failed:
-            self.sitemaps_failed.add(sitemap)
+            self.sitemaps_to_reread.add(sitemap)
+
+    def _still_gone(self, response: Response) -> None:
+        """A record's page answered "gone": its sitemap must be read again next run, so the
+        page is asked again and its withdrawal streak can grow (or end)."""
+        sitemap = response.meta.get("harvester_from_sitemap")
+        if sitemap is not None and response.meta.get("harvester_was_record"):
+            self.sitemaps_to_reread.add(sitemap)
+
+    def sitemaps_read(self) -> list[str]:
+        """Canonical URLs of the sitemaps read in this run."""
+        return [canonical_url(url) for url in self.sitemap_pending]
+
+    def sitemaps_to_forget(self) -> list[str]:
+        """Sitemaps a page of which failed or is gone: read them again next run."""
+        return [canonical_url(url) for url in self.sitemaps_to_reread]
 
     def completed_sitemaps(self) -> list[tuple[str, datetime, int]]:
         """Sitemaps read in this run whose every page was answered: (canonical URL, index
@@ -278,7 +294,7 @@ class NcjrsSpider(Spider):
         return [
             (canonical_url(url), self.sitemap_lastmods[url], self.sitemap_entries[url])
             for url, pending in self.sitemap_pending.items()
-            if pending == 0 and url not in self.sitemaps_failed and url in self.sitemap_lastmods
+            if pending == 0 and url not in self.sitemaps_to_reread and url in self.sitemap_lastmods
         ]
 
     def _record_request(
@@ -339,6 +355,7 @@ class NcjrsSpider(Spider):
             yield self._visit(response, None)
             return
         if response.status in (404, 410):
+            self._still_gone(response)
             self._count("harvester/gone")
             self.logger.info("Gone (%d): %s", response.status, response.url)
             yield self._visit(response, "gone")
@@ -358,6 +375,8 @@ class NcjrsSpider(Spider):
         else:
             self.crawler.stats.inc_value(f"harvester/non_record/{page.reason}")
             self.logger.debug("Not a record page (%s): %s", page.reason, response.url)
+            if page.reason == "soft_404":
+                self._still_gone(response)
             yield self._visit(response, page.reason)
 
     def _visit(self, response: Response, kind: Any) -> PageVisit:
