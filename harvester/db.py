@@ -28,11 +28,11 @@ import shlex
 import sqlite3
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -41,7 +41,8 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Execution option: this connection's transactions write (SQLite: BEGIN IMMEDIATE).
 WRITE_TRANSACTION_OPTION = "harvester_write_transaction"
+T = TypeVar("T")
 POSTGRES_CONNECT_TIMEOUT_S = 10
 # Long enough for a real migration of a big file, short enough that a hung process holding
 # the lock turns into an error instead of a crawler that silently never starts.
@@ -218,6 +220,28 @@ def _enable_wal(cursor: sqlite3.Cursor) -> None:
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions for the pipelines: objects stay readable after commit (counters, logging)."""
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Statements every writer shares
+
+# Rows per IN (...) list: far below SQLite's limit on bound parameters in one statement.
+IN_CHUNK = 500
+
+
+def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def insert_for(connection: Connection, table: Table) -> Any:
+    """``INSERT`` with the dialect's ``ON CONFLICT`` clauses (upserts, insert-or-ignore)."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"upserts are implemented for SQLite and PostgreSQL, not {dialect}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,15 +29,14 @@ from typing import Any
 from sqlalchemy import Column, Connection, Table, bindparam, delete, insert, select, update
 
 from harvester import models
+from harvester.db import chunks
 from harvester.items import FetchedPage, Record
 from harvester.normalize import record_content
 from harvester.parsing import PARSER_VERSION
 from harvester.rawpages import PageCodec
 
 RECORDS: Table = models.Record.__table__  # type: ignore[assignment]
-VERSIONS: Table = models.RecordVersion.__table__  # type: ignore[assignment]
-_IN_CHUNK = 500
-
+VERSIONS: Table = models.RecordVersion.__table__
 # Read with each stored record's hash and layout, to decide what to note for unchanged ones.
 STORED_COLUMNS: tuple[Column[Any], ...] = (RECORDS.c.parser_version, RECORDS.c.raw_page_sha256)
 # Written with every new or changed record.
@@ -270,11 +269,11 @@ def _stored_versions(
 ) -> dict[int, list[_StoredVersion]]:
     """Every version of these records, oldest first: one query per chunk of keys."""
     found: dict[int, list[_StoredVersion]] = {}
-    for start in range(0, len(keys), _IN_CHUNK):
+    for chunk in chunks(keys):
         query = (
             select(VERSIONS.c.ncj_number, VERSIONS.c.version, VERSIONS.c.crawl_run_id)
             .add_columns(VERSIONS.c.changes)
-            .where(VERSIONS.c.ncj_number.in_(keys[start : start + _IN_CHUNK]))
+            .where(VERSIONS.c.ncj_number.in_(chunk))
             .order_by(VERSIONS.c.ncj_number, VERSIONS.c.version)
         )
         for key, version, run_id, changes in connection.execute(query):

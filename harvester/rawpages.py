@@ -35,9 +35,9 @@ from typing import Any
 from scrapy.http import Headers, Request, Response, TextResponse
 from scrapy.responsetypes import responsetypes
 from sqlalchemy import Connection, Table, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from harvester import models
+from harvester.db import chunks, insert_for
 from harvester.items import FetchedPage, RawRecord
 
 try:  # Python >= 3.14
@@ -57,7 +57,6 @@ COMPRESSION_LEVEL = 3  # higher levels cost much more time for a few per cent (s
 DICTIONARY_MIN_PAGES = 200
 DICTIONARY_BYTES = 110 * 1024
 DICTIONARY_MAX_SAMPLES = 1000
-_IN_CHUNK = 500
 
 
 def fetched_page(response: TextResponse, raw: RawRecord) -> FetchedPage:
@@ -122,8 +121,7 @@ class PageCodec:
             return
         keys = list(unique)
         stored: set[str] = set()
-        for start in range(0, len(keys), _IN_CHUNK):
-            chunk = keys[start : start + _IN_CHUNK]
+        for chunk in chunks(keys):
             query = select(RAW_PAGES.c.sha256).where(RAW_PAGES.c.sha256.in_(chunk))
             stored.update(connection.execute(query).scalars())
         missing = [page for key, page in unique.items() if key not in stored]
@@ -240,17 +238,12 @@ class PageCodec:
         """The stored pages with these keys (missing ones are left out)."""
         keys = list(dict.fromkeys(keys))
         found: dict[str, FetchedPage] = {}
-        for start in range(0, len(keys), _IN_CHUNK):
-            query = select(RAW_PAGES).where(RAW_PAGES.c.sha256.in_(keys[start : start + _IN_CHUNK]))
+        for chunk in chunks(keys):
+            query = select(RAW_PAGES).where(RAW_PAGES.c.sha256.in_(chunk))
             for row in connection.execute(query).mappings():
                 found[row["sha256"]] = self.page(connection, row)
         return found
 
 
 def _insert_ignoring(connection: Connection, table: Table, key: str) -> Any:
-    dialect = connection.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=[table.c[key]])
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=[table.c[key]])
-    raise NotImplementedError(f"raw pages are stored in SQLite and PostgreSQL, not {dialect}")
+    return insert_for(connection, table).on_conflict_do_nothing(index_elements=[table.c[key]])

@@ -21,16 +21,15 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from harvester import models
-from harvester.db import WRITE_TRANSACTION_OPTION
+from harvester.db import WRITE_TRANSACTION_OPTION, chunks, insert_for
 from harvester.history import STORED_COLUMNS, RecordHistory
 from harvester.items import (
     LAYOUT_RANK,
@@ -96,8 +95,6 @@ _REWRITTEN = (
     "crawl_run_id",
 )
 _CHILD_TABLES = (RECORD_CONTRIBUTORS, RECORD_AGENCIES, RECORD_GRANTS, RECORD_SUBJECTS)
-# Stay far below SQLite's limit on bound parameters in one statement.
-_IN_CHUNK = 500
 
 
 def normalized_name(name: str) -> str:
@@ -107,20 +104,6 @@ def normalized_name(name: str) -> str:
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
-
-
-def _insert_for(connection: Connection, table: Table) -> Any:
-    dialect = connection.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"upserts are implemented for SQLite and PostgreSQL, not {dialect}")
-
-
-def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def record_row(record: Record, digest: str, now: datetime, run_id: int | None) -> dict[str, Any]:
@@ -245,7 +228,7 @@ def write_batch(
         return counts
     keys = [record.ncj_number for record, _ in records]
     stored: dict[int, Any] = {}  # ncj_number -> row: content hash, layout, provenance
-    for chunk in _chunks(keys):
+    for chunk in chunks(keys):
         query = select(
             RECORDS.c.ncj_number, RECORDS.c.content_hash, RECORDS.c.layout, *STORED_COLUMNS
         ).where(RECORDS.c.ncj_number.in_(chunk))
@@ -275,7 +258,7 @@ def write_batch(
             counts.unchanged += 1
 
     if seen := history.seen(now):
-        for chunk in _chunks(unchanged):
+        for chunk in chunks(unchanged):
             connection.execute(update(RECORDS).where(RECORDS.c.ncj_number.in_(chunk)).values(seen))
     same_content = [
         record
@@ -287,7 +270,7 @@ def write_batch(
         return counts
 
     written = history.prepare(connection, writes, stored, pages, now=now, run_id=run_id)
-    stmt = _insert_for(connection, RECORDS)
+    stmt = insert_for(connection, RECORDS)
     stmt = stmt.on_conflict_do_update(
         index_elements=[RECORDS.c.ncj_number],
         set_={name: stmt.excluded[name] for name in history.rewritten(_REWRITTEN)},
@@ -297,7 +280,7 @@ def write_batch(
         [record_row(r, digest, now, run_id) | written.values_for(r) for r, digest in writes],
     )
     for table in _CHILD_TABLES:
-        for chunk in _chunks(changed):
+        for chunk in chunks(changed):
             connection.execute(delete(table).where(table.c.ncj_number.in_(chunk)))
     _write_lists(connection, [record for record, _ in writes])
     written.write_versions(connection)
@@ -382,13 +365,13 @@ def _ensure_named(
     """Insert the names not stored yet; return normalized name -> id for all of them."""
     if not rows:
         return {}
-    stmt = _insert_for(connection, table).on_conflict_do_nothing(
+    stmt = insert_for(connection, table).on_conflict_do_nothing(
         index_elements=[table.c.normalized_name]
     )
     connection.execute(stmt, [{**row, "normalized_name": key} for key, row in rows.items()])
     ids: dict[str, int] = {}
     keys = list(rows)
-    for chunk in _chunks(keys):
+    for chunk in chunks(keys):
         query = select(table.c.normalized_name, table.c.id).where(
             table.c.normalized_name.in_(chunk)
         )

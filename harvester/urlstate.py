@@ -38,15 +38,14 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from harvester import models
+from harvester.db import chunks, insert_for
 from harvester.items import PageKind, PageVisit, Record
 from harvester.urls import canonical_url
 
 RECORD_URLS: Table = models.RecordUrl.__table__  # type: ignore[assignment]
 RECORDS: Table = models.Record.__table__  # type: ignore[assignment]
-_IN_CHUNK = 500
 # Answers that say the page is not there (any other answer says it is).
 GONE_KINDS = ("gone", "soft_404")
 
@@ -79,7 +78,7 @@ def known_pages(connection: Connection, canonical_urls: Iterable[str]) -> dict[s
     keys = list(dict.fromkeys(canonical_urls))
     table = RECORD_URLS
     found: dict[str, KnownPage] = {}
-    for start in range(0, len(keys), _IN_CHUNK):
+    for chunk in chunks(keys):
         query = select(
             table.c.url,
             table.c.kind,
@@ -87,7 +86,7 @@ def known_pages(connection: Connection, canonical_urls: Iterable[str]) -> dict[s
             table.c.sitemap_lastmod,
             table.c.etag,
             table.c.last_modified,
-        ).where(table.c.url.in_(keys[start : start + _IN_CHUNK]))
+        ).where(table.c.url.in_(chunk))
         for url, *state in connection.execute(query):
             found[url] = KnownPage(*state)
     return found
@@ -159,7 +158,7 @@ def write_url_states(
     table = RECORD_URLS.c
     due = or_(table.gone_counted_at.is_(None), table.gone_counted_at <= cutoff)
     if rows:
-        stmt = _insert(connection)
+        stmt = insert_for(connection, RECORD_URLS)
         excluded = stmt.excluded
         # Not IN (...): an expanding parameter cannot go into an executemany.
         gone = or_(*(excluded.kind == literal_column(f"'{kind}'") for kind in GONE_KINDS))
@@ -189,7 +188,7 @@ def write_url_states(
             },
         )
         connection.execute(stmt, list(rows.values()))
-    for chunk in _chunks(list(dict.fromkeys(not_modified))):
+    for chunk in chunks(list(dict.fromkeys(not_modified))):
         connection.execute(
             update(RECORD_URLS)
             .where(table.url.in_(chunk))
@@ -208,7 +207,7 @@ def write_url_states(
             update(RECORDS).where(RECORDS.c.ncj_number.in_(shown)).values(last_seen_at=now)
         )
     counts.withdrawn = _withdraw(connection, gone_urls, now, withdrawal)
-    for chunk in _chunks(sorted(seen_records)):
+    for chunk in chunks(sorted(seen_records)):
         counts.reappeared += connection.execute(
             update(RECORDS)
             .where(RECORDS.c.ncj_number.in_(chunk), RECORDS.c.withdrawn_at.is_not(None))
@@ -223,7 +222,7 @@ def _withdraw(
     """Tombstone the records behind these URLs whose every URL has been gone long enough."""
     withdrawn = 0
     other = RECORD_URLS.alias("other_url")
-    for chunk in _chunks(list(dict.fromkeys(gone_urls))):
+    for chunk in chunks(list(dict.fromkeys(gone_urls))):
         behind = select(RECORD_URLS.c.ncj_number).where(
             RECORD_URLS.c.url.in_(chunk), RECORD_URLS.c.ncj_number.is_not(None)
         )
@@ -244,17 +243,6 @@ def _withdraw(
     return withdrawn
 
 
-def _chunks(items: list[Any]) -> Iterable[list[Any]]:
-    for start in range(0, len(items), _IN_CHUNK):
-        yield items[start : start + _IN_CHUNK]
-
-
-def _insert(connection: Connection) -> Any:
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(RECORD_URLS)
-    return sqlite.insert(RECORD_URLS)
-
-
 # --- Sitemaps read to the end (the ``sitemaps`` table) ---------------------------------------
 
 SITEMAPS: Table = models.SitemapState.__table__  # type: ignore[assignment]
@@ -265,7 +253,7 @@ def read_sitemaps(
 ) -> dict[str, tuple[datetime, int]]:
     """(index lastmod, record pages) of these sitemaps when a run last handled all their pages."""
     found: dict[str, tuple[datetime, int]] = {}
-    for chunk in _chunks(list(dict.fromkeys(canonical_urls))):
+    for chunk in chunks(list(dict.fromkeys(canonical_urls))):
         query = select(SITEMAPS.c.url, SITEMAPS.c.lastmod, SITEMAPS.c.entries).where(
             SITEMAPS.c.url.in_(chunk)
         )
@@ -284,11 +272,7 @@ def save_sitemaps(
     """Remember sitemaps (canonical URL, index lastmod, record pages) handled to the end."""
     if not done:
         return
-    stmt = (
-        postgresql.insert(SITEMAPS)
-        if connection.dialect.name == "postgresql"
-        else sqlite.insert(SITEMAPS)
-    )
+    stmt = insert_for(connection, SITEMAPS)
     stmt = stmt.on_conflict_do_update(
         index_elements=[SITEMAPS.c.url],
         set_={
@@ -311,5 +295,5 @@ def save_sitemaps(
 
 
 def forget_sitemaps(connection: Connection, canonical_urls: Sequence[str]) -> None:
-    for chunk in _chunks(list(dict.fromkeys(canonical_urls))):
+    for chunk in chunks(list(dict.fromkeys(canonical_urls))):
         connection.execute(delete(SITEMAPS).where(SITEMAPS.c.url.in_(chunk)))
