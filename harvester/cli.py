@@ -254,15 +254,17 @@ def capture(
         sys.exit(1)
 
 
-# --- Record history, raw pages, re-parse, quarantine replay (harvester.history, rawpages,
-# reparse, quarantine) -------------------------------------------------------------------------
+def _current_database() -> Any:
+    """An engine on DATABASE_URL, refused with a clear message unless its schema is current."""
+    from harvester.db import DatabaseUnavailable, SchemaError, ensure_schema, normalize_url
 
-
-def _database_at_head() -> Any:
-    """An engine on DATABASE_URL whose schema is current, or a clear error."""
-    from harvester.db import DatabaseUnavailable, SchemaError, ensure_schema
-
-    engine = create_engine_for(database_url())
+    url = normalize_url(database_url())
+    sqlite_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    if sqlite_file and not Path(str(url.database)).is_file():
+        raise click.ClickException(
+            f"no database at {url.database}: crawl into it first, or set DATABASE_URL"
+        )
+    engine = create_engine_for(url)
     try:
         ensure_schema(engine, auto_migrate=False)
     except (DatabaseUnavailable, SchemaError) as error:
@@ -271,13 +273,17 @@ def _database_at_head() -> Any:
     return engine
 
 
+# --- Record history, raw pages, re-parse, quarantine replay (harvester.history, rawpages,
+# reparse, quarantine) -------------------------------------------------------------------------
+
+
 @main.command()
 @click.option("--batch-size", default=500, show_default=True, help="Records per transaction.")
 def reparse(batch_size: int) -> None:
     """Re-derive every record from its stored page, with no request; version what changed."""
     from harvester.reparse import reparse as reparse_all
 
-    engine = _database_at_head()
+    engine = _current_database()
     try:
         click.echo(reparse_all(engine, batch_size=batch_size).summary())
     finally:
@@ -290,7 +296,7 @@ def history(ncj_number: int) -> None:
     """The versions of one record: when, by which run, which fields changed."""
     from harvester.history import record_history
 
-    engine = _database_at_head()
+    engine = _current_database()
     try:
         with engine.connect() as connection:
             versions = record_history(connection, ncj_number)
@@ -329,7 +335,7 @@ def quarantine_list(reason: str | None, include_resolved: bool, limit: int) -> N
     """Open quarantine rows, newest first, and a count by reason."""
     from harvester.quarantine import count_open, list_rows
 
-    engine = _database_at_head()
+    engine = _current_database()
     try:
         rows = list_rows(engine, reason=reason, include_resolved=include_resolved, limit=limit)
         counts = count_open(engine, reason)
@@ -352,7 +358,7 @@ def quarantine_replay(reason: str | None) -> None:
     """Validate open quarantine rows again from their stored pages; store what passes now."""
     from harvester.quarantine import replay
 
-    engine = _database_at_head()
+    engine = _current_database()
     try:
         click.echo(replay(engine, reason=reason).summary())
     finally:
@@ -360,25 +366,6 @@ def quarantine_replay(reason: str | None) -> None:
 
 
 # --- Using the data: stats, show, search, export (harvester.stats, .search, .exports) ---------
-
-
-def _reading_engine() -> Any:
-    """An engine on DATABASE_URL, refused with a clear message unless its schema is current."""
-    from harvester.db import DatabaseUnavailable, SchemaError, ensure_schema, normalize_url
-
-    url = normalize_url(database_url())
-    sqlite_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
-    if sqlite_file and not Path(str(url.database)).is_file():
-        raise click.ClickException(
-            f"no database at {url.database}: crawl into it first, or set DATABASE_URL"
-        )
-    engine = create_engine_for(url)
-    try:
-        ensure_schema(engine, auto_migrate=False)
-    except (DatabaseUnavailable, SchemaError) as error:
-        engine.dispose()
-        raise click.ClickException(str(error)) from error
-    return engine
 
 
 def _echo_json(data: Any) -> None:
@@ -393,7 +380,7 @@ def stats(as_json: bool) -> None:
     """Records, field coverage and the last crawl runs of the database (DATABASE_URL)."""
     from harvester.stats import collect_stats
 
-    engine = _reading_engine()
+    engine = _current_database()
     try:
         with engine.connect() as connection:
             summary = collect_stats(connection)
@@ -433,7 +420,7 @@ def show(ncj: int, as_json: bool) -> None:
     """Show one record, with its people, agencies, grants and subjects."""
     from harvester.stats import record_detail
 
-    engine = _reading_engine()
+    engine = _current_database()
     try:
         with engine.connect() as connection:
             record = record_detail(connection, ncj)
@@ -465,7 +452,7 @@ def search(words: tuple[str, ...], limit: int, as_json: bool) -> None:
     from harvester.search import SearchError
     from harvester.search import search as run_search
 
-    engine = _reading_engine()
+    engine = _current_database()
     try:
         with engine.connect() as connection:
             hits = run_search(connection, " ".join(words), limit)
@@ -512,7 +499,7 @@ def export(export_format: str, since: Any, query: str | None, output: Path | Non
     from harvester.search import SearchError
 
     since_utc = since.replace(tzinfo=UTC) if since is not None else None
-    engine = _reading_engine()
+    engine = _current_database()
     try:
         with contextlib.ExitStack() as stack:
             if output is None:
