@@ -86,6 +86,13 @@ def scrapy_crawl(
     )
 
 
+def crawl(database_url: str, *arguments: str, settings: dict[str, str] | None = None) -> str:
+    """`scrapy crawl ncjrs -a ARGUMENT ...` that must succeed; returns its log."""
+    done = scrapy_crawl(database_url, *arguments, settings=settings)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
+
+
 def start_scrapy_crawl(
     database_url: str, *arguments: str, settings: dict[str, str] | None = None
 ) -> subprocess.Popen[str]:

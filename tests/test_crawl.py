@@ -24,7 +24,7 @@ from tests.support import (
     LOCAL_SITE,
     REPO,
     assert_matches_truth,
-    scrapy_crawl,
+    crawl,
     stored_content,
 )
 
@@ -36,13 +36,6 @@ LOCAL = LOCAL_SITE
 def site() -> Iterator[SiteHandle]:
     with serve_site(records=RECORDS, seed=5) as handle:
         yield handle
-
-
-def crawl(database_url: str, *arguments: str, settings: dict[str, str] | None = None) -> str:
-    """Run `scrapy crawl ncjrs` from the repository root; returns its log."""
-    done = scrapy_crawl(database_url, *arguments, settings=settings)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stderr
 
 
 def test_sitemap_crawl_stores_every_record_once_and_recrawl_changes_nothing(

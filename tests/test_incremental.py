@@ -14,7 +14,7 @@ from harvester.incremental import RevisitPolicy, parse_lastmod, parse_since
 from harvester.localsite import SiteHandle, serve_site
 from harvester.urls import canonical_url, is_record_url
 from harvester.urlstate import KnownPage
-from tests.support import assert_matches_truth, scrapy_crawl
+from tests.support import assert_matches_truth, crawl
 
 STORED = datetime(2024, 5, 1, tzinfo=UTC)
 KNOWN = KnownPage("record", 1, STORED, '"abc"', "Wed, 01 May 2024 00:00:00 GMT")
@@ -86,12 +86,6 @@ def test_conditional_headers_carry_the_stored_validators() -> None:
 def site() -> Iterator[SiteHandle]:
     with serve_site(records=120, seed=11) as handle:
         yield handle
-
-
-def crawl(database_url: str, *arguments: str, **settings: str) -> str:
-    done = scrapy_crawl(database_url, *arguments, settings=settings)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stderr
 
 
 def record_page_requests(site: SiteHandle) -> list[tuple[str, int]]:

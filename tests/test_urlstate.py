@@ -38,6 +38,32 @@ def rows(engine: Engine) -> dict[str, models.RecordUrl]:
         return {row.url: row for row in session.scalars(select(models.RecordUrl))}
 
 
+def insert_record(engine: Engine, number: int) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            models.Record.__table__.insert(),
+            {
+                "ncj_number": number,
+                "title": "T",
+                "layout": "current",
+                "source_url": CURRENT,
+                "first_seen_at": NOW,
+                "last_seen_at": NOW,
+                "last_changed_at": NOW,
+                "content_hash": "0" * 64,
+                "document_urls": [],
+                "extra_fields": {},
+            },
+        )
+
+
+def withdrawn_at(engine: Engine, number: int) -> datetime | None:
+    with Session(engine) as session:
+        record = session.get(models.Record, number)
+        assert record is not None
+        return record.withdrawn_at
+
+
 def test_a_redirected_fetch_records_both_urls_canonically(engine: Engine) -> None:
     ensure_schema(engine, auto_migrate=True)
     with engine.begin() as connection:
@@ -84,26 +110,10 @@ def test_later_fetches_update_state_and_keep_first_seen(engine: Engine) -> None:
 
 def test_a_304_touches_the_url_and_its_record_only(engine: Engine) -> None:
     ensure_schema(engine, auto_migrate=True)
+    insert_record(engine, 78126)
+    insert_record(engine, 5)
     with engine.begin() as connection:
         write_url_states(connection, [visit(sitemap_lastmod=None)], NOW)
-        connection.execute(
-            models.Record.__table__.insert(),
-            [
-                {
-                    "ncj_number": number,
-                    "title": "T",
-                    "layout": "current",
-                    "source_url": CURRENT,
-                    "first_seen_at": NOW,
-                    "last_seen_at": NOW,
-                    "last_changed_at": NOW,
-                    "content_hash": "0" * 64,
-                    "document_urls": [],
-                    "extra_fields": {},
-                }
-                for number in (78126, 5)
-            ],
-        )
     later = NOW + timedelta(hours=3)
     with engine.begin() as connection:
         not_modified = write_url_states(
@@ -117,32 +127,6 @@ def test_a_304_touches_the_url_and_its_record_only(engine: Engine) -> None:
             session.execute(select(models.Record.ncj_number, models.Record.last_seen_at)).all()
         )
     assert seen == {78126: later, 5: NOW}
-
-
-def insert_record(engine: Engine, number: int) -> None:
-    with engine.begin() as connection:
-        connection.execute(
-            models.Record.__table__.insert(),
-            {
-                "ncj_number": number,
-                "title": "T",
-                "layout": "current",
-                "source_url": CURRENT,
-                "first_seen_at": NOW,
-                "last_seen_at": NOW,
-                "last_changed_at": NOW,
-                "content_hash": "0" * 64,
-                "document_urls": [],
-                "extra_fields": {},
-            },
-        )
-
-
-def withdrawn_at(engine: Engine, number: int) -> datetime | None:
-    with Session(engine) as session:
-        record = session.get(models.Record, number)
-        assert record is not None
-        return record.withdrawn_at
 
 
 def test_a_record_is_withdrawn_when_all_its_urls_stay_gone_and_restored_when_seen(
