@@ -119,12 +119,8 @@ class CrawlSession:
             "conflicts": int(stats.get("harvester/conflicts", 0)),
         }
         figures["coverage"] = coverage_from_stats(stats)
-        alerts = check_run(
-            figures,
-            stats,
-            self._healthy_runs(Thresholds.from_settings(self.crawler.settings)),
-            Thresholds.from_settings(self.crawler.settings),
-        )
+        thresholds = Thresholds.from_settings(self.crawler.settings)
+        alerts = check_run(figures, stats, self._healthy_runs(thresholds), thresholds)
         for alert in alerts:
             logger.error("Check failed: %s", alert)
         figures["alerts"] = alerts
