@@ -75,7 +75,14 @@ class NonRecordPage:
 
 
 PageKind = Literal[
-    "record", "quarantined", "soft_404", "no_record_fields", "several_records", "not_html", "gone"
+    "record",
+    "quarantined",
+    "soft_404",
+    "no_record_fields",
+    "several_records",
+    "not_html",
+    "gone",
+    "failed",
 ]
 
 

@@ -135,6 +135,9 @@ class CrawlRun(Base):
     spider: Mapped[str] = mapped_column(Text)
     arguments: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # Moved by the live run every few seconds: a run without finished_at whose heartbeat is
+    # fresh is alive, whoever holds the lock (harvester.runlock).
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     finish_reason: Mapped[str | None] = mapped_column(Text)
     # Server defaults too, so a run row inserted by hand or by raw SQL still adds up.
@@ -386,12 +389,30 @@ PAGE_KINDS = (
     "several_records",
     "not_html",
     "gone",  # 404 or 410
+    "failed",  # never answered (errors, timeouts, robots.txt): see record_urls.gap_reason
+)
+
+# Why the record at a URL is not stored (yet): record_urls.gap_reason (harvester.urlstate).
+GAP_REASONS = (
+    "fetch_failed",  # HTTP errors (5xx, 4xx other than 404/410) after Scrapy's retries
+    "timeout",
+    "data_loss",  # the connection closed before the whole body came
+    "too_large",  # DOWNLOAD_MAXSIZE
+    "redirect_loop",  # or more redirects than REDIRECT_MAX_TIMES
+    "offsite_redirect",  # redirected off the hosts the run was pointed at
+    "robots_blocked",
+    "not_a_record",  # a record URL answered a page with no record (empty, captcha, outage)
+    "store_error",  # the database refused the record (its quarantine row says why)
+    "quarantined",  # the record failed validation (its quarantine row says why)
 )
 
 
 class RecordUrl(Base):
     __tablename__ = "record_urls"
-    __table_args__ = (CheckConstraint(_in("kind", PAGE_KINDS), name="kind"),)
+    __table_args__ = (
+        CheckConstraint(_in("kind", PAGE_KINDS), name="kind"),
+        CheckConstraint(_in("gap_reason", GAP_REASONS), name="gap_reason"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     url: Mapped[str] = mapped_column(Text, unique=True)  # harvester.urls.canonical_url
@@ -412,6 +433,16 @@ class RecordUrl(Base):
     gone_runs: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     gone_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     gone_counted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The completeness ledger: why this URL's record is not stored (yet), since when, how
+    # many attempts in a row failed, and when the next run asks again (NULL reason: no gap).
+    gap_reason: Mapped[str | None] = mapped_column(String(20))
+    gap_detail: Mapped[str | None] = mapped_column(Text)
+    gap_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    gap_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    retry_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # The sitemap (canonical URL) that last listed this page: a page that drops out of a
+    # sitemap read to the end is re-checked in that run.
+    sitemap_url: Mapped[str | None] = mapped_column(Text, index=True)
 
     def __repr__(self) -> str:
         return f"RecordUrl(url={self.url!r}, ncj_number={self.ncj_number!r}, kind={self.kind!r})"
