@@ -84,14 +84,30 @@ PageKind = Literal[
     "gone",
     "failed",
 ]
+# Why a record URL has no stored record (yet): record_urls.gap_reason, see models.GAP_REASONS.
+GapReason = Literal[
+    "fetch_failed",
+    "timeout",
+    "data_loss",
+    "too_large",
+    "redirect_loop",
+    "offsite_redirect",
+    "robots_blocked",
+    "not_a_record",
+    "store_error",
+    "quarantined",
+]
 
 
 @dataclass(slots=True)
 class PageVisit:
-    """A fetch of a record-page URL that carries no record: a 304, or a page that is not one.
+    """A fetch of a record-page URL that carries no record: a 304, a page that is not one, or
+    a request that got no answer (``kind`` "failed").
 
     The store keeps it as URL state (``record_urls``), so the next crawl can skip or revalidate
-    the URL. ``kind`` is None for a 304: the page is what it was last time.
+    the URL. ``kind`` is None for a 304: the page is what it was last time. ``gap_reason`` says
+    why the URL's record is not stored (the completeness ledger); the URL is asked again on a
+    later run.
     """
 
     url: str  # where redirects ended
@@ -103,6 +119,9 @@ class PageVisit:
     last_modified: str | None = None
     sitemap_lastmod: datetime | None = None
     ncj_number: int | None = None
+    gap_reason: GapReason | None = None
+    gap_detail: str | None = None
+    sitemap_url: str | None = None  # the sitemap that listed the URL (canonical)
 
 
 @dataclass(slots=True, frozen=True)
