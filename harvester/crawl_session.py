@@ -7,8 +7,9 @@ or one at another schema revision, stops the crawl with a message that says what
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 from scrapy.crawler import Crawler
@@ -26,6 +27,7 @@ from harvester.runlock import (
 )
 from harvester.store import CRAWL_RUNS, RecordWriter, finish_run, jsonable, now_utc, start_run
 from harvester.urlstate import (
+    GapRetry,
     KnownPage,
     Withdrawal,
     forget_sitemaps,
@@ -36,6 +38,7 @@ from harvester.urlstate import (
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 _OPEN: WeakKeyDictionary[Crawler, CrawlSession] = WeakKeyDictionary()
 
 
@@ -74,6 +77,11 @@ class CrawlSession:
         with self.engine.connect() as connection:
             return known_pages(connection, canonical_urls)
 
+    def query(self, reader: Callable[..., T], *arguments: Any) -> T:
+        """Run a read of harvester.urlstate (``reader(connection, *arguments)``) for the spider."""
+        with self.engine.connect() as connection:
+            return reader(connection, *arguments)
+
     def read_sitemaps(self, canonical_urls: list[str]) -> dict[str, tuple[datetime, int]]:
         with self.engine.connect() as connection:
             return read_sitemaps(connection, canonical_urls)
@@ -92,6 +100,10 @@ class CrawlSession:
                     min_interval=timedelta(
                         seconds=settings.getfloat("HARVESTER_WITHDRAW_MIN_INTERVAL", 86400.0)
                     ),
+                ),
+                retry=GapRetry(
+                    base=timedelta(seconds=settings.getfloat("HARVESTER_GAP_RETRY_BASE", 3600.0)),
+                    cap=timedelta(seconds=settings.getfloat("HARVESTER_GAP_RETRY_MAX", 604800.0)),
                 ),
             )
         return self.writer

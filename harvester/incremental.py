@@ -12,11 +12,15 @@ sitemap says; the spider applies them.
   ``lastmod`` is on or after that date, whatever is stored.
 - A record's URL that answered 404/410 or a soft 404 is asked again on every run, whatever its
   ``lastmod``: each answer counts towards (or cancels) the record's withdrawal.
+- A URL with a gap (its record is not stored: an error, a timeout, a page with no record, a
+  quarantined or refused record) is asked again once its retry time has come, whatever its
+  ``lastmod``, and without validators: what the failed fetch left must not be confirmed by a
+  304.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 
 from harvester.urlstate import GONE_KINDS, KnownPage
@@ -55,10 +59,11 @@ class RevisitPolicy:
     full: bool = False
     since: datetime | None = None
     conditional: bool = True  # send the stored validators (off: always fetch bodies)
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))  # gaps due by then
 
     def wants(self, known: KnownPage | None, lastmod: datetime | None) -> bool:
         """Whether to request a sitemap entry with this ``lastmod``."""
-        if known is None or self.full or lastmod is None:
+        if known is None or self.full or lastmod is None or known.gap_due(self.started):
             return True
         if known.kind in GONE_KINDS and known.ncj_number is not None:
             return True  # a record's page that was gone: is it still? (withdrawals)
@@ -71,10 +76,10 @@ class RevisitPolicy:
 
         A listing finds new records; pages already stored are re-checked by ``full``.
         """
-        return known is None or self.full
+        return known is None or self.full or known.gap_due(self.started)
 
     def headers(self, known: KnownPage | None) -> dict[str, str]:
-        if known is None or not self.conditional:
+        if known is None or not self.conditional or known.gap_reason is not None:
             return {}
         headers = {}
         if known.etag:

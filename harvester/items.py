@@ -54,6 +54,7 @@ class RawRecord:
     etag: str | None = None
     last_modified: str | None = None  # HTTP date, verbatim
     sitemap_lastmod: datetime | None = None
+    sitemap_url: str | None = None  # the sitemap that listed the page (canonical)
     # The page itself, carried to the writer (HARVESTER_STORE_RAW_PAGES) and dropped there.
     fetched_page: FetchedPage | None = field(default=None, repr=False, compare=False)
 
@@ -201,6 +202,7 @@ class Record:
     etag: str | None = None
     last_modified: str | None = None
     sitemap_lastmod: datetime | None = None
+    sitemap_url: str | None = None
     raw: RawRecord | None = field(default=None, repr=False, compare=False)
 
     @property

@@ -443,6 +443,8 @@ class RecordUrl(Base):
     # The sitemap (canonical URL) that last listed this page: a page that drops out of a
     # sitemap read to the end is re-checked in that run.
     sitemap_url: Mapped[str | None] = mapped_column(Text, index=True)
+    # The URL as last requested: `url` folds case and "www.", which a request must not.
+    requested_url: Mapped[str | None] = mapped_column(Text)
 
     def __repr__(self) -> str:
         return f"RecordUrl(url={self.url!r}, ncj_number={self.ncj_number!r}, kind={self.kind!r})"

@@ -55,6 +55,7 @@ class Thresholds:
     min_records: int = 50  # fewer records than this: coverage is not compared
     min_pages: int = 10  # fewer record pages than this: rates are not judged
     history: int = 5  # healthy runs the coverage baseline is the mean of
+    max_missing: int = 0  # record pages a run may leave unfetched or unstored and still pass
 
     @classmethod
     def from_settings(cls, settings: Any) -> Thresholds:
@@ -73,6 +74,7 @@ class Thresholds:
             min_records=settings.getint("HARVESTER_CHECK_MIN_RECORDS", cls.min_records),
             min_pages=settings.getint("HARVESTER_CHECK_MIN_PAGES", cls.min_pages),
             history=settings.getint("HARVESTER_CHECK_HISTORY", cls.history),
+            max_missing=settings.getint("HARVESTER_MAX_MISSING", cls.max_missing),
         )
 
 
@@ -121,6 +123,7 @@ def check_run(
                 f"quarantine rate {rate:.1%} ({quarantined} of {pages} record pages) is above "
                 f"{thresholds.max_quarantine_rate:.0%}"
             )
+    alerts += missing_records(stats, thresholds)
     unrecognised = int(stats.get("harvester/non_record/no_record_fields", 0))
     looked_at = pages + unrecognised
     if unrecognised and looked_at >= thresholds.min_pages:
@@ -154,3 +157,36 @@ def check_run(
                     f"{len(baseline_runs)} run(s): the parser may no longer find it"
                 )
     return alerts
+
+
+# Gaps that mean a record page of this run is missing: it got no usable answer, or the
+# database refused its record. (A quarantined record or a page that shows no record has
+# checks of its own: the quarantine and unrecognised rates.)
+MISSING_REASONS = (
+    "fetch_failed",
+    "timeout",
+    "data_loss",
+    "too_large",
+    "redirect_loop",
+    "offsite_redirect",
+    "robots_blocked",
+    "store_error",
+)
+
+
+def missing_records(stats: Mapping[str, Any], thresholds: Thresholds) -> list[str]:
+    """A run that leaves record pages unfetched or unstored does not pass: the database is not
+    complete, whatever the error rate. They are gaps in the ledger, retried first next run."""
+    by_reason = {
+        reason: int(stats.get(f"harvester/gaps/{reason}", 0))
+        for reason in MISSING_REASONS
+        if stats.get(f"harvester/gaps/{reason}")
+    }
+    missing = sum(by_reason.values())
+    if missing <= thresholds.max_missing:
+        return []
+    reasons = ", ".join(f"{count} {reason}" for reason, count in by_reason.items())
+    return [
+        f"{missing} record page(s) could not be fetched or stored ({reasons}): the next run "
+        "retries them first; `harvester coverage` lists every gap"
+    ]

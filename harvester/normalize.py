@@ -371,6 +371,7 @@ def normalize_record(raw: RawRecord) -> Record:
         etag=raw.etag,
         last_modified=raw.last_modified,
         sitemap_lastmod=raw.sitemap_lastmod,
+        sitemap_url=raw.sitemap_url,
         raw=raw,
     )
 
@@ -386,6 +387,7 @@ _NOT_CONTENT = (
     "etag",
     "last_modified",
     "sitemap_lastmod",
+    "sitemap_url",
 )
 
 

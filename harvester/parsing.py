@@ -167,6 +167,7 @@ def parse_page(response: TextResponse) -> RawRecord | NonRecordPage:
         page.etag, page.last_modified = http_validators(response)
         if request is not None:
             page.sitemap_lastmod = request.meta.get("sitemap_lastmod")
+            page.sitemap_url = request.meta.get("sitemap_url")
     return page
 
 

@@ -41,7 +41,14 @@ from harvester.items import (
     Rejection,
 )
 from harvester.normalize import content_hash, record_content
-from harvester.urlstate import DEFAULT_WITHDRAWAL, Withdrawal, visit_of, write_url_states
+from harvester.urlstate import (
+    DEFAULT_GAP_RETRY,
+    DEFAULT_WITHDRAWAL,
+    GapRetry,
+    Withdrawal,
+    visit_of,
+    write_url_states,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +209,7 @@ def write_batch(
     withdrawal: Withdrawal = DEFAULT_WITHDRAWAL,
     pages: Mapping[int, FetchedPage] | None = None,
     history: RecordHistory | None = None,
+    retry: GapRetry = DEFAULT_GAP_RETRY,
 ) -> WriteCounts:
     """Write one batch in the caller's transaction. ``records`` holds (record, content hash).
 
@@ -220,7 +228,11 @@ def write_batch(
         connection.execute(insert(QUARANTINE), history.quarantine_rows(connection, quarantined))
     if history.sighting:  # a re-derivation from stored pages fetched nothing
         state = write_url_states(
-            connection, [*visits, *(visit_of(record) for record, _ in records)], now, withdrawal
+            connection,
+            [*visits, *(visit_of(record) for record, _ in records)],
+            now,
+            withdrawal,
+            retry,
         )
         counts.not_modified, counts.withdrawn = state.not_modified, state.withdrawn
         counts.reappeared = state.reappeared
@@ -394,9 +406,11 @@ class RecordWriter:
         batch_seconds: float,
         withdrawal: Withdrawal = DEFAULT_WITHDRAWAL,
         history: RecordHistory | None = None,
+        retry: GapRetry = DEFAULT_GAP_RETRY,
     ) -> None:
         self.engine = engine
         self.withdrawal = withdrawal
+        self.retry = retry
         self.run_id = run_id
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
@@ -540,6 +554,7 @@ class RecordWriter:
                 row["fetched_page"] = pages.get(record.ncj_number)
                 visit = visit_of(record, "quarantined")
                 visit.ncj_number = None  # the number itself may be what the database refused
+                visit.gap_reason, visit.gap_detail = "store_error", rejection.detail
                 counts.add(self._write_in_one_transaction([], [row], [visit]))
         if visits:
             counts.add(self._write_in_one_transaction([], [], visits))
@@ -569,6 +584,7 @@ class RecordWriter:
                 withdrawal=self.withdrawal,
                 pages=pages,
                 history=self.history,
+                retry=self.retry,
             )
         self._counted |= counts.counted
         return counts

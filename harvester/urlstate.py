@@ -19,11 +19,19 @@ timeouts) never reach this module, so they never count.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from scrapy.exceptions import (
+    DownloadCancelledError,
+    DownloadTimeoutError,
+    IgnoreRequest,
+    ResponseDataLossError,
+)
+from scrapy.spidermiddlewares.httperror import HttpError
 from sqlalchemy import (
     Connection,
     Table,
@@ -38,14 +46,20 @@ from sqlalchemy import (
     select,
     update,
 )
+from twisted.internet import defer
+from twisted.internet.error import TCPTimedOutError, TimeoutError
+from twisted.python.failure import Failure
+from twisted.web._newclient import ResponseFailed
+from twisted.web.http import PotentialDataLoss, _DataLoss
 
 from harvester import models
 from harvester.db import chunks, insert_for
-from harvester.items import PageKind, PageVisit, Record
+from harvester.items import GapReason, PageKind, PageVisit, Record
 from harvester.urls import canonical_url
 
 RECORD_URLS: Table = models.RecordUrl.__table__  # type: ignore[assignment]
 RECORDS: Table = models.Record.__table__  # type: ignore[assignment]
+CRAWL_RUNS: Table = models.CrawlRun.__table__  # type: ignore[assignment]
 # Answers that say the page is not there (any other answer says it is).
 GONE_KINDS = ("gone", "soft_404")
 
@@ -56,6 +70,12 @@ class KnownPage(NamedTuple):
     sitemap_lastmod: datetime | None
     etag: str | None
     last_modified: str | None
+    gap_reason: str | None = None  # why its record is not stored (yet)
+    retry_at: datetime | None = None  # when a run asks again
+
+    def gap_due(self, now: datetime) -> bool:
+        """A gap whose retry time has come: asked again whatever the sitemap says."""
+        return self.gap_reason is not None and (self.retry_at is None or self.retry_at <= now)
 
 
 def visit_of(record: Record, kind: PageKind = "record") -> PageVisit:
@@ -70,6 +90,7 @@ def visit_of(record: Record, kind: PageKind = "record") -> PageVisit:
         last_modified=record.last_modified,
         sitemap_lastmod=record.sitemap_lastmod,
         ncj_number=record.ncj_number,
+        sitemap_url=record.sitemap_url,
     )
 
 
@@ -86,6 +107,8 @@ def known_pages(connection: Connection, canonical_urls: Iterable[str]) -> dict[s
             table.c.sitemap_lastmod,
             table.c.etag,
             table.c.last_modified,
+            table.c.gap_reason,
+            table.c.retry_at,
         ).where(table.c.url.in_(chunk))
         for url, *state in connection.execute(query):
             found[url] = KnownPage(*state)
@@ -104,11 +127,51 @@ class Withdrawal:
 DEFAULT_WITHDRAWAL = Withdrawal()
 
 
+@dataclass(frozen=True, slots=True)
+class GapRetry:
+    """When a URL whose record is not stored (a gap) is asked again, across runs.
+
+    The first retry of a failure is due at once, so the next run, whatever its sitemap lastmod
+    says, heals what an outage cost; a URL that keeps failing waits ``base``, then twice as
+    long each time, up to ``cap``, so a page that is really not a record costs little. A
+    quarantined record is a verdict on what the page says, not an accident of the fetch: it
+    waits ``base`` from the start.
+    """
+
+    base: timedelta = timedelta(hours=1)
+    cap: timedelta = timedelta(days=7)
+
+    def retry_at(self, attempts: int, now: datetime, reason: str | None = None) -> datetime:
+        if reason == "quarantined":
+            attempts += 1
+        if attempts <= 1:
+            return now
+        return now + min(self.cap, self.base * 2 ** min(attempts - 2, 30))
+
+
+DEFAULT_GAP_RETRY = GapRetry()
+# Pages at a record URL that hold no record: soft errors (an empty body, a captcha, an outage
+# page) as often as real non-records, so they are gaps, asked again on a backoff.
+NOT_A_RECORD_KINDS = ("no_record_fields", "several_records", "not_html")
+
+
+def gap_reason_of(visit: PageVisit) -> GapReason | None:
+    """Why the record at this visit's URL is not stored, or None when nothing is missing."""
+    if visit.gap_reason is not None:
+        return visit.gap_reason
+    if visit.kind == "quarantined":
+        return "quarantined"
+    if visit.kind in NOT_A_RECORD_KINDS:
+        return "not_a_record"
+    return None
+
+
 @dataclass(slots=True)
 class UrlStateCounts:
     not_modified: int = 0  # 304 answers
     withdrawn: int = 0  # records that got their tombstone in this batch
     reappeared: int = 0  # withdrawn records seen again
+    gaps: int = 0  # URLs left with a gap (their record not stored) by this batch
 
 
 def write_url_states(
@@ -116,15 +179,25 @@ def write_url_states(
     visits: Sequence[PageVisit],
     now: datetime,
     withdrawal: Withdrawal = DEFAULT_WITHDRAWAL,
+    retry: GapRetry = DEFAULT_GAP_RETRY,
 ) -> UrlStateCounts:
-    """Record these fetches, and the withdrawals and reappearances they show."""
+    """Record these fetches, the gaps they leave, and the withdrawals and reappearances they
+    show."""
     counts = UrlStateCounts()
     rows: dict[str, dict[str, Any]] = {}
+    failures: dict[str, dict[str, Any]] = {}
     not_modified: list[str] = []
     gone_urls: list[str] = []
     seen_records: set[int] = set()
     for visit in visits:
-        urls = [canonical_url(url) for url in (*visit.redirect_urls, visit.url)]
+        if visit.kind == "failed":
+            # No answer: what is stored about the URL stands; only its gap is recorded.
+            url = canonical_url(visit.url)
+            if url not in rows:
+                failures[url] = _failure_row(url, visit, now)
+            continue
+        spelled = [*visit.redirect_urls, visit.url]
+        urls = [canonical_url(url) for url in spelled]
         if visit.kind is None:  # 304: the stored state stands, it is only seen again
             not_modified += urls
             counts.not_modified += 1
@@ -134,9 +207,11 @@ def write_url_states(
             gone_urls += urls
         elif visit.ncj_number is not None:
             seen_records.add(visit.ncj_number)
+        reason = gap_reason_of(visit)
         final = urls[-1]
-        for url in urls:
+        for url, requested in zip(urls, spelled, strict=True):
             previous = rows.get(url)
+            failures.pop(url, None)  # an answer in the same batch outranks a failure
             rows[url] = {
                 "url": url,
                 "ncj_number": visit.ncj_number
@@ -153,7 +228,13 @@ def write_url_states(
                 "gone_runs": 1 if gone else 0,
                 "gone_since": now if gone else None,
                 "gone_counted_at": now if gone else None,
+                "sitemap_url": visit.sitemap_url,
+                "requested_url": requested,
+                "gap_reason": reason,
+                "gap_detail": visit.gap_detail if reason else None,
             }
+    _number_gaps([*rows.values(), *failures.values()], connection, now, retry)
+    counts.gaps = sum(1 for row in (*rows.values(), *failures.values()) if row["gap_reason"])
     cutoff = now - withdrawal.min_interval
     table = RECORD_URLS.c
     due = or_(table.gone_counted_at.is_(None), table.gone_counted_at <= cutoff)
@@ -185,9 +266,16 @@ def write_url_states(
                     (gone, table.gone_counted_at),
                     else_=null(),
                 ),
+                **_ledger_updates(excluded),
             },
         )
         connection.execute(stmt, list(rows.values()))
+    if failures:
+        stmt = insert_for(connection, RECORD_URLS)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.url], set_=_ledger_updates(stmt.excluded)
+        )
+        connection.execute(stmt, list(failures.values()))
     for chunk in chunks(list(dict.fromkeys(not_modified))):
         connection.execute(
             update(RECORD_URLS)
@@ -214,6 +302,96 @@ def write_url_states(
             .values(withdrawn_at=None)
         ).rowcount
     return counts
+
+
+def gap_of_failure(failure: Failure) -> tuple[GapReason | None, str]:
+    """Why a request got no usable answer, as a gap reason, and the error as text.
+
+    None for a request that was only not sent this run (the request budget ran out): nothing
+    failed, and the URL is simply asked for by a later run.
+    """
+    detail = failure.getErrorMessage() or failure.type.__name__
+    if failure.check(HttpError):
+        response = failure.value.response
+        return "fetch_failed", f"HTTP {response.status}" if response is not None else detail
+    if failure.check(DownloadTimeoutError, TimeoutError, TCPTimedOutError, defer.TimeoutError):
+        return "timeout", detail
+    if failure.check(ResponseDataLossError, ResponseFailed, PotentialDataLoss, _DataLoss):
+        return "data_loss", detail
+    if failure.check(DownloadCancelledError) or "max size" in detail:
+        return "too_large", detail
+    if failure.check(IgnoreRequest):
+        lowered = detail.lower()
+        if "redirection" in lowered or "redirect" in lowered:
+            return "redirect_loop", detail
+        if "offsite" in lowered:
+            return "offsite_redirect", detail
+        if "robots.txt" in lowered:
+            return "robots_blocked", detail
+        return None, detail  # the request budget, or a stop: not fetched, not failed
+    return "fetch_failed", detail
+
+
+def _failure_row(url: str, visit: PageVisit, now: datetime) -> dict[str, Any]:
+    """A ``record_urls`` row for a URL that got no answer: inserted only when it is new."""
+    return {
+        "url": url,
+        "ncj_number": None,
+        "kind": "failed",
+        "first_seen_at": now,
+        "last_seen_at": now,
+        "last_status": visit.status,
+        "sitemap_lastmod": None,
+        "etag": None,
+        "last_modified": None,
+        "redirect_chain": [],
+        "gone_runs": 0,
+        "gone_since": None,
+        "gone_counted_at": None,
+        "sitemap_url": visit.sitemap_url,
+        "requested_url": visit.url,
+        "gap_reason": visit.gap_reason or "fetch_failed",
+        "gap_detail": visit.gap_detail,
+    }
+
+
+def _number_gaps(
+    rows: Sequence[dict[str, Any]], connection: Connection, now: datetime, retry: GapRetry
+) -> None:
+    """Fill in each row's gap streak (since, attempts) and next retry from the stored one."""
+    gapped = [row["url"] for row in rows if row["gap_reason"]]
+    before: dict[str, tuple[datetime | None, int]] = {}
+    for chunk in chunks(gapped):
+        query = select(RECORD_URLS.c.url, RECORD_URLS.c.gap_since, RECORD_URLS.c.gap_attempts)
+        query = query.where(RECORD_URLS.c.url.in_(chunk), RECORD_URLS.c.gap_reason.is_not(None))
+        before.update(
+            (url, (since, attempts)) for url, since, attempts in connection.execute(query)
+        )
+    for row in rows:
+        if not row["gap_reason"]:
+            row |= {"gap_detail": None, "gap_since": None, "gap_attempts": 0, "retry_at": None}
+            continue
+        since, attempts = before.get(row["url"], (None, 0))
+        row["gap_since"] = since or now
+        row["gap_attempts"] = attempts + 1
+        row["retry_at"] = retry.retry_at(attempts + 1, now, row["gap_reason"])
+        if row["gap_detail"]:
+            row["gap_detail"] = row["gap_detail"][:500]
+
+
+def _ledger_updates(excluded: Any) -> dict[str, Any]:
+    """The ledger columns an upsert rewrites. An empty sitemap_url says "no longer listed"."""
+    return {
+        "gap_reason": excluded.gap_reason,
+        "gap_detail": excluded.gap_detail,
+        "gap_since": excluded.gap_since,
+        "gap_attempts": excluded.gap_attempts,
+        "retry_at": excluded.retry_at,
+        "sitemap_url": func.nullif(
+            func.coalesce(excluded.sitemap_url, RECORD_URLS.c.sitemap_url), ""
+        ),
+        "requested_url": excluded.requested_url,
+    }
 
 
 def _withdraw(
@@ -297,3 +475,70 @@ def save_sitemaps(
 def forget_sitemaps(connection: Connection, canonical_urls: Sequence[str]) -> None:
     for chunk in chunks(list(dict.fromkeys(canonical_urls))):
         connection.execute(delete(SITEMAPS).where(SITEMAPS.c.url.in_(chunk)))
+
+
+# --- What a run asks for besides its entry points (the spider asks, before the sitemaps) -----
+
+
+def due_gaps(connection: Connection, now: datetime) -> list[str]:
+    """URLs whose record is not stored and whose retry time has come, oldest retry first."""
+    table = RECORD_URLS.c
+    query = (
+        select(_as_requested())
+        .where(table.gap_reason.is_not(None), or_(table.retry_at.is_(None), table.retry_at <= now))
+        .order_by(table.retry_at, table.id)
+    )
+    return list(connection.execute(query).scalars())
+
+
+def gone_record_urls(connection: Connection) -> list[str]:
+    """URLs of stored records that answered "gone": each run asks again, so a withdrawal
+    streak grows (or ends) whether or not a sitemap still lists the page."""
+    table = RECORD_URLS.c
+    query = select(_as_requested()).where(table.kind.in_(GONE_KINDS), table.ncj_number.is_not(None))
+    return list(connection.execute(query.order_by(table.id)).scalars())
+
+
+def revalidation_due(
+    connection: Connection, now: datetime, period: timedelta, run_started: datetime
+) -> list[str]:
+    """Stored records to re-check (conditionally) in this run, least recently verified first.
+
+    Each run takes the share of the collection that the time since the previous run is of
+    ``period``, so runs on any schedule re-check every record once per period, each carrying a
+    bounded share; records not verified for longer than ``period`` are always taken.
+    """
+    runs = CRAWL_RUNS.c
+    previous = connection.execute(
+        select(func.max(runs.started_at)).where(runs.started_at < run_started)
+    ).scalar()
+    if previous is None or period <= timedelta(0):
+        return []  # a new database: everything in it was verified by the run that filled it
+    share = min(1.0, (now - previous) / period)
+    live = RECORDS.c.withdrawn_at.is_(None)
+    total = connection.execute(select(func.count()).where(live)).scalar() or 0
+    overdue = connection.execute(
+        select(func.count()).where(live, RECORDS.c.last_seen_at < now - period)
+    ).scalar()
+    query = (
+        select(RECORDS.c.source_url)
+        .where(live)
+        .order_by(RECORDS.c.last_seen_at, RECORDS.c.ncj_number)
+        .limit(max(math.floor(total * share), overdue or 0))
+    )
+    return list(connection.execute(query).scalars())
+
+
+def dropped_from_sitemap(connection: Connection, sitemap: str, listed: Iterable[str]) -> list[str]:
+    """Stored records' URLs that ``sitemap`` (canonical) listed before and lists no more."""
+    still = set(listed)
+    table = RECORD_URLS.c
+    query = select(table.url, _as_requested()).where(
+        table.sitemap_url == sitemap, table.ncj_number.is_not(None), table.kind == "record"
+    )
+    return [spelled for url, spelled in connection.execute(query) if url not in still]
+
+
+def _as_requested() -> Any:
+    """A stored URL as it was last requested (rows from before 0006: the canonical one)."""
+    return func.coalesce(RECORD_URLS.c.requested_url, RECORD_URLS.c.url)

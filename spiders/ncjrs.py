@@ -14,6 +14,12 @@ Incremental once the database holds records (harvester/incremental.py): sitemap 
 lastmod is not newer than what is stored are not requested, listings stop paging at a page of
 known records, and every page fetched before goes out as a conditional request.
 
+What the database knows comes first (harvester/urlstate.py): every URL whose record is not
+stored yet (a gap in the completeness ledger) and is due for a retry, and every stored record's
+page that answered "gone"; a share of the stored records is re-checked each run
+(HARVESTER_REVALIDATE_DAYS); a stored record that drops out of a sitemap read to the end is
+re-checked in the same run. A request that gets no answer leaves a gap with its reason.
+
     -a full=1                 re-check every page (conditionally)
     -a since=YYYY-MM-DD       re-check the sitemap entries modified since that day
     -a max_requests=N         stop after N requests (harvester/politeness.py)
@@ -25,9 +31,10 @@ is not a record yields a PageVisit, which the store keeps as URL state.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +54,22 @@ from harvester.items import PageVisit, RawRecord
 from harvester.parsing import http_validators, parse_page
 from harvester.rawpages import fetched_page
 from harvester.store import now_utc
-from harvester.urls import LIVE_SITE_ROBOTS, allowed_domains, canonical_url, is_record_url, ncj_url
-from harvester.urlstate import KnownPage
+from harvester.urls import (
+    LIVE_SITE_ROBOTS,
+    Scope,
+    allowed_domains,
+    canonical_url,
+    is_record_url,
+    ncj_url,
+)
+from harvester.urlstate import (
+    KnownPage,
+    dropped_from_sitemap,
+    due_gaps,
+    gap_of_failure,
+    gone_record_urls,
+    revalidation_due,
+)
 
 NEXT_PAGE_XPATH = (
     "//a[@rel='next' or contains(concat(' ', normalize-space(@class), ' '), ' next ')"
@@ -58,8 +79,11 @@ NEXT_PAGE_XPATH = (
 
 
 # Sitemaps and listings wait until the record pages already found are fetched, so the queue
-# holds one sitemap's worth of requests, not the whole site's.
+# holds one sitemap's worth of requests, not the whole site's. Gaps go before everything;
+# the re-check of records nothing says have changed goes after everything.
+GAP_PRIORITY = 10
 NAVIGATION_PRIORITY = -10
+REVALIDATION_PRIORITY = -20
 SITEMAP_MAXSIZE = 64 * 1024 * 1024
 
 
@@ -96,6 +120,12 @@ class NcjrsSpider(Spider):
         self.sitemap_pending: dict[str, int] = {}
         self.sitemaps_to_reread: set[str] = set()
         self.trust_index_lastmod = True
+        self.scope = Scope([])
+        self.revalidate_period = timedelta(0)
+        # Canonical URLs of the record pages requested in this run: each is asked once. Record
+        # requests skip Scrapy's duplicate filter, which would silently drop a redirect to a
+        # page asked for already, so the alias it came from would never get its URL state.
+        self.requested: set[str] = set()
         if not (self.sitemap_urls or self.listing_urls or self.record_urls or self.ncj_numbers):
             self.sitemap_urls = [LIVE_SITE_ROBOTS]
         self.arguments = {
@@ -128,19 +158,22 @@ class NcjrsSpider(Spider):
         spider.ncj_urls = [ncj_url(template, number) for number in spider.ncj_numbers]
         # Stay on the hosts the user pointed us at (and, for the live site, its sister hosts).
         # Set before the spider opens: the offsite filter reads it then.
-        spider.allowed_domains = allowed_domains(
-            spider.sitemap_urls + spider.listing_urls + spider.record_urls + spider.ncj_urls
+        entry_points = spider.sitemap_urls + spider.listing_urls + spider.record_urls
+        spider.allowed_domains = allowed_domains(entry_points + spider.ncj_urls)
+        spider.scope = Scope(entry_points + spider.ncj_urls)
+        spider.revalidate_period = timedelta(
+            days=crawler.settings.getfloat("HARVESTER_REVALIDATE_DAYS", 90.0)
         )
         spider.trust_index_lastmod = crawler.settings.getbool(
             "HARVESTER_SKIP_UNCHANGED_SITEMAPS", True
         )
         if not crawler.settings.getbool("HARVESTER_CONDITIONAL_REQUESTS", True):
-            spider.revisit = RevisitPolicy(
-                full=spider.revisit.full, since=spider.revisit.since, conditional=False
-            )
+            spider.revisit = dataclasses.replace(spider.revisit, conditional=False)
         return spider
 
     async def start(self) -> AsyncIterator[Any]:
+        for request in self._ledger_requests():
+            yield request
         listed = self.record_urls + self.ncj_urls
         keys = [canonical_url(url) for url in listed]
         known = self._known(keys)
@@ -157,6 +190,56 @@ class NcjrsSpider(Spider):
             self.sitemaps_waiting.extend(self.sitemap_urls)
         if request := self._next_sitemap():
             yield request
+        for request in self._revalidation_requests():
+            yield request
+
+    def _ledger_requests(self) -> list[Request]:
+        """Gaps due for a retry, then stored records' pages that were gone, on this run's
+        hosts: whatever the sitemaps say, these are asked first."""
+        session = CrawlSession.for_crawler(self.crawler)
+        gaps = session.query(due_gaps, self.revisit.started)
+        gone = session.query(gone_record_urls)
+        requests: list[Request] = []
+        for urls, stat, priority in (
+            (gaps, "harvester/gap_retries", GAP_PRIORITY),
+            (gone, "harvester/gone_rechecks", 0),
+        ):
+            pairs = self._not_requested_yet(urls)
+            known = self._known([key for _, key in pairs])
+            for url, key in pairs:
+                requests.append(self._record_request(url, known.get(key), priority=priority))
+            self._count(stat, len(pairs))
+        if gaps:
+            self.logger.info(
+                "Retrying %d URL(s) whose record is not stored yet (see `harvester coverage`)",
+                self.crawler.stats.get_value("harvester/gap_retries", 0)
+                if self.crawler.stats
+                else len(gaps),
+            )
+        return requests
+
+    def _revalidation_requests(self) -> list[Request]:
+        """This run's share of the stored records, re-checked conditionally (a 304 costs no
+        body), so that each is verified at least once every HARVESTER_REVALIDATE_DAYS."""
+        collection_run = self.sitemap_urls or self.listing_urls
+        if not collection_run or self.revisit.full or self.revisit.since:
+            return []
+        session = CrawlSession.for_crawler(self.crawler)
+        due = session.query(
+            revalidation_due, self.revisit.started, self.revalidate_period, self.revisit.started
+        )
+        pairs = self._not_requested_yet(due)
+        known = self._known([key for _, key in pairs])
+        self._count("harvester/revalidations", len(pairs))
+        return [
+            self._record_request(url, known.get(key), priority=REVALIDATION_PRIORITY)
+            for url, key in pairs
+        ]
+
+    def _not_requested_yet(self, urls: list[str]) -> list[tuple[str, str]]:
+        """(URL, canonical URL) of those on this run's hosts and not requested by it yet."""
+        pairs = [(url, canonical_url(url)) for url in urls if url in self.scope]
+        return [(url, key) for url, key in pairs if key not in self.requested]
 
     def _known(self, canonical_urls: list[str]) -> dict[str, KnownPage]:
         if not canonical_urls:
@@ -251,18 +334,47 @@ class NcjrsSpider(Spider):
         skipped = 0
         self.sitemap_entries[sitemap] = len(entries)
         self.sitemap_pending.setdefault(sitemap, 0)
+        sitemap_key = canonical_url(sitemap)
         for (url, lastmod_text), key in zip(entries, keys, strict=True):
             lastmod = parse_lastmod(lastmod_text)
             page = known.get(key)
+            if key in self.requested:
+                continue  # asked for already (a gap, a gone record's page, another sitemap)
             if self.revisit.wants(page, lastmod):
                 self.sitemap_pending[sitemap] += 1
-                request = self._record_request(url, page, lastmod)
+                request = self._record_request(url, page, lastmod, sitemap_key)
                 request.meta["harvester_from_sitemap"] = sitemap
                 request.meta["harvester_was_record"] = bool(page and page.ncj_number)
                 yield request
             else:
                 skipped += 1
         self._count("harvester/skipped_unchanged", skipped)
+        if entries:
+            yield from self._dropped_requests(sitemap, sitemap_key, keys)
+
+    def _dropped_requests(
+        self, sitemap: str, sitemap_key: str, listed: list[str]
+    ) -> Iterator[Request]:
+        """Stored records this sitemap listed before and lists no more: on the live site that
+        is how a withdrawal looks, so they are asked now (conditionally)."""
+        session = CrawlSession.for_crawler(self.crawler)
+        dropped = session.query(dropped_from_sitemap, sitemap_key, listed)
+        pairs = self._not_requested_yet(dropped)
+        known = self._known([key for _, key in pairs])
+        for url, key in pairs:
+            self.sitemap_pending[sitemap] += 1
+            # "" says "listed by no sitemap now": the answer clears the page's sitemap.
+            request = self._record_request(url, known.get(key), sitemap_key="")
+            request.meta["harvester_from_sitemap"] = sitemap
+            request.meta["harvester_was_record"] = True
+            yield request
+        if pairs:
+            self._count("harvester/dropped_rechecks", len(pairs))
+            self.logger.info(
+                "%d stored record(s) no longer listed in %s: re-checking them",
+                len(pairs),
+                sitemap,
+            )
 
     def _handled(self, request: Request | None, failed: bool) -> None:
         """A record page from a sitemap got its answer (or, ``failed``, will not)."""
@@ -298,17 +410,29 @@ class NcjrsSpider(Spider):
         ]
 
     def _record_request(
-        self, url: str, known: KnownPage | None = None, lastmod: datetime | None = None
+        self,
+        url: str,
+        known: KnownPage | None = None,
+        lastmod: datetime | None = None,
+        sitemap_key: str | None = None,
+        priority: int = 0,
     ) -> Request:
         self._count("harvester/record_requests")
+        self.requested.add(canonical_url(url))
         return Request(
             url,
             callback=self.parse_record,
             errback=self.on_error,
             headers=self.revisit.headers(known),
+            priority=priority,
+            dont_filter=True,
             # 304, 404 and 410 are answers here, not errors (unchanged; gone, which counts
-            # towards a withdrawal). sitemap_lastmod is stored with the page.
-            meta={"handle_httpstatus_list": [304, 404, 410], "sitemap_lastmod": lastmod},
+            # towards a withdrawal). The sitemap and its lastmod are stored with the page.
+            meta={
+                "handle_httpstatus_list": [304, 404, 410],
+                "sitemap_lastmod": lastmod,
+                "sitemap_url": sitemap_key,
+            },
         )
 
     def _count(self, key: str, count: int = 1) -> None:
@@ -329,6 +453,8 @@ class NcjrsSpider(Spider):
         new = 0
         for href, key in zip(records, keys, strict=True):
             page = known.get(key)
+            if key in self.requested:
+                continue
             if self.revisit.wants_listed(page):
                 new += page is None
                 yield self._record_request(href, page)
@@ -391,13 +517,36 @@ class NcjrsSpider(Spider):
             etag=etag,
             last_modified=last_modified,
             sitemap_lastmod=meta.get("sitemap_lastmod"),
+            sitemap_url=meta.get("sitemap_url"),
         )
 
-    def on_error(self, failure: Failure) -> Iterator[Request]:
+    def _failed_visit(self, request: Request, failure: Failure) -> PageVisit | None:
+        """The gap a record request that got no answer leaves in the ledger (None: it was only
+        not sent, e.g. the request budget ran out)."""
+        reason, detail = gap_of_failure(failure)
+        if reason is None:
+            return None
+        self._count(f"harvester/gaps/{reason}")
+        response = getattr(failure.value, "response", None)
+        return PageVisit(
+            # The URL as asked for: the one the next run looks up.
+            url=(request.meta.get("redirect_urls") or [request.url])[0],
+            status=response.status if response is not None else 0,
+            fetched_at=now_utc(),
+            kind="failed",
+            gap_reason=reason,
+            gap_detail=detail,
+            sitemap_url=request.meta.get("sitemap_url"),
+        )
+
+    def on_error(self, failure: Failure) -> Iterator[Request | PageVisit]:
         assert self.crawler.stats is not None
         request = getattr(failure, "request", None)
         # Not fetched (an error, robots.txt, the request budget): its sitemap is read again.
         self._handled(request, failed=True)
+        is_record = request is not None and request.callback == self.parse_record
+        if is_record and (visit := self._failed_visit(request, failure)) is not None:
+            yield visit
         if failure.check(IgnoreRequest) and not failure.check(HttpError):
             # Not an error: robots.txt said no, or a redirect left the allowed hosts.
             self.crawler.stats.inc_value("harvester/ignored")

@@ -72,6 +72,7 @@ def upgrade() -> None:
         )
         batch.add_column(sa.Column("retry_at", _timestamp(), nullable=True))
         batch.add_column(sa.Column("sitemap_url", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("requested_url", sa.Text(), nullable=True))
         batch.drop_constraint(op.f("ck_record_urls_kind"), type_="check")
         batch.create_check_constraint(
             op.f("ck_record_urls_kind"), sa.text(f"kind IN ({_NEW_KINDS})")
@@ -100,7 +101,14 @@ def downgrade() -> None:
         batch.create_check_constraint(
             op.f("ck_record_urls_kind"), sa.text(f"kind IN ({_OLD_KINDS})")
         )
-        for name in ("sitemap_url", "retry_at", "gap_attempts", "gap_since", "gap_detail"):
+        for name in (
+            "requested_url",
+            "sitemap_url",
+            "retry_at",
+            "gap_attempts",
+            "gap_since",
+            "gap_detail",
+        ):
             batch.drop_column(name)
         batch.drop_column("gap_reason")
     with op.batch_alter_table("crawl_runs") as batch:
