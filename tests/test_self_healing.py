@@ -4,15 +4,18 @@ Real `scrapy crawl` processes against the local site, on SQLite and PostgreSQL."
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from harvester import models
+from harvester.db import create_engine_for
 from harvester.localsite import serve_site
 from harvester.urls import canonical_url
-from tests.support import assert_matches_truth, scrapy_crawl
+from tests.support import assert_matches_truth, crawl, scrapy_crawl
 
 QUICK = {"RETRY_TIMES": "1", "HARVESTER_BACKOFF_BASE": "0.05", "HARVESTER_BACKOFF_MAX": "0.1"}
 
@@ -85,3 +88,31 @@ def test_a_page_that_failed_is_a_gap_and_the_next_run_stores_it(
     assert (row.kind, row.gap_reason, row.gap_attempts, row.retry_at) == ("record", None, 0, None)
     # The failed page was due at once; quarantined pages wait an hour (a verdict on the page).
     assert last_run(engine_for).stats["harvester/gap_retries"] == 1  # type: ignore[index]
+
+
+def test_every_stored_record_is_rechecked_within_the_revalidation_period(
+    tmp_path: Path,
+) -> None:
+    """Past HARVESTER_REVALIDATE_DAYS every stored record is asked again, conditionally (a 304,
+    no body), though no sitemap lastmod moved; before it, a run asks only its share."""
+    url = f"sqlite:///{tmp_path / 'currency.sqlite'}"
+    with serve_site(records=30, seed=32) as site:
+        sitemap = f"sitemap={site.base_url}/sitemap.xml"
+        crawl(url, sitemap)
+        engine = create_engine_for(url)
+        try:
+            records = len(stored(engine))
+            site.clear_requests()
+            crawl(url, sitemap)  # seconds later, a 90-day period: a share of 0 records
+            assert last_run(engine).stats.get("harvester/revalidations", 0) == 0  # type: ignore[union-attr]
+            time.sleep(1.5)
+            site.clear_requests()
+            crawl(url, sitemap, settings={"HARVESTER_REVALIDATE_DAYS": str(1 / 86400)})
+            run = last_run(engine)
+        finally:
+            engine.dispose()
+        answers = [entry.status for entry in site.requests() if entry.status in (200, 304)]
+    assert run.stats["harvester/revalidations"] == records  # type: ignore[index]
+    assert run.pages_not_modified == records
+    assert (run.records_new, run.records_updated) == (0, 0)
+    assert answers.count(304) == records
