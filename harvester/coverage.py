@@ -495,10 +495,13 @@ def _n(count: int, noun: str) -> str:
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
-    """Indented columns: the first left-aligned, numbers right-aligned, times left-aligned."""
+    """Indented columns of text, numbers right-aligned."""
     cells = [header, *[tuple(str(cell) for cell in row) for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    numeric = [all(isinstance(row[i], int) for row in rows) for i in range(len(header))]
+    # Numbers right-aligned; an empty cell is an unknown number.
+    numeric = [
+        all(isinstance(row[i], int) or row[i] == "" for row in rows) for i in range(len(header))
+    ]
     return [
         "  "
         + "  ".join(
