@@ -204,14 +204,15 @@ def coverage_report(
 ) -> CoverageReport:
     """The ledger of the database ``connection`` is on, as of ``now`` (default: the clock)."""
     now = now or datetime.now(UTC)
+    records = _records(connection)
     return CoverageReport(
         generated_at=now,
         known_urls=_known_urls(connection, top_sitemaps),
-        records=_records(connection),
+        records=records,
         quarantine=_quarantine(connection),
         gaps=_gaps(connection, now),
         never_fetched=_never_fetched(connection),
-        verification=_verification(connection, now),
+        verification=_verification(connection, now, records.current),
         missing_parents=_missing_parents(connection, first_missing_parents),
         crawl_runs=int(connection.scalar(select(func.count()).select_from(CRAWL_RUNS)) or 0),
         last_run=_last_run(connection),
@@ -331,16 +332,18 @@ def _never_fetched(connection: Connection) -> NeverFetched:
     return NeverFetched(failed_urls=int(failed), never_answered=int(never))
 
 
-def _verification(connection: Connection, now: datetime) -> Verification:
+def _verification(connection: Connection, now: datetime, current: int) -> Verification:
     u = RECORD_URLS.c
+    # The freshest URL of each current record: records without one are the unverified rest.
     seen = (
-        select(u.ncj_number, func.max(u.last_seen_at).label("seen"))
-        .where(u.kind == "record", u.ncj_number.is_not(None))
+        select(func.max(u.last_seen_at).label("seen"))
+        .select_from(RECORD_URLS.join(RECORDS, RECORDS.c.ncj_number == u.ncj_number))
+        .where(u.kind == "record", RECORDS.c.withdrawn_at.is_(None))
         .group_by(u.ncj_number)
         .subquery()
     )
-    # One CASE per bucket, each bounded on both sides: a single row, no GROUP BY over
-    # an expression with bound parameters (PostgreSQL would not match it to the SELECT's).
+    # One CASE per bucket in a single row, not a GROUP BY over a CASE with bound parameters
+    # (PostgreSQL would not match it to the SELECT's).
     cuts = [now - age for _, age in AGE_BUCKETS]
     columns = []
     newer = None
@@ -351,15 +354,11 @@ def _verification(connection: Connection, now: datetime) -> Verification:
         columns.append(_count_if(bounded))
         newer = cut
     columns.append(_count_if(seen.c.seen < cuts[-1]))
-    columns.append(_count_if(seen.c.seen.is_(None)))
-    query = (
-        select(*columns)
-        .select_from(RECORDS.outerjoin(seen, seen.c.ncj_number == RECORDS.c.ncj_number))
-        .where(RECORDS.c.withdrawn_at.is_(None))
-    )
-    *counts, unverified = (int(n) for n in connection.execute(query).one())
+    *counts, verified = (int(n) for n in connection.execute(select(*columns, func.count())).one())
     labels = [label for label, _ in AGE_BUCKETS] + [OLDER]
-    return Verification(buckets=dict(zip(labels, counts, strict=True)), unverified=unverified)
+    return Verification(
+        buckets=dict(zip(labels, counts, strict=True)), unverified=current - verified
+    )
 
 
 def _missing_parents(connection: Connection, first: int) -> MissingParents:
@@ -395,15 +394,23 @@ def missing_summary(report: CoverageReport) -> str:
     "nothing missing". Missing counts URLs with a gap; quarantined counts URLs with an open
     quarantine row (a gap of reason ``quarantined`` or ``store_error`` usually has one too).
     """
-    gaps = report.gaps
-    quarantined = report.quarantine.open_urls
+    return _missing_phrase(report.gaps, report.quarantine)
+
+
+def still_missing(connection: Connection, now: datetime | None = None) -> str:
+    """``missing_summary`` from the two queries it needs, not the whole report: for the end of
+    a crawl, where the rest of the ledger would be computed for nothing."""
+    return _missing_phrase(_gaps(connection, now or datetime.now(UTC)), _quarantine(connection))
+
+
+def _missing_phrase(gaps: Gaps, quarantine: Quarantined) -> str:
     if gaps.total:
         reasons = ", ".join(f"{gap.urls} {gap.reason}" for gap in gaps.by_reason)
         text = f"still missing: {gaps.total} ({reasons})"
     else:
         text = "nothing missing"
-    if quarantined:
-        text += f", {quarantined} quarantined"
+    if quarantine.open_urls:
+        text += f", {quarantine.open_urls} quarantined"
     return text
 
 

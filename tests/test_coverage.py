@@ -25,6 +25,7 @@ from harvester.coverage import (
     SourceCount,
     coverage_report,
     missing_summary,
+    still_missing,
 )
 from harvester.db import ensure_schema
 from tests.support import fixture_records, store_records
@@ -246,6 +247,8 @@ def test_every_figure_of_the_ledger(ledger: Engine) -> None:
         "still missing: 7 (3 timeout, 2 not_a_record, 1 robots_blocked, 1 store_error),"
         " 3 quarantined"
     )
+    with ledger.connect() as connection:
+        assert still_missing(connection, NOW) == missing_summary(report)
 
 
 def test_top_sitemaps_and_an_empty_database(ledger: Engine, engine: Engine) -> None:
@@ -277,6 +280,13 @@ def test_top_sitemaps_and_an_empty_database(ledger: Engine, engine: Engine) -> N
     assert empty.missing_parents.first == ()
     assert empty.last_run is None
     assert missing_summary(empty) == "nothing missing"
+    with engine.begin() as connection:
+        connection.execute(
+            insert(models.Quarantine).values(
+                url="https://ojp.gov/q", reason="missing_title", fetched_at=NOW
+            )
+        )
+        assert still_missing(connection) == "nothing missing, 1 quarantined"
 
 
 def invoke(*arguments: str) -> tuple[int, str]:
