@@ -425,7 +425,12 @@ def coverage(as_json: bool, top: int) -> None:
 
     engine = _current_database()
     try:
-        with engine.connect() as connection:
+        # One snapshot for every figure, so that they add up while a crawl writes: SQLite's
+        # read transaction is one already; PostgreSQL's default isolation is per statement.
+        options = (
+            {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
+        )
+        with engine.connect().execution_options(**options) as connection:
             report = coverage_report(connection, top_sitemaps=top)
     finally:
         engine.dispose()

@@ -202,7 +202,11 @@ def coverage_report(
     top_sitemaps: int = TOP_SITEMAPS,
     first_missing_parents: int = FIRST_MISSING_PARENTS,
 ) -> CoverageReport:
-    """The ledger of the database ``connection`` is on, as of ``now`` (default: the clock)."""
+    """The ledger of the database ``connection`` is on, as of ``now`` (default: the clock).
+
+    The figures come from several queries: for figures that add up while a crawl writes, run
+    them in one snapshot (`harvester coverage` asks PostgreSQL for REPEATABLE READ).
+    """
     now = now or datetime.now(UTC)
     records = _records(connection)
     return CoverageReport(

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, delete, insert, update
+from sqlalchemy import Engine, delete, insert, text, update
 
 from harvester import models
 from harvester.cli import main
@@ -287,6 +287,35 @@ def test_top_sitemaps_and_an_empty_database(ledger: Engine, engine: Engine) -> N
             )
         )
         assert still_missing(connection) == "nothing missing, 1 quarantined"
+
+
+def documented_query(comment: str) -> str:
+    """The statement under ``-- COMMENT`` in docs/schema.md's example queries."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "schema.md").read_text(encoding="utf-8")
+    statement = doc.split(f"-- {comment}\n", 1)[1].split(";", 1)[0]
+    return statement
+
+
+def test_the_documented_ledger_queries_agree(ledger: Engine) -> None:
+    report = report_of(ledger)
+    with ledger.connect() as connection:
+        gaps = connection.execute(
+            text(
+                documented_query(
+                    "The completeness ledger: gaps by reason, the oldest and the next retry"
+                )
+            )
+        ).all()
+        sources = connection.execute(
+            text(documented_query("Known URLs by the sitemap that listed them"))
+        ).all()
+    assert {row[0]: (row[1], row[4]) for row in gaps} == {
+        gap.reason: (gap.urls, gap.max_attempts) for gap in report.gaps.by_reason
+    }
+    assert [row[1] for row in gaps] == [3, 2, 1, 1]
+    assert {row[0]: (row[1], row[2]) for row in sources} == {
+        s.sitemap: (s.urls, s.record_pages) for s in report.known_urls.sources
+    }
 
 
 def invoke(*arguments: str) -> tuple[int, str]:
