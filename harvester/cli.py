@@ -414,6 +414,33 @@ def stats(as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option(
+    "--top", default=10, show_default=True, type=click.IntRange(min=0), help="Sitemaps listed."
+)
+def coverage(as_json: bool, top: int) -> None:
+    """What the database holds and what it is missing, and why (harvester.coverage)."""
+    from harvester.coverage import coverage_report, format_report
+    from harvester.db import display_url
+
+    engine = _current_database()
+    try:
+        # One snapshot for every figure, so that they add up while a crawl writes: SQLite's
+        # read transaction is one already; PostgreSQL's default isolation is per statement.
+        options = (
+            {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
+        )
+        with engine.connect().execution_options(**options) as connection:
+            report = coverage_report(connection, top_sitemaps=top)
+    finally:
+        engine.dispose()
+    if as_json:
+        _echo_json(report.as_dict())
+        return
+    click.echo(format_report(report, display_url(engine.url)))
+
+
+@main.command()
 @click.argument("ncj", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def show(ncj: int, as_json: bool) -> None:
