@@ -19,7 +19,9 @@ that Scrapy stopped by force (a second SIGTERM/SIGINT) never reaches its close:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,6 +61,11 @@ from harvester.urlstate import (
 )
 
 logger = logging.getLogger(__name__)
+
+EXIT_CHECKS_FAILED = 3  # harvester.commands.crawl's status for a run that failed its checks
+# How long a run that stopped itself waits for Scrapy to close the spider before it closes
+# the run itself and stops the reactor.
+STOP_GRACE_SECONDS = 30
 
 _OPEN: WeakKeyDictionary[Crawler, CrawlRun] = WeakKeyDictionary()
 
@@ -279,6 +286,29 @@ class CrawlRun:
         engine = self.crawler.engine
         if engine is not None:
             deferred_from_coro(engine.close_spider_async(reason=reason))
+        from twisted.internet import reactor
+
+        reactor.callLater(STOP_GRACE_SECONDS, self._stop_unclean, reason)  # type: ignore[attr-defined]
+
+    def _stop_unclean(self, reason: str) -> None:
+        """Scrapy waits for the downloads under way before it closes the spider, however long
+        they hang (up to DOWNLOAD_TIMEOUT): past the grace period, close the run here (every
+        record handed over is still written) and stop the reactor."""
+        if self.closed:
+            return
+        logger.error(
+            "The crawl did not close within %d s of being stopped (downloads still hang): "
+            "closing the run and stopping",
+            STOP_GRACE_SECONDS,
+        )
+        self.close(reason)
+        # Stopping the reactor is no way out: Scrapy's shutdown trigger waits for the very
+        # downloads that hang. The run is recorded, its writer closed and its lock released:
+        # leave with the status of a run that failed its checks.
+        for handler in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        os._exit(EXIT_CHECKS_FAILED)
 
     # --- close ---------------------------------------------------------------------------
 

@@ -125,8 +125,8 @@ class PageCodec:
         A writer calls this before it opens a batch's transaction, so that a batch the
         database refuses cannot take the dictionary down with it.
         """
-        if self._looked_up and (self._newest is not None or len(pages) < DICTIONARY_MIN_PAGES):
-            return
+        if self._newest is not None or len(pages) < DICTIONARY_MIN_PAGES:
+            return  # nothing to train: the batch looks the dictionary up itself
         try:
             with (
                 engine.connect().execution_options(**{WRITE_TRANSACTION_OPTION: True}) as conn,
