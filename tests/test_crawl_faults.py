@@ -325,12 +325,16 @@ def test_a_lock_taken_by_another_stops_the_run(site: SiteHandle, postgres_url: s
     try:
         first = start_beating_crawl(postgres_url, site, engine)
         with engine.connect() as thief:
-            kill_crawl_connections(engine)
-            taken = thief.execute(
-                text(f"SELECT pg_try_advisory_lock({_PG_CRAWL_LOCK_KEY})")
-            ).scalar()
+            # Kill the crawl's connections and queue for the lock at once, before the crawl's
+            # next heartbeat can take it again.
+            thief.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            thief.execute(text(f"SELECT pg_advisory_lock({_PG_CRAWL_LOCK_KEY})"))
             thief.commit()
-            assert taken
             _, log = first.communicate(timeout=240)
         assert first.returncode == 3, log[-3000:]
         assert "Stopping the crawl (lock_lost)" in log
