@@ -1,24 +1,50 @@
-"""One crawl's connection to the database, shared by the pipelines and the summary extension.
+"""The owner of one crawl run, from open to close: the database engine, the run lock and its
+heartbeat, the ``crawl_runs`` row, the record writer, the progress watchdog, the post-run
+checks and the summary line.
 
-Opening it checks the database before anything is fetched: a database that cannot be opened,
-or one at another schema revision, stops the crawl with a message that says what to do.
+It is a Scrapy extension (EXTENSIONS in settings.py), created before the engine starts, so a
+database that cannot be opened, one at another schema revision, or one another crawl is
+writing stops the crawl before anything is fetched, with a message that says what to do.
+It closes the writer itself before it finishes the run, so nothing depends on the order in
+which Scrapy closes pipelines and extensions. The pipelines hand it records, quarantined
+records and URL states (``store``, ``quarantine``, ``note_visit``); none of them owns a writer.
+
+It stops the crawl itself, each with its own finish reason (never an "ok" one, so the run
+fails its checks and exits 3): ``database_error`` when the database refuses all writes,
+``lock_lost`` when another crawl took the run lock, ``no_progress`` when nothing was received
+or stored for HARVESTER_NO_PROGRESS_TIMEOUT seconds while requests were outstanding. A run
+that Scrapy stopped by force (a second SIGTERM/SIGINT) never reaches its close:
+``close_after_forced_stop`` records it as ``forced_stop``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
+from scrapy import signals
 from scrapy.crawler import Crawler
-from sqlalchemy import Engine, select
+from scrapy.utils.defer import deferred_from_coro
+from sqlalchemy import Engine, select, update
 from sqlalchemy.engine import make_url
+from twisted.internet.task import LoopingCall
 
 from harvester.config import database_url
 from harvester.db import DatabaseUnavailable, SchemaError, create_engine_for, ensure_schema
-from harvester.monitoring import OK_FINISH_REASONS, Thresholds, check_run, coverage_from_stats
+from harvester.items import FetchedPage, PageVisit, Record, Rejection
+from harvester.monitoring import (
+    OK_FINISH_REASONS,
+    Thresholds,
+    check_run,
+    check_run_integrity,
+    coverage_from_stats,
+)
 from harvester.runlock import (
     CrawlAlreadyRunning,
     RunLock,
@@ -39,11 +65,16 @@ from harvester.urlstate import (
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_OPEN: WeakKeyDictionary[Crawler, CrawlSession] = WeakKeyDictionary()
+EXIT_CHECKS_FAILED = 3  # harvester.commands.crawl's status for a run that failed its checks
+# How long a run that stopped itself waits for Scrapy to close the spider before it closes
+# the run itself and stops the reactor.
+STOP_GRACE_SECONDS = 30
+
+_OPEN: WeakKeyDictionary[Crawler, CrawlRun] = WeakKeyDictionary()
 
 
-class CrawlSession:
-    """The database, the ``crawl_runs`` row and the record writer of one crawl."""
+class CrawlRun:
+    """One crawl's run: see the module's docstring."""
 
     def __init__(self, crawler: Crawler) -> None:
         settings = crawler.settings
@@ -54,23 +85,49 @@ class CrawlSession:
             auto_migrate = make_url(self.url).get_backend_name() == "sqlite"
         else:
             auto_migrate = settings.getbool("HARVESTER_AUTO_MIGRATE")
+        self.heartbeat_interval = settings.getfloat("HARVESTER_HEARTBEAT_INTERVAL", 5.0)
         try:
             self.engine: Engine = create_engine_for(self.url)
             ensure_schema(self.engine, auto_migrate=auto_migrate)
-            self.lock: RunLock | None = acquire_run_lock(self.engine)
+            self.lock: RunLock | None = acquire_run_lock(
+                self.engine, heartbeat_interval=self.heartbeat_interval
+            )
         except (DatabaseUnavailable, SchemaError, CrawlAlreadyRunning) as error:
             logger.critical("Not crawling: %s", error)
             raise
-        mark_interrupted_runs(self.engine)
+        mark_interrupted_runs(self.engine, stale_after=self.lock.stale_after)
         self.run_id: int | None = None
         self.writer: RecordWriter | None = None
+        self.closed = False
+        self.stop_reason: str | None = None  # why the run stopped itself
+        self.stop_message: str | None = None
+        self._timers: list[LoopingCall] = []
+        self._beating = False
+        self.no_progress_timeout = settings.getfloat("HARVESTER_NO_PROGRESS_TIMEOUT", 900.0)
+        self._progress_mark: tuple[int, ...] = ()
+        self._progress_at = time.monotonic()
+        self.started = time.monotonic()
 
     @classmethod
-    def for_crawler(cls, crawler: Crawler) -> CrawlSession:
+    def for_crawler(cls, crawler: Crawler) -> CrawlRun:
         run = _OPEN.get(crawler)
         if run is None:
             run = _OPEN[crawler] = cls(crawler)
         return run
+
+    @classmethod
+    def of(cls, crawler: Crawler) -> CrawlRun | None:
+        """The crawler's run, if it was opened."""
+        return _OPEN.get(crawler)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> CrawlRun:
+        run = cls.for_crawler(crawler)
+        crawler.signals.connect(run.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(run.spider_closed, signal=signals.spider_closed)
+        return run
+
+    # --- what the spider reads ---------------------------------------------------------
 
     def known_pages(self, canonical_urls: list[str]) -> dict[str, KnownPage]:
         """Stored URL state, for the spider's decision to skip or revalidate pages."""
@@ -85,6 +142,47 @@ class CrawlSession:
     def read_sitemaps(self, canonical_urls: list[str]) -> dict[str, tuple[datetime, int]]:
         with self.engine.connect() as connection:
             return read_sitemaps(connection, canonical_urls)
+
+    # --- what the pipelines hand over --------------------------------------------------
+
+    async def store(self, record: Record, page: FetchedPage | None) -> None:
+        writer = self._writer()
+        if writer.add(record, page):
+            await writer.flush()
+
+    async def store_visit(self, visit: PageVisit) -> None:
+        writer = self._writer()
+        if writer.add_visit(visit):
+            await writer.flush()
+
+    def quarantine(self, record: Record, rejection: Rejection) -> None:
+        """Written with the next batch (a timer writes a stale one)."""
+        self._writer().add_quarantined(record, rejection)
+
+    def note_visit(self, visit: PageVisit) -> None:
+        """URL state written with the next batch."""
+        self._writer().add_visit(visit)
+
+    def _writer(self) -> RecordWriter:
+        if self.writer is None:
+            raise RuntimeError("the crawl run is not open: no item can be stored")
+        return self.writer
+
+    # --- open ----------------------------------------------------------------------------
+
+    def spider_opened(self, spider: Any) -> None:
+        self.start(spider.name, getattr(spider, "arguments", {}))
+        self.started = time.monotonic()
+        self._progress_at = time.monotonic()
+        for interval, call in (
+            (1.0, self._flush_stale),
+            (self.heartbeat_interval, self._heartbeat),
+            (min(5.0, max(self.no_progress_timeout / 4, 0.2)), self._watch_progress),
+        ):
+            if interval > 0:
+                timer = LoopingCall(call)
+                timer.start(interval, now=False)
+                self._timers.append(timer)
 
     def start(self, spider_name: str, arguments: dict[str, Any]) -> RecordWriter:
         if self.writer is None:
@@ -105,8 +203,197 @@ class CrawlSession:
                     base=timedelta(seconds=settings.getfloat("HARVESTER_GAP_RETRY_BASE", 3600.0)),
                     cap=timedelta(seconds=settings.getfloat("HARVESTER_GAP_RETRY_MAX", 604800.0)),
                 ),
+                retry_seconds=settings.getfloat("HARVESTER_DB_RETRY_SECONDS", 300.0),
+                on_fatal=self._refused_writes,
             )
         return self.writer
+
+    # --- while it runs -----------------------------------------------------------------
+
+    def _refused_writes(self, message: str) -> None:
+        """From the writer thread: the database takes no writes."""
+        from twisted.internet import reactor  # the crawl's reactor, installed by now
+
+        reactor.callFromThread(self.stop, "database_error", message)  # type: ignore[attr-defined]
+
+    def _flush_stale(self) -> None:
+        if self.writer is not None and self.writer.is_stale():
+            try:
+                self.writer.flush_if_idle()
+            except Exception:  # a failed write must not stop the timer: log it, go on
+                logger.exception("A batch of records could not be written")
+
+    def _heartbeat(self) -> None:
+        """Every HARVESTER_HEARTBEAT_INTERVAL s, off the reactor thread: check the lock (take
+        it again on a new connection if its connection was lost), then note that the run lives.
+        """
+        if self._beating or self.closed or self.lock is None:
+            return
+        self._beating = True
+
+        def beat() -> str:
+            assert self.lock is not None
+            state = self.lock.check()
+            if state != "lost" and self.run_id is not None:
+                with self.engine.begin() as connection:
+                    connection.execute(
+                        update(CRAWL_RUNS)
+                        .where(CRAWL_RUNS.c.id == self.run_id)
+                        .values(heartbeat_at=now_utc())
+                    )
+            return state
+
+        def done(state: str) -> None:
+            self._beating = False
+            if state == "lost":
+                self.stop(
+                    "lock_lost",
+                    "the run lock was lost (its database connection was dropped) and another "
+                    "crawl holds it now",
+                )
+
+        def failed(failure: Any) -> None:
+            self._beating = False
+            logger.warning("Heartbeat not written: %s", failure.getErrorMessage())
+
+        from twisted.internet import threads
+
+        threads.deferToThread(beat).addCallbacks(done, failed)
+
+    def _watch_progress(self) -> None:
+        stats = self.crawler.stats
+        engine = self.crawler.engine
+        if stats is None or engine is None or self.closed:
+            return
+        mark = (
+            int(stats.get_value("response_received_count", 0)),
+            int(stats.get_value("item_scraped_count", 0)),
+            int(stats.get_value("item_dropped_count", 0)),
+            int(stats.get_value("downloader/exception_count", 0)),
+        )
+        now = time.monotonic()
+        written = self.writer.last_written if self.writer is not None else 0.0
+        if mark != self._progress_mark or written > self._progress_at:
+            self._progress_mark, self._progress_at = mark, now
+            return
+        if now - self._progress_at < self.no_progress_timeout:
+            return
+        if not engine.downloader.active and not (
+            engine._slot is not None and engine._slot.scheduler.has_pending_requests()
+        ):
+            return  # nothing outstanding: Scrapy closes an idle crawl by itself
+        self.stop(
+            "no_progress",
+            f"no response received and nothing stored for {self.no_progress_timeout:.0f} s "
+            "while requests were outstanding (HARVESTER_NO_PROGRESS_TIMEOUT): the site or "
+            "the network stopped answering",
+        )
+
+    def stop(self, reason: str, message: str) -> None:
+        """Stop the crawl at once with its own finish reason (once; the first reason wins)."""
+        if self.stop_reason is not None or self.closed:
+            return
+        self.stop_reason, self.stop_message = reason, message
+        logger.critical("Stopping the crawl (%s): %s", reason, message)
+        engine = self.crawler.engine
+        if engine is not None:
+            deferred_from_coro(engine.close_spider_async(reason=reason))
+        from twisted.internet import reactor
+
+        reactor.callLater(STOP_GRACE_SECONDS, self._stop_unclean, reason)  # type: ignore[attr-defined]
+
+    def _stop_unclean(self, reason: str) -> None:
+        """Scrapy waits for the downloads under way before it closes the spider, however long
+        they hang (up to DOWNLOAD_TIMEOUT): past the grace period, close the run here (every
+        record handed over is still written) and stop the reactor."""
+        if self.closed:
+            return
+        logger.error(
+            "The crawl did not close within %d s of being stopped (downloads still hang): "
+            "closing the run and stopping",
+            STOP_GRACE_SECONDS,
+        )
+        self.close(reason)
+        # Stopping the reactor is no way out: Scrapy's shutdown trigger waits for the very
+        # downloads that hang. The run is recorded, its writer closed and its lock released:
+        # leave with the status of a run that failed its checks.
+        for handler in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        os._exit(EXIT_CHECKS_FAILED)
+
+    # --- close ---------------------------------------------------------------------------
+
+    def spider_closed(self, spider: Any, reason: str) -> None:
+        self.close(self.stop_reason or reason)
+
+    def close_after_forced_stop(self) -> None:
+        """Scrapy was stopped by force (the reactor stopped, spider_closed never came):
+        write what can still be written and record the run as stopped by force."""
+        if self.closed or self.run_id is None:
+            return
+        logger.error("The crawl was stopped by force: writing what was fetched, then stopping")
+        self.close("forced_stop")
+
+    def close(self, reason: str) -> dict[str, Any]:
+        """Close the writer, run the checks, finish the run, release the lock, log the summary."""
+        if self.closed:
+            return {}
+        self.closed = True
+        for timer in self._timers:
+            if timer.running:
+                timer.stop()
+        stats = self.crawler.stats
+        if self.writer is not None:
+            counts = self.writer.close()
+            if stats is not None:
+                for name in (
+                    "new",
+                    "updated",
+                    "unchanged",
+                    "quarantined",
+                    "not_modified",
+                    "withdrawn",
+                    "reappeared",
+                    "unwritten",
+                    "unwritten_visits",
+                ):
+                    key = "pages_not_modified" if name == "not_modified" else f"records_{name}"
+                    key = "url_states_unwritten" if name == "unwritten_visits" else key
+                    stats.set_value(f"harvester/{key}", getattr(counts, name))
+                stats.set_value("harvester/failed_batches", self.writer.failed_batches)
+                if counts.refused:  # a gap like a failed fetch (monitoring.missing_records)
+                    stats.set_value("harvester/gaps/store_error", counts.refused)
+            if counts.withdrawn or counts.reappeared:
+                logger.info(
+                    "%d records withdrawn (every URL gone for %d runs), %d seen again",
+                    counts.withdrawn,
+                    self.writer.withdrawal.after_runs,
+                    counts.reappeared,
+                )
+        if stats is not None:
+            stats.set_value("finish_reason", reason)
+            if self.stop_message:
+                stats.set_value("harvester/stop_message", self.stop_message)
+        figures = self.finish(reason)
+        logger.info(
+            "Crawl run %s %s: %d pages, %d new / %d updated / %d unchanged, "
+            "%d not modified (304), %d skipped (sitemap lastmod), "
+            "%d quarantined, %d errors, %d failed checks, %.1f s",
+            self.run_id,
+            reason,
+            figures["pages_fetched"],
+            figures["records_new"],
+            figures["records_updated"],
+            figures["records_unchanged"],
+            figures["pages_not_modified"],
+            figures["pages_skipped"],
+            figures["records_quarantined"],
+            figures["errors"],
+            len(figures["alerts"]),
+            time.monotonic() - self.started,
+        )
+        return figures
 
     def finish(self, reason: str) -> dict[str, Any]:
         """Record the run's figures and return them; the writer must be closed already."""
@@ -123,20 +410,30 @@ class CrawlSession:
             "pages_not_modified": counts.not_modified if counts else 0,
             "pages_skipped": int(stats.get("harvester/skipped_unchanged", 0)),
             "requests": int(stats.get("downloader/request_count", 0)),
-            # Give-ups (errbacks), exceptions in callbacks and pipelines, failed batches.
+            # Give-ups (errbacks), exceptions in callbacks and pipelines, and every record or
+            # URL state not written: errors count pages and records, never batches.
             "errors": int(stats.get("harvester/errors", 0))
             + int(stats.get("spider_exceptions/count", 0))
             + int(stats.get("harvester/item_errors", 0))
-            + int(stats.get("harvester/failed_batches", 0)),
+            + (counts.unwritten + counts.unwritten_visits if counts else 0),
             "conflicts": int(stats.get("harvester/conflicts", 0)),
         }
         figures["coverage"] = coverage_from_stats(stats)
         thresholds = Thresholds.from_settings(self.crawler.settings)
-        alerts = check_run(figures, stats, self._healthy_runs(thresholds), thresholds)
+        try:
+            history = self._healthy_runs(thresholds)
+        except Exception as error:  # the checks still run, without the coverage baseline
+            logger.error("Earlier runs could not be read: %s", error)
+            history = []
+        alerts = check_run(figures, stats, history, thresholds) + check_run_integrity(
+            figures, stats
+        )
         for alert in alerts:
             logger.error("Check failed: %s", alert)
         figures["alerts"] = alerts
         if self.crawler.stats is not None:
+            # Set before anything is written: a database that refuses the run's own row must
+            # not turn a failed run into exit status 0.
             self.crawler.stats.set_value("harvester/alerts", len(alerts))
             stats["harvester/alerts"] = len(alerts)
         figures["stats"] = jsonable(stats)
@@ -144,6 +441,13 @@ class CrawlSession:
             if self.run_id is not None:
                 finish_run(self.engine, self.run_id, figures)
             self._save_sitemaps()
+        except Exception as error:
+            logger.error(
+                "Run %s could not be recorded as finished (%s): the next crawl marks it "
+                "interrupted",
+                self.run_id,
+                error,
+            )
         finally:
             if self.lock is not None:
                 self.lock.release()
@@ -158,7 +462,9 @@ class CrawlSession:
         if self.writer is None or not hasattr(spider, "completed_sitemaps"):
             return
         with self.engine.begin() as connection:
-            if self.writer.failed_batches:  # what their pages gave may not be stored
+            counts = self.writer.counts
+            if self.writer.failed_batches or counts.unwritten or counts.unwritten_visits:
+                # What their pages gave may not be stored: read them all again next time.
                 forget_sitemaps(connection, spider.sitemaps_read())
                 return
             forget_sitemaps(connection, spider.sitemaps_to_forget())
@@ -183,3 +489,7 @@ class CrawlSession:
             rows = connection.execute(query).all()
         healthy = [{"coverage": row.coverage} for row in rows if not row.alerts]
         return healthy[: thresholds.history]
+
+
+# The name the spider and older callers use.
+CrawlSession = CrawlRun

@@ -1,4 +1,5 @@
-"""Closing a crawl: its ``crawl_runs`` row and the one-line summary at the end of the log."""
+"""Figures for the run's checks and summary (harvester.crawl_session.CrawlRun writes both),
+and a progress line while it runs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from twisted.internet.task import LoopingCall
 
-from harvester.crawl_session import CrawlSession
 from harvester.items import Record
 from harvester.monitoring import covered_fields
 
@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 
 
 class CrawlSummary:
+    """Counts what Scrapy leaves uncounted: field coverage of stored records, pipeline errors."""
+
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
         self.started = time.monotonic()
@@ -25,8 +27,6 @@ class CrawlSummary:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CrawlSummary:
         extension = cls(crawler)
-        crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
-        crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(extension.item_error, signal=signals.item_error)
         crawler.signals.connect(extension.item_scraped, signal=signals.item_scraped)
         return extension
@@ -43,30 +43,6 @@ class CrawlSummary:
         # An exception in a pipeline (not a DropItem) leaves no stat of its own in Scrapy.
         if self.crawler.stats is not None:
             self.crawler.stats.inc_value("harvester/item_errors")
-
-    def spider_opened(self, spider: Spider) -> None:
-        self.started = time.monotonic()
-
-    def spider_closed(self, spider: Spider, reason: str) -> None:
-        session = CrawlSession.for_crawler(self.crawler)
-        figures = session.finish(reason)
-        logger.info(
-            "Crawl run %s %s: %d pages, %d new / %d updated / %d unchanged, "
-            "%d not modified (304), %d skipped (sitemap lastmod), "
-            "%d quarantined, %d errors, %d failed checks, %.1f s",
-            session.run_id,
-            reason,
-            figures["pages_fetched"],
-            figures["records_new"],
-            figures["records_updated"],
-            figures["records_unchanged"],
-            figures["pages_not_modified"],
-            figures["pages_skipped"],
-            figures["records_quarantined"],
-            figures["errors"],
-            len(figures["alerts"]),
-            time.monotonic() - self.started,
-        )
 
 
 class CrawlProgress:

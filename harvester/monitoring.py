@@ -190,3 +190,32 @@ def missing_records(stats: Mapping[str, Any], thresholds: Thresholds) -> list[st
         f"{missing} record page(s) could not be fetched or stored ({reasons}): the next run "
         "retries them first; `harvester coverage` lists every gap"
     ]
+
+
+# Finish reasons of runs that stopped themselves (harvester.crawl_session): none is "ok".
+STOP_REASONS = {
+    "database_error": "the database refused writes (disk full or read-only): the crawl stopped",
+    "lock_lost": "the run lock was lost to another crawl: the crawl stopped",
+    "no_progress": "the crawl made no progress (HARVESTER_NO_PROGRESS_TIMEOUT): it stopped",
+    "forced_stop": "the crawl was stopped by force (a second SIGTERM/SIGINT): what was "
+    "fetched may not all be written",
+}
+
+
+def check_run_integrity(figures: Mapping[str, Any], stats: Mapping[str, Any]) -> list[str]:
+    """Checks that the run wrote what it fetched, and why it stopped if it stopped itself."""
+    alerts: list[str] = []
+    reason = figures.get("finish_reason")
+    if reason in STOP_REASONS:
+        message = stats.get("harvester/stop_message")
+        alerts.append(f"{STOP_REASONS[reason]}" + (f" ({message})" if message else ""))
+    unwritten = int(stats.get("harvester/records_unwritten", 0))
+    if unwritten:
+        alerts.append(
+            f"{unwritten} records were fetched but not written (the database failed): the "
+            "next run fetches them again"
+        )
+    states = int(stats.get("harvester/url_states_unwritten", 0))
+    if states:
+        alerts.append(f"{states} URL states were not written (the database failed)")
+    return alerts

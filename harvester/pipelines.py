@@ -4,6 +4,8 @@
 
 Rejected records go to the ``quarantine`` table with their raw values; duplicates of a record
 already passed on in this crawl are dropped, unless they are richer than what was passed on.
+All of them write through the crawl's run (harvester.crawl_session.CrawlRun), which owns the
+writer: no pipeline reaches into another's.
 """
 
 from __future__ import annotations
@@ -13,13 +15,11 @@ from typing import Any
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
-from twisted.internet.task import LoopingCall
 
 from harvester.conflicts import RunSightings
-from harvester.crawl_session import CrawlSession
+from harvester.crawl_session import CrawlRun
 from harvester.items import PageVisit, RawRecord, Record
 from harvester.normalize import content_hash, normalize_record
-from harvester.store import RecordWriter
 from harvester.urlstate import visit_of
 from harvester.validate import validate
 
@@ -47,9 +47,7 @@ class ValidatePipeline:
         rejection = validate(item)
         if rejection is None:
             return item
-        session = CrawlSession.for_crawler(self.crawler)
-        assert session.writer is not None, "StorePipeline.open_spider starts the writer"
-        session.writer.add_quarantined(item, rejection)
+        CrawlRun.for_crawler(self.crawler).quarantine(item, rejection)
         if self.crawler.stats:
             self.crawler.stats.inc_value(f"harvester/quarantined/{rejection.reason}")
         raise DropItem(f"Quarantined {item.source_url}: {rejection}")
@@ -81,9 +79,7 @@ class DedupePipeline:
         if not verdict.keep:
             # The page is not stored, but its URL is one the record lives under: remember it,
             # so the next crawl does not fetch it again.
-            writer = CrawlSession.for_crawler(self.crawler).writer
-            if writer is not None:
-                writer.add_visit(visit_of(item))
+            CrawlRun.for_crawler(self.crawler).note_visit(visit_of(item))
             raise DropItem(
                 f"Duplicate NCJ {item.ncj_number} at {item.source_url}", log_level="DEBUG"
             )
@@ -91,66 +87,27 @@ class DedupePipeline:
 
 
 class StorePipeline:
+    """Hands records and URL states to the run's writer; the run opens and closes it."""
+
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
-        # Opening here, before the engine starts, makes a bad database stop the crawl early.
-        self.session = CrawlSession.for_crawler(crawler)
-        self.writer: RecordWriter | None = None
-        self.timer: LoopingCall | None = None
+        self.run = CrawlRun.for_crawler(crawler)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
         return cls(crawler)
 
-    def open_spider(self) -> None:
-        spider = self.crawler.spider
-        assert spider is not None
-        self.writer = self.session.start(spider.name, getattr(spider, "arguments", {}))
-        self.timer = LoopingCall(self._flush_stale)
-        self.timer.start(1.0, now=False)
-
-    def _flush_stale(self) -> None:
-        if self.writer is not None and self.writer.is_stale():
-            try:
-                self.writer.flush_if_idle()
-            except Exception:  # a failed write must not stop the timer: log it, go on
-                logger.exception("A batch of records could not be written")
-
     async def process_item(self, item: Any) -> Any:
-        if isinstance(item, PageVisit) and self.writer is not None:
+        if isinstance(item, PageVisit):
             # URL state only: consumed here, so feeds (-O) get records alone.
-            if self.writer.add_visit(item):
-                await self.writer.flush()
+            await self.run.store_visit(item)
             raise DropItem(f"URL state of {item.url} ({item.status})", log_level="DEBUG")
-        if not isinstance(item, Record) or self.writer is None:
+        if not isinstance(item, Record):
             return item
         # Stored records keep no copy of the raw page values (only quarantine needs them), so
         # feeds (-O records.jsonl) get the normalized record alone and memory stays flat. The
         # page itself goes to the writer, which drops it once its batch is written.
         page = item.raw.fetched_page if item.raw else None
         item.raw = None
-        if self.writer.add(item, page):
-            await self.writer.flush()
+        await self.run.store(item, page)
         return item
-
-    def close_spider(self) -> None:
-        if self.timer is not None and self.timer.running:
-            self.timer.stop()
-        if self.writer is not None:
-            counts = self.writer.close()
-            if self.crawler.stats:
-                self.crawler.stats.set_value("harvester/records_new", counts.new)
-                self.crawler.stats.set_value("harvester/records_updated", counts.updated)
-                self.crawler.stats.set_value("harvester/records_unchanged", counts.unchanged)
-                self.crawler.stats.set_value("harvester/records_quarantined", counts.quarantined)
-                self.crawler.stats.set_value("harvester/pages_not_modified", counts.not_modified)
-                self.crawler.stats.set_value("harvester/records_withdrawn", counts.withdrawn)
-                self.crawler.stats.set_value("harvester/records_reappeared", counts.reappeared)
-            if counts.withdrawn or counts.reappeared:
-                logger.info(
-                    "%d records withdrawn (every URL gone for %d runs), %d seen again",
-                    counts.withdrawn,
-                    self.writer.withdrawal.after_runs,
-                    counts.reappeared,
-                )
-                self.crawler.stats.set_value("harvester/failed_batches", self.writer.failed_batches)

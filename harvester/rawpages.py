@@ -34,10 +34,10 @@ from typing import Any
 
 from scrapy.http import Headers, Request, Response, TextResponse
 from scrapy.responsetypes import responsetypes
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import Connection, Engine, Table, insert, select
 
 from harvester import models
-from harvester.db import chunks, insert_for
+from harvester.db import WRITE_TRANSACTION_OPTION, chunks, insert_for
 from harvester.items import FetchedPage, RawRecord
 
 try:  # Python >= 3.14
@@ -104,11 +104,38 @@ class PageCodec:
     """
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every cached lookup: called when a transaction that used them rolled back.
+
+        A dictionary trained in that transaction is gone from the database (and SQLite may
+        give its id to the next one), so a codec that kept it would write pages that reference
+        nothing, or the wrong dictionary, in every later batch.
+        """
         self._dictionaries: dict[int, Any] = {}
         self._newest: int | None = None
         self._looked_up = False
         self._compressor: Any = None
         self._compressor_dictionary: int | None = None
+
+    def prepare(self, engine: Engine, pages: Sequence[FetchedPage]) -> None:
+        """Train the first dictionary, if these pages are enough, in a transaction of its own.
+
+        A writer calls this before it opens a batch's transaction, so that a batch the
+        database refuses cannot take the dictionary down with it.
+        """
+        if self._newest is not None or len(pages) < DICTIONARY_MIN_PAGES:
+            return  # nothing to train: the batch looks the dictionary up itself
+        try:
+            with (
+                engine.connect().execution_options(**{WRITE_TRANSACTION_OPTION: True}) as conn,
+                conn.begin(),
+            ):
+                self._dictionary_for(conn, pages)
+        except Exception:
+            self.reset()  # the batch itself will look again, or go without a dictionary
+            raise
 
     # --- writing -------------------------------------------------------------------------
 

@@ -9,19 +9,32 @@ crawl takes a lock before it fetches anything and a second one is refused at onc
 Both are released by the operating system or the server when the process dies, so a crawl
 that was killed (SIGKILL, OOM, power loss) never leaves a stale lock behind. What it does
 leave is a ``crawl_runs`` row without ``finished_at``: the next crawl, once it holds the lock,
-marks such rows ``interrupted`` (they cannot belong to a live crawl) and fills the gap.
+marks such rows ``interrupted`` and fills the gap.
+
+A PostgreSQL lock lives as long as its connection: a server restart or a killed backend loses
+it while the crawl goes on. So a live run writes ``crawl_runs.heartbeat_at`` every
+HARVESTER_HEARTBEAT_INTERVAL seconds and checks its lock connection each time, taking the lock
+again on a new connection when it was lost (``RunLock.check``). A crawl that gets the lock
+while an unfinished run's heartbeat is fresh does not trust it: it lets the lock go and
+watches the heartbeat for up to ``stale_after``; a heartbeat that moves on is a live run (this
+crawl refuses to start), one that does not was a killed one (marked ``interrupted``).
+SQLite's file lock cannot be lost while its process lives: there, holding it is proof enough.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from harvester import models
 from harvester.db import display_url
@@ -37,10 +50,50 @@ class CrawlAlreadyRunning(RuntimeError):
     """Another crawl holds the database's crawl lock."""
 
 
+LockState = Literal["ok", "retaken", "lost"]
+
+
 class RunLock:
-    def __init__(self, file_lock: FileLock | None, connection: Connection | None) -> None:
+    def __init__(
+        self,
+        file_lock: FileLock | None,
+        connection: Connection | None,
+        engine: Engine | None = None,
+        stale_after: timedelta | None = None,
+    ) -> None:
         self._file_lock = file_lock
         self._connection = connection
+        self._engine = engine
+        # How old an unfinished run's heartbeat may be before it counts as killed; None: any
+        # unfinished run is (the lock itself proves nobody else is running).
+        self.stale_after = stale_after
+
+    def check(self) -> LockState:
+        """Is the lock still ours? Takes it again on a new connection if its own was lost.
+
+        Raises when the server cannot be reached at all (the caller tries again later).
+        """
+        if self._connection is None or self._engine is None:
+            return "ok"
+        try:
+            self._connection.execute(select(1)).scalar()
+            self._connection.commit()
+            return "ok"
+        except DBAPIError:
+            try:
+                self._connection.invalidate()
+                self._connection.close()
+            except DBAPIError:
+                pass
+            self._connection = None
+        connection = self._engine.connect()
+        if not _try_lock(connection):
+            connection.close()
+            logger.critical("The crawl lock's connection was lost and another crawl holds it now")
+            return "lost"
+        self._connection = connection
+        logger.warning("The crawl lock's connection was lost; the lock is taken again")
+        return "retaken"
 
     def release(self) -> None:
         if self._file_lock is not None:
@@ -49,12 +102,20 @@ class RunLock:
         if self._connection is not None:
             try:
                 self._connection.execute(select(func.pg_advisory_unlock(_PG_CRAWL_LOCK_KEY)))
+            except DBAPIError:
+                pass  # the connection is gone, and the lock with it
             finally:
                 self._connection.close()
                 self._connection = None
 
 
-def acquire_run_lock(engine: Engine) -> RunLock:
+def _try_lock(connection: Connection) -> bool:
+    taken = bool(connection.execute(select(func.pg_try_advisory_lock(_PG_CRAWL_LOCK_KEY))).scalar())
+    connection.commit()
+    return taken
+
+
+def acquire_run_lock(engine: Engine, *, heartbeat_interval: float = 5.0) -> RunLock:
     """Take the database's crawl lock, or raise CrawlAlreadyRunning saying who holds it."""
     url = make_url(engine.url)
     backend = url.get_backend_name()
@@ -69,17 +130,64 @@ def acquire_run_lock(engine: Engine) -> RunLock:
             raise CrawlAlreadyRunning(_held_message(engine, lock.lock_file)) from None
         return RunLock(lock, None)
     if backend == "postgresql":
-        connection = engine.connect()
-        try:
-            taken = connection.execute(select(func.pg_try_advisory_lock(_PG_CRAWL_LOCK_KEY)))
-            if not taken.scalar():
-                raise CrawlAlreadyRunning(_held_message(engine, "a PostgreSQL advisory lock"))
-            connection.commit()
-        except BaseException:
-            connection.close()
-            raise
-        return RunLock(None, connection)
+        # A few missed beats, and time for the beat's own write.
+        stale_after = timedelta(seconds=3 * heartbeat_interval + 5)
+        for attempt in (1, 2):
+            connection = engine.connect()
+            try:
+                if not _try_lock(connection):
+                    raise CrawlAlreadyRunning(_held_message(engine, "a PostgreSQL advisory lock"))
+            except BaseException:
+                connection.close()
+                raise
+            lock = RunLock(None, connection, engine, stale_after)
+            if attempt == 2 or not _fresh_heartbeats(engine, stale_after):
+                return lock
+            # A run whose heartbeat is fresh may be alive and about to take its lock again:
+            # let the lock go, and watch whether its heartbeat moves on.
+            lock.release()
+            if _heartbeat_moves_on(engine, stale_after):
+                raise CrawlAlreadyRunning(
+                    _held_message(engine, "its heartbeat is fresh; a PostgreSQL advisory lock")
+                )
     return RunLock(None, None)
+
+
+def _fresh_heartbeats(engine: Engine, stale_after: timedelta) -> dict[int, datetime]:
+    """Unfinished runs whose heartbeat (or start) is younger than ``stale_after``."""
+    runs = models.CrawlRun.__table__
+    cutoff = datetime.now(UTC) - stale_after
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(runs.c.id, func.coalesce(runs.c.heartbeat_at, runs.c.started_at)).where(
+                runs.c.finished_at.is_(None), runs.c.finish_reason.is_(None)
+            )
+        ).all()
+    return {row[0]: row[1] for row in rows if _aware(row[1]) > cutoff}
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _heartbeat_moves_on(engine: Engine, stale_after: timedelta) -> bool:
+    """Watch the fresh heartbeats until one moves on (True) or all are stale or finished."""
+    seen = _fresh_heartbeats(engine, stale_after)
+    deadline = time.monotonic() + stale_after.total_seconds() + 1
+    if seen:
+        logger.warning(
+            "Run(s) %s did not finish but beat recently: waiting up to %.0f s to see "
+            "whether they are alive",
+            ", ".join(map(str, seen)),
+            stale_after.total_seconds(),
+        )
+    while seen and time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = _fresh_heartbeats(engine, stale_after)
+        if any(run in seen and beat != seen[run] for run, beat in now.items()):
+            return True
+        seen = {run: beat for run, beat in now.items() if run in seen}
+    return False
 
 
 def _held_message(engine: Engine, lock: str) -> str:
@@ -106,10 +214,15 @@ def _unfinished_runs(engine: Engine) -> list[models.CrawlRun]:
     return [models.CrawlRun(id=row.id, started_at=row.started_at) for row in rows]
 
 
-def mark_interrupted_runs(engine: Engine) -> list[int]:
-    """With the lock held: runs left unfinished were killed. Returns their ids."""
+def mark_interrupted_runs(engine: Engine, *, stale_after: timedelta | None = None) -> list[int]:
+    """With the lock held: runs left unfinished were killed. Returns their ids.
+
+    ``stale_after``: only runs whose heartbeat is older than this (a live run that lost its
+    PostgreSQL lock for a moment is never marked).
+    """
     runs = models.CrawlRun.__table__
-    ids = [run.id for run in _unfinished_runs(engine)]
+    fresh = _fresh_heartbeats(engine, stale_after) if stale_after is not None else {}
+    ids = [run.id for run in _unfinished_runs(engine) if run.id not in fresh]
     if ids:
         with engine.begin() as connection:
             connection.execute(

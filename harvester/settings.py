@@ -80,6 +80,8 @@ ITEM_PIPELINES = {
     "harvester.pipelines.StorePipeline": 400,
 }
 EXTENSIONS = {
+    # The run's owner: lock and heartbeat, writer, watchdog, checks, summary (crawl_session.py).
+    "harvester.crawl_session.CrawlRun": 100,
     "harvester.extensions.CrawlSummary": 500,
     "harvester.extensions.CrawlProgress": 510,
 }
@@ -127,6 +129,19 @@ HARVESTER_AUTO_MIGRATE = None
 # Records are written in batches: at most this many, or this many seconds after the first.
 HARVESTER_BATCH_SIZE = 500
 HARVESTER_BATCH_SECONDS = 5.0
+# A write that fails transiently (connection lost, "database is locked", serialization
+# failure, deadlock) is retried with a backoff for this long before its records count as
+# unwritten (the run then fails its checks): long enough for a PostgreSQL restart or a backup
+# holding the SQLite write lock.
+HARVESTER_DB_RETRY_SECONDS = 300.0
+# The run writes crawl_runs.heartbeat_at and checks its PostgreSQL lock connection this often;
+# a run whose heartbeat is 3 intervals (+5 s) old counts as killed.
+HARVESTER_HEARTBEAT_INTERVAL = 5.0
+# Stop the run (finish reason "no_progress", exit 3) when no response came and nothing was
+# stored for this long while requests were outstanding. It must outlast the longest quiet
+# spell a healthy crawl has: a host paused for Retry-After (HARVESTER_RETRY_AFTER_MAX, 600 s)
+# plus one request's retries (DOWNLOAD_TIMEOUT x (RETRY_TIMES + 1) = 120 s); 900 s leaves room.
+HARVESTER_NO_PROGRESS_TIMEOUT = 900.0
 
 # `-a ncj=...` turns NCJ numbers into URLs with this template.
 NCJ_URL_TEMPLATE = LEGACY_NCJ_URL_TEMPLATE

@@ -21,12 +21,13 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from harvester import models
 from harvester.db import WRITE_TRANSACTION_OPTION, chunks, insert_for
@@ -51,6 +52,7 @@ from harvester.urlstate import (
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RECORDS: Table = models.Record.__table__  # type: ignore[assignment]
 CONTRIBUTORS: Table = models.Contributor.__table__  # type: ignore[assignment]
@@ -185,6 +187,10 @@ class WriteCounts:
     not_modified: int = 0  # 304 answers: known unchanged without a body
     withdrawn: int = 0
     reappeared: int = 0
+    unwritten: int = 0  # records and quarantine rows fetched but not written
+    unwritten_visits: int = 0  # URL states not written
+    failed_batches: int = 0  # batches not (all) written after their retries
+    refused: int = 0  # records the database refused: quarantined as store_error, a gap
     counted: set[int] = dataclasses.field(default_factory=set)
 
     def add(self, other: WriteCounts) -> None:
@@ -195,6 +201,10 @@ class WriteCounts:
         self.not_modified += other.not_modified
         self.withdrawn += other.withdrawn
         self.reappeared += other.reappeared
+        self.unwritten += other.unwritten
+        self.unwritten_visits += other.unwritten_visits
+        self.failed_batches += other.failed_batches
+        self.refused += other.refused
 
 
 def write_batch(
@@ -391,10 +401,60 @@ def _ensure_named(
     return ids
 
 
+class DatabaseRefusesWrites(RuntimeError):
+    """The database takes no writes at all (disk full, read-only): the crawl must stop."""
+
+
+ErrorKind = Literal["transient", "fatal", "refused"]
+
+# SQLite says what went wrong only in its message.
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database is busy")
+_SQLITE_FATAL = ("disk is full", "readonly database", "disk i/o error", "out of memory")
+# PostgreSQL SQLSTATEs: connection lost (class 08), serialization failure, deadlock, the server
+# shutting down or starting, a lock not available, too many connections.
+_PG_TRANSIENT = ("40001", "40P01", "57P01", "57P02", "57P03", "55P03", "53300")
+# Disk full, out of memory, read-only transaction, no permission to write.
+_PG_FATAL = ("53100", "53200", "25006", "42501")
+
+
+def error_kind(error: BaseException) -> ErrorKind:
+    """How a failed write should be handled.
+
+    ``transient``: the same write may well succeed in a moment (a dropped connection, a lock,
+    a serialization failure or deadlock): retry it, never quarantine the records.
+    ``fatal``: the database takes no writes at all (disk full, read-only): stop the crawl.
+    ``refused``: this data is refused (a constraint, a value out of range, a trigger's RAISE):
+    write the rest, quarantine what is refused.
+    """
+    if isinstance(error, DatabaseRefusesWrites):
+        return "fatal"
+    if not isinstance(error, DBAPIError):
+        return "refused"  # e.g. an integer the driver cannot bind
+    original = error.orig
+    message = str(original).lower()
+    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if sqlstate:
+        if sqlstate in _PG_FATAL:
+            return "fatal"
+        if sqlstate in _PG_TRANSIENT or sqlstate.startswith("08"):
+            return "transient"
+    elif any(text in message for text in _SQLITE_FATAL):
+        return "fatal"
+    if error.connection_invalidated or any(text in message for text in _SQLITE_TRANSIENT):
+        return "transient"
+    if isinstance(error, OperationalError) and not sqlstate:
+        return "transient"  # no answer from the server: the connection is gone
+    return "refused"
+
+
 class RecordWriter:
     """Buffers records and writes them in batches on one background thread.
 
     Batches are bounded by size and by age; ``close`` flushes the rest and waits for it.
+    A write that fails transiently is retried with a backoff for up to ``retry_seconds``;
+    what is still not written then is counted in ``counts.unwritten`` (records and quarantine
+    rows) and ``counts.unwritten_visits``, never quarantined. When the database refuses all
+    writes, ``on_fatal`` is called (from the writer thread) and nothing more is attempted.
     """
 
     def __init__(
@@ -407,6 +467,8 @@ class RecordWriter:
         withdrawal: Withdrawal = DEFAULT_WITHDRAWAL,
         history: RecordHistory | None = None,
         retry: GapRetry = DEFAULT_GAP_RETRY,
+        retry_seconds: float = 300.0,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.engine = engine
         self.withdrawal = withdrawal
@@ -415,6 +477,9 @@ class RecordWriter:
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
         self.history = history or RecordHistory()
+        self.retry_seconds = retry_seconds
+        self.on_fatal = on_fatal
+        self.fatal: str | None = None  # why the database takes no more writes
         self.counts = WriteCounts()
         self._records: dict[int, tuple[Record, str]] = {}
         self._pages: dict[int, FetchedPage] = {}  # held until their batch is written
@@ -424,7 +489,12 @@ class RecordWriter:
         self._counted: set[int] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvester-db")
         self._pending: list[Future[WriteCounts]] = []  # oldest first
-        self.failed_batches = 0
+        self._raised = 0  # writes that raised (a bug, not a database error)
+        self.last_written = time.monotonic()  # when a batch last committed (the watchdog's)
+
+    @property
+    def failed_batches(self) -> int:
+        return self._raised + self.counts.failed_batches
 
     def add(
         self, record: Record, page: FetchedPage | None = None, digest: str | None = None
@@ -466,6 +536,10 @@ class RecordWriter:
             "crawl_run_id": self.run_id,
             "fetched_page": record.raw.fetched_page if record.raw else None,
         }
+
+    def buffered(self) -> int:
+        """Records and quarantine rows not handed to the writer thread yet."""
+        return len(self._records) + len(self._quarantined)
 
     def _buffered(self) -> bool:
         if self._first_buffered is None:
@@ -518,7 +592,7 @@ class RecordWriter:
         while self._pending and self._pending[0].done():
             future = self._pending.pop(0)
             if future.exception() is not None:
-                self.failed_batches += 1
+                self._raised += 1
             self.counts.add(future.result())
 
     def _write(
@@ -528,37 +602,150 @@ class RecordWriter:
         visits: list[PageVisit],
         pages: dict[int, FetchedPage],
     ) -> WriteCounts:
+        size = len(records) + len(quarantined)
+        lost = WriteCounts(unwritten=size, unwritten_visits=len(visits), failed_batches=1)
+        if self.fatal is not None:
+            return lost
         try:
-            return self._write_in_one_transaction(records, quarantined, visits, pages)
-        except Exception:
-            if len(records) + len(quarantined) + len(visits) <= 1:
-                raise
+            self._with_retries(
+                lambda: self.history.codec.prepare(self.engine, list(pages.values()))
+            )
+        except Exception as error:  # the pages go without a dictionary; the batch goes on
+            if error_kind(error) == "fatal":
+                return self._refuse_all(error, lost)
+            logger.warning("No raw page dictionary this batch: %s", error)
+        try:
+            return self._with_retries(
+                lambda: self._write_in_one_transaction(records, quarantined, visits, pages)
+            )
+        except Exception as error:
+            kind = error_kind(error)
+            if kind == "fatal":
+                return self._refuse_all(error, lost)
+            if kind == "transient":
+                logger.error(
+                    "A batch of %d records and %d URL states could not be written after "
+                    "retrying for %.0f s: %s",
+                    size,
+                    len(visits),
+                    self.retry_seconds,
+                    _first_line(error),
+                )
+                return lost
             # One bad row must not cost the whole batch: write them one by one, and put what
-            # still fails into quarantine with the database's reason.
-            logger.exception("A batch of %d records failed; writing them one by one", len(records))
+            # the database refuses into quarantine with its reason.
+            logger.error(
+                "A batch of %d records was refused (%s); writing them one by one",
+                len(records),
+                _first_line(error),
+            )
+            return self._one_by_one(records, quarantined, visits, pages)
+
+    def _one_by_one(
+        self,
+        records: list[tuple[Record, str]],
+        quarantined: list[dict[str, Any]],
+        visits: list[PageVisit],
+        pages: dict[int, FetchedPage],
+    ) -> WriteCounts:
         counts = WriteCounts()
-        for row in quarantined:
-            try:
-                counts.add(self._write_in_one_transaction([], [row]))
-            except Exception as error:  # keep the verdict, lose only what the database refused
-                logger.error("Quarantine row for %s could not be stored: %s", row["url"], error)
-                row = {**row, "raw": None, "detail": f"{row['detail']} (raw values refused)"}
-                counts.add(self._write_in_one_transaction([], [row]))
-        for record, digest in records:
-            try:
-                counts.add(self._write_in_one_transaction([(record, digest)], [], (), pages))
-            except Exception as error:
-                logger.error("NCJ %s could not be stored: %s", record.ncj_number, error)
-                rejection = Rejection("store_error", str(error).splitlines()[0][:500])
-                row = self.quarantine_row(record, rejection)
-                row["fetched_page"] = pages.get(record.ncj_number)
-                visit = visit_of(record, "quarantined")
-                visit.ncj_number = None  # the number itself may be what the database refused
-                visit.gap_reason, visit.gap_detail = "store_error", rejection.detail
-                counts.add(self._write_in_one_transaction([], [row], [visit]))
-        if visits:
-            counts.add(self._write_in_one_transaction([], [], visits))
+        attempt = self._with_retries
+
+        left = len(records) + len(quarantined)
+        try:
+            for row in quarantined:
+                try:
+                    counts.add(attempt(lambda row=row: self._write_in_one_transaction([], [row])))
+                except Exception as error:  # keep the verdict, lose only what was refused
+                    if error_kind(error) != "refused":
+                        raise
+                    logger.error("Quarantine row for %s could not be stored: %s", row["url"], error)
+                    row = {**row, "raw": None, "detail": f"{row['detail']} (raw values refused)"}
+                    counts.add(
+                        self._with_retries(
+                            lambda row=row: self._write_in_one_transaction([], [row])
+                        )
+                    )
+                left -= 1
+            for record, digest in records:
+                try:
+                    counts.add(
+                        attempt(
+                            lambda record=record, digest=digest: self._write_in_one_transaction(
+                                [(record, digest)], [], (), pages
+                            )
+                        )
+                    )
+                except Exception as error:
+                    if error_kind(error) == "transient":
+                        logger.error(
+                            "NCJ %s could not be written (retried): %s",
+                            record.ncj_number,
+                            _first_line(error),
+                        )
+                        counts.unwritten += 1
+                    elif error_kind(error) == "fatal":
+                        raise
+                    else:
+                        counts.add(self._quarantine_refused(record, pages, error))
+                left -= 1
+            if visits:
+                counts.add(
+                    self._with_retries(lambda: self._write_in_one_transaction([], [], visits))
+                )
+        except Exception as error:
+            if error_kind(error) == "fatal":
+                counts.unwritten += left
+                counts.unwritten_visits += len(visits)
+                return self._refuse_all(error, counts)
+            if error_kind(error) == "transient":
+                counts.unwritten += left
+                counts.unwritten_visits += len(visits)
+                counts.failed_batches += 1
+                return counts
+            raise
         return counts
+
+    def _quarantine_refused(
+        self, record: Record, pages: Mapping[int, FetchedPage], error: BaseException
+    ) -> WriteCounts:
+        """A record the database refuses: into quarantine, its URL a gap the next run retries."""
+        logger.error("NCJ %s could not be stored: %s", record.ncj_number, error)
+        rejection = Rejection("store_error", _first_line(error)[:500])
+        row = self.quarantine_row(record, rejection)
+        row["fetched_page"] = pages.get(record.ncj_number)
+        visit = visit_of(record, "quarantined")
+        visit.ncj_number = None  # the number itself may be what the database refused
+        visit.gap_reason = "store_error"
+        visit.gap_detail = rejection.detail
+        counts = self._with_retries(lambda: self._write_in_one_transaction([], [row], [visit]))
+        counts.refused += 1
+        return counts
+
+    def _refuse_all(self, error: BaseException, counts: WriteCounts) -> WriteCounts:
+        """The database takes no writes: say so once, write nothing more."""
+        if self.fatal is None:
+            self.fatal = f"the database refuses writes: {_first_line(error)}"
+            logger.critical("%s; stopping the crawl (what was written stays)", self.fatal)
+            if self.on_fatal is not None:
+                self.on_fatal(self.fatal)
+        return counts
+
+    def _with_retries(self, write: Callable[[], T]) -> T:
+        """``write``, again after a backoff while it fails transiently, for ``retry_seconds``."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.5
+        while True:
+            try:
+                return write()
+            except Exception as error:
+                if error_kind(error) != "transient" or time.monotonic() + delay > deadline:
+                    raise
+                logger.warning(
+                    "Database write failed (%s); retrying in %.1f s", _first_line(error), delay
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def _write_in_one_transaction(
         self,
@@ -567,26 +754,33 @@ class RecordWriter:
         visits: Sequence[PageVisit] = (),
         pages: Mapping[int, FetchedPage] | None = None,
     ) -> WriteCounts:
-        with (
-            self.engine.connect().execution_options(
-                **{WRITE_TRANSACTION_OPTION: True}
-            ) as connection,
-            connection.begin(),
-        ):
-            counts = write_batch(
-                connection,
-                records,
-                quarantined,
-                now=now_utc(),
-                run_id=self.run_id,
-                counted=self._counted,
-                visits=visits,
-                withdrawal=self.withdrawal,
-                pages=pages,
-                history=self.history,
-                retry=self.retry,
-            )
+        try:
+            with (
+                self.engine.connect().execution_options(
+                    **{WRITE_TRANSACTION_OPTION: True}
+                ) as connection,
+                connection.begin(),
+            ):
+                counts = write_batch(
+                    connection,
+                    records,
+                    quarantined,
+                    now=now_utc(),
+                    run_id=self.run_id,
+                    counted=self._counted,
+                    visits=visits,
+                    withdrawal=self.withdrawal,
+                    pages=pages,
+                    history=self.history,
+                    retry=self.retry,
+                )
+        except BaseException:
+            # Nothing the rolled-back transaction did (a dictionary it trained, lookups it
+            # cached) may be relied on by the next one.
+            self.history.codec.reset()
+            raise
         self._counted |= counts.counted
+        self.last_written = time.monotonic()
         return counts
 
     def close(self) -> WriteCounts:
@@ -600,13 +794,18 @@ class RecordWriter:
                 error = future.exception()  # waits
                 if error is not None:
                     logger.error("A batch could not be written: %s", error)
-                    self.failed_batches += 1
+                    self._raised += 1
                 else:
                     self.counts.add(future.result())
             self._pending = []
         finally:
             self._executor.shutdown(wait=True)
         return self.counts
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def start_run(engine: Engine, spider: str, arguments: dict[str, Any]) -> int:

@@ -2,8 +2,8 @@
 
 0: the crawl ran and passed its checks (harvester/monitoring.py); 1: it could not start (bad
 database, another crawl running); 2: a usage error (Scrapy's own); 3: it ran, but failed a
-check (drift, error rate, robots.txt unavailable, ...): the log's "Check failed:" lines say
-which.
+check (drift, error rate, robots.txt unavailable, records not written, stopped itself or by
+force, ...): the log's "Check failed:" lines say which.
 """
 
 from __future__ import annotations
@@ -31,4 +31,18 @@ class Command(ScrapyCrawl):
 
 
 def failed_checks(crawler: Crawler) -> int:
-    return int(crawler.stats.get_value("harvester/alerts", 0)) if crawler.stats else 0
+    """The number of checks the run failed; a run stopped by force (Scrapy's unclean shutdown
+    skips spider_closed) is finished here and counts as failed whatever it wrote."""
+    from harvester.crawl_session import CrawlRun
+    from harvester.monitoring import OK_FINISH_REASONS
+
+    run = CrawlRun.of(crawler)
+    forced = run is not None and run.run_id is not None and not run.closed
+    if forced:
+        assert run is not None
+        run.close_after_forced_stop()
+    alerts = int(crawler.stats.get_value("harvester/alerts", 0)) if crawler.stats else 0
+    reason = crawler.stats.get_value("finish_reason") if crawler.stats else None
+    if forced or (run is not None and run.closed and reason not in OK_FINISH_REASONS):
+        return max(alerts, 1)
+    return alerts
