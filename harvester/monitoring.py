@@ -159,9 +159,9 @@ def check_run(
     return alerts
 
 
-# Gaps that mean a record page of this run is missing: it got no usable answer, or the
-# database refused its record. (A quarantined record or a page that shows no record has
-# checks of its own: the quarantine and unrecognised rates.)
+# Gaps that mean a record page of this run is missing: it got no usable answer. (A record the
+# database refused is quarantined as store_error, like one that failed validation, and a page
+# that shows no record has a check of its own: the quarantine and unrecognised rates.)
 MISSING_REASONS = (
     "fetch_failed",
     "timeout",
@@ -170,12 +170,11 @@ MISSING_REASONS = (
     "redirect_loop",
     "offsite_redirect",
     "robots_blocked",
-    "store_error",
 )
 
 
 def missing_records(stats: Mapping[str, Any], thresholds: Thresholds) -> list[str]:
-    """A run that leaves record pages unfetched or unstored does not pass: the database is not
+    """A run that leaves record pages unfetched does not pass: the database is not
     complete, whatever the error rate. They are gaps in the ledger, retried first next run."""
     by_reason = {
         reason: int(stats.get(f"harvester/gaps/{reason}", 0))
@@ -187,7 +186,7 @@ def missing_records(stats: Mapping[str, Any], thresholds: Thresholds) -> list[st
         return []
     reasons = ", ".join(f"{count} {reason}" for reason, count in by_reason.items())
     return [
-        f"{missing} record page(s) could not be fetched or stored ({reasons}): the next run "
+        f"{missing} record page(s) could not be fetched ({reasons}): the next run "
         "retries them first; `harvester coverage` lists every gap"
     ]
 

@@ -59,7 +59,7 @@ def test_a_page_that_failed_is_a_gap_and_the_next_run_stores_it(
         assert row.gap_attempts == 1
         run = last_run(engine_for)
         assert run.alerts == [
-            "1 record page(s) could not be fetched or stored (1 fetch_failed): the next run "
+            "1 record page(s) could not be fetched (1 fetch_failed): the next run "
             "retries them first; `harvester coverage` lists every gap"
         ]
 
