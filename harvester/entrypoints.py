@@ -100,6 +100,15 @@ class OffsiteMiddleware(ScrapyOffsiteMiddleware):
     def request_scheduled(self, request: Request, spider: Spider) -> None:
         return None
 
+    def process_request(self, request: Request, spider: Spider | None = None) -> None:
+        # Unlike Scrapy's, dont_filter does not let a request off the run's hosts and ports.
+        assert self.crawler.spider is not None
+        if request.meta.get("allow_offsite") or self.should_follow(request, self.crawler.spider):
+            return
+        self.stats.inc_value("offsite/filtered")
+        parts = urlsplit(request.url)
+        raise IgnoreRequest(f"Filtered offsite request to {parts.netloc!r}")
+
     def should_follow(self, request: Request, spider: Spider) -> bool:
         scope = getattr(spider, "scope", None)
         if not isinstance(scope, Scope):

@@ -142,6 +142,7 @@ class NcjrsSpider(Spider):
         )
         spider.allowed_domains = list(spider.scope.domains)
         crawler.signals.connect(spider.on_idle, signal=signals.spider_idle)
+        crawler.signals.connect(spider.on_dropped, signal=signals.request_dropped)
         spider.trust_index_lastmod = crawler.settings.getbool(
             "HARVESTER_SKIP_UNCHANGED_SITEMAPS", True
         )
@@ -212,6 +213,23 @@ class NcjrsSpider(Spider):
         self.logger.info("Reading the next waiting sitemap: %s", request.url)
         self.crawler.engine.crawl(request)
         raise DontCloseSpider
+
+    def on_dropped(self, request: Request) -> None:
+        """The scheduler refused a request as a duplicate. After a redirect that is a loop
+        (a -> b -> a), and the request's errback is never called: say so here."""
+        if request.meta.get("redirect_urls"):
+            kind, reason = "redirect_loop", "redirect_loop"
+        else:
+            kind, reason = "duplicate", None
+        self._count("harvester/ignored")
+        self._count(f"harvester/ignored/{kind}")
+        first = (request.meta.get("redirect_urls") or [request.url])[0]
+        self.logger.info("Ignored (%s): %s (requested as %s)", kind, request.url, first)
+        if reason is None:
+            return  # the same URL is already asked for: its answer is handled there
+        self._handled(request, failed=True)
+        if entry := request.meta.get("harvester_entry"):
+            self._entry_failed(entry, first, reason, f"redirected back to {request.url}")
 
     def parse_sitemap(self, response: Response) -> Iterator[Request]:
         """A robots.txt (its Sitemap: lines), a sitemap index, or a sitemap of pages."""

@@ -11,6 +11,7 @@ The site (``fault_site``): 20 records, sitemap.xml indexes sitemap-1 .. sitemap-
 from __future__ import annotations
 
 import subprocess
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,14 @@ def test_index_entry_redirect_loop(fault_site: FaultServer, tmp_path: Path) -> N
     fault_site.fault("/loop-a", redirect="/loop-b")
     fault_site.fault("/loop-b", redirect="/loop-a")
     stats = _index_child_fault(fault_site, tmp_path, "redirect_loop")
+    assert stats["harvester/ignored/redirect_loop"] == 1  # /loop-a again: a loop
+
+
+def test_index_entry_redirect_chain_too_long(fault_site: FaultServer, tmp_path: Path) -> None:
+    chain = [FIRST] + [f"/hop-{n}" for n in range(7)]  # REDIRECT_MAX_TIMES is 5
+    for here, there in pairwise(chain):
+        fault_site.fault(here, redirect=there)
+    stats = _index_child_fault(fault_site, tmp_path, "redirect_loop")
     assert stats["harvester/ignored/redirect_limit"] == 1
 
 
@@ -268,7 +277,7 @@ def test_robots_disallows_everything(fault_site: FaultServer, tmp_path: Path) ->
     done = crawl_run(database, fault_site, entry)
     stats = assert_failed(done, database, "robots_blocked")
     assert stored(database) == set()
-    assert stats["harvester/ignored/robots"] == 2  # robots.txt itself, then the index
+    assert stats["harvester/ignored/robots"] == 1  # the index (robots.txt is always allowed)
     assert_heals(database, fault_site, entry)
 
 
@@ -292,7 +301,12 @@ def test_robots_txt_without_sitemaps(fault_site: FaultServer, tmp_path: Path) ->
     assert_heals(database, fault_site, entry)
 
 
-def test_listing_page_fails(fault_site: FaultServer, tmp_path: Path) -> None:
+def test_listing_page_fails(tmp_path: Path) -> None:
+    with fault_server(Site(records=20, seed=3, per_sitemap=6, page_size=8)) as fault_site:
+        _listing_page_fails(fault_site, tmp_path)
+
+
+def _listing_page_fails(fault_site: FaultServer, tmp_path: Path) -> None:
     site = fault_site.site
     listing = "/ncjrs/virtual-library/abstracts"
     fault_site.fault(f"{listing}?page=1", status=404)
@@ -309,7 +323,9 @@ def test_listing_page_fails(fault_site: FaultServer, tmp_path: Path) -> None:
 
 
 def test_nothing_stored_although_pages_were_listed(fault_site: FaultServer, tmp_path: Path) -> None:
-    fault_site.robots("User-agent: *\nDisallow: /ncjrs/virtual-library/abstracts/\n")
+    fault_site.robots(
+        "User-agent: *\nDisallow: /ncjrs/virtual-library/abstracts/\nDisallow: /App/\n"
+    )
     listing = "/ncjrs/virtual-library/abstracts"
     database = db(tmp_path)
     done = scrapy_crawl(database, f"listing={fault_site.url(listing)}", settings=FAST, timeout=120)
@@ -317,7 +333,7 @@ def test_nothing_stored_although_pages_were_listed(fault_site: FaultServer, tmp_
     run = last_run(database)
     assert stored(database) == set()
     listed = run.stats["harvester/listed_record_pages"]
-    assert listed == fault_site.site.options.page_size
+    assert listed == fault_site.site.records  # one listing page lists them all
     assert run.alerts == [
         f"the entry points listed {listed} record page(s) but the run stored none of them "
         "(see harvester/ignored and harvester/errors in crawl_runs.stats)"
