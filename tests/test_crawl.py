@@ -25,6 +25,7 @@ from tests.support import (
     REPO,
     assert_matches_truth,
     crawl,
+    scrapy_crawl,
     stored_content,
 )
 
@@ -246,8 +247,14 @@ def test_a_failing_sitemap_and_record_page_do_not_stop_the_crawl(tmp_path: Path)
     broken = next(t for t in reachable if not t["publication"])
     overrides = {"/sitemaps/sitemap-1.xml": 500, broken["url"]: 500}
     with serve_site(records=60, seed=9, per_sitemap=20, status_overrides=overrides) as site:
-        log = crawl(url, f"sitemap={site.base_url}/sitemap.xml", settings={"RETRY_TIMES": "0"})
+        done = scrapy_crawl(
+            url, f"sitemap={site.base_url}/sitemap.xml", settings={"RETRY_TIMES": "0"}
+        )
+    # The failed sitemap is an entry point that could not be read: the run says so (exit 3).
+    assert done.returncode == 3, done.stderr[-3000:]
+    log = done.stderr
     assert "Giving up on" in log
+    assert "Entry point failed: sitemap" in log
     engine = create_engine_for(url)
     try:
         with Session(engine) as session:
@@ -258,3 +265,8 @@ def test_a_failing_sitemap_and_record_page_do_not_stop_the_crawl(tmp_path: Path)
     assert stored == {t["ncj_number"] for t in reachable} - {broken["ncj_number"]}
     assert run.errors == 2
     assert len(run.stats["harvester/failed_urls"]) == 2
+    assert run.stats["harvester/failed_entry_points"] == [
+        f"sitemap {site.base_url}/sitemaps/sitemap-1.xml: fetch_failed (answered HTTP 500)"
+    ]
+    assert len(run.alerts) == 1
+    assert "sitemap-1.xml" in run.alerts[0]
