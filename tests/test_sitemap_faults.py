@@ -377,3 +377,25 @@ def test_sitemap_entries_stay_on_the_hosts_and_ports(
     assert stats["harvester/refused/offsite"] == 1
     assert stats["harvester/refused/not_http"] == 3
     assert stored(database) == every_record(site) - {truth["ncj_number"]}
+
+
+def test_a_sitemap_listed_twice_does_not_break_the_chain(
+    fault_site: FaultServer, tmp_path: Path
+) -> None:
+    # The second copy is dropped by the scheduler's duplicate filter, so no callback or errback
+    # hands over to the next sitemap: the spider_idle handler does.
+    first = f"<sitemap><loc>{fault_site.url(FIRST)}</loc></sitemap>"
+
+    def listed_thrice(body: bytes) -> bytes:  # first, second and last in the index
+        body = body.replace(b"<sitemap>", f"{first}<sitemap>".encode(), 1)
+        return body.replace(b"</sitemapindex>", f"{first}</sitemapindex>".encode())
+
+    fault_site.fault(INDEX, rewrite=listed_thrice)
+    database = db(tmp_path)
+    done = crawl_run(database, fault_site)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = last_run(database)
+    assert run.alerts == []
+    assert run.stats["harvester/ignored/duplicate"] == 2
+    assert fault_site.requested(FIRST) == 1
+    assert stored(database) == every_record(fault_site.site)
