@@ -215,21 +215,23 @@ class NcjrsSpider(Spider):
         raise DontCloseSpider
 
     def on_dropped(self, request: Request) -> None:
-        """The scheduler refused a request as a duplicate. After a redirect that is a loop
-        (a -> b -> a), and the request's errback is never called: say so here."""
-        if request.meta.get("redirect_urls"):
-            kind, reason = "redirect_loop", "redirect_loop"
-        else:
-            kind, reason = "duplicate", None
+        """The scheduler refused a request as a duplicate; its callback and errback are never
+        called. After redirects back to a URL of its own chain (a -> b -> a) that is a loop: a
+        failure. Otherwise the same page is already asked for, and handled there."""
+        chain = request.meta.get("redirect_urls") or []
+        looped = canonical_url(request.url) in {canonical_url(url) for url in chain}
+        kind = "redirect_loop" if looped else "duplicate"
         self._count("harvester/ignored")
         self._count(f"harvester/ignored/{kind}")
-        first = (request.meta.get("redirect_urls") or [request.url])[0]
+        first = (chain or [request.url])[0]
         self.logger.info("Ignored (%s): %s (requested as %s)", kind, request.url, first)
-        if reason is None:
-            return  # the same URL is already asked for: its answer is handled there
+        if not looped:
+            if chain:  # an alias of a page already asked for: its answer is handled there
+                self._handled(request, failed=False)
+            return
         self._handled(request, failed=True)
         if entry := request.meta.get("harvester_entry"):
-            self._entry_failed(entry, first, reason, f"redirected back to {request.url}")
+            self._entry_failed(entry, first, "redirect_loop", f"redirected back to {request.url}")
 
     def parse_sitemap(self, response: Response) -> Iterator[Request]:
         """A robots.txt (its Sitemap: lines), a sitemap index, or a sitemap of pages."""
