@@ -18,6 +18,14 @@ known records, and every page fetched before goes out as a conditional request.
     -a since=YYYY-MM-DD       re-check the sitemap entries modified since that day
     -a max_requests=N         stop after N requests (harvester/politeness.py)
 
+One bad entry point never ends the crawl: a sitemap, sitemap-index entry or listing page that
+answers an error, is blocked by robots.txt, lies off the hosts and ports the run was pointed at,
+is not http(s), is a decompression bomb or not a sitemap is a failed entry point (logged,
+counted in harvester/entry_points_failed, listed in harvester/failed_entry_points; the run
+fails its checks, harvester/monitoring.py) and the crawl goes on with the rest. A damaged
+sitemap (XML errors, entity declarations) gives the entries before the damage and is read
+again next run. Ignored requests are counted by kind (harvester/ignored/<kind>).
+
 Every record page goes to harvester.parsing.parse_page; the item pipelines then normalize,
 validate, de-duplicate and store what it yields (harvester/pipelines.py). A 304 or a page that
 is not a record yields a PageVisit, which the store keeps as URL state.

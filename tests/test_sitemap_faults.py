@@ -281,6 +281,16 @@ def test_robots_disallows_everything(fault_site: FaultServer, tmp_path: Path) ->
     assert_heals(database, fault_site, entry)
 
 
+def test_robots_txt_500(fault_site: FaultServer, tmp_path: Path) -> None:
+    fault_site.robots("down", status=500)  # RFC 9309: disallow everything
+    database = db(tmp_path)
+    done = crawl_run(database, fault_site)
+    assert_failed(done, database, f"sitemap {fault_site.url(INDEX)}: robots_blocked")
+    assert "robots.txt could not be read (5xx or network error)" in str(last_run(database).alerts)
+    assert stored(database) == set()
+    assert_heals(database, fault_site)
+
+
 def test_robots_txt_404(fault_site: FaultServer, tmp_path: Path) -> None:
     fault_site.robots("not here", status=404)
     database = db(tmp_path)
