@@ -236,34 +236,35 @@ class FaultServer:
             headers=headers,
             base_url=f"http://{host}",
         )
-        entry = [time.monotonic(), handler.command, target, request.path, headers, None]
-        try:
-            fault = self._take_fault(target, request.path)
-            status = self._respond(handler, request, fault)
-            entry[-1] = status
-        finally:
-            with self._lock:
-                self._log.append(LoggedRequest(*entry))  # type: ignore[arg-type]
+        received = time.monotonic()
 
-    def _respond(
-        self, handler: BaseHTTPRequestHandler, request: SiteRequest, fault: Fault | None
-    ) -> int | None:
+        def log(status: int | None) -> None:
+            # Logged before the client can see the answer, so a test that asserts on the log
+            # right after its request never races the handler thread.
+            entry = LoggedRequest(received, handler.command, target, request.path, headers, status)
+            with self._lock:
+                self._log.append(entry)
+
+        fault = self._take_fault(target, request.path)
         if fault is not None and fault.delay and self._stopping.wait(fault.delay):
-            return None
+            log(None)
+            return
         if fault is not None and fault.drop:
+            log(None)
             handler.close_connection = True
             with contextlib.suppress(OSError):
                 handler.connection.shutdown(socket.SHUT_RDWR)
-            return None
-        status, body, headers = self._site_answer(request)
+            return
+        status, body, headers_out = self._site_answer(request)
         if fault is not None:
-            status, body, headers = self._apply(fault, request, status, body, headers)
+            status, body, headers_out = self._apply(fault, request, status, body, headers_out)
+        log(status)
         send = body
         if fault is not None and fault.truncate is not None:
             send = body[: fault.truncate]
             handler.close_connection = True
         handler.send_response(status, _reason(status))
-        for name, value in headers:
+        for name, value in headers_out:
             handler.send_header(name, value)
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
@@ -271,7 +272,6 @@ class FaultServer:
             with contextlib.suppress(OSError):
                 handler.wfile.write(send)
                 handler.wfile.flush()
-        return status
 
     def _apply(
         self,
