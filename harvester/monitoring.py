@@ -9,7 +9,10 @@ thresholds (settings, below) and against the previous healthy runs:
 - record-page URLs whose page the parser does not recognise as a record at all;
 - labels the parser does not know that show up on a large share of pages (a renamed label);
 - field coverage: the share of this run's records that have each field, against the mean of
-  the last healthy runs; a drop beyond the threshold is drift.
+  the last healthy runs; a drop beyond the threshold is drift;
+- entry points (robots.txt, sitemaps, listing pages) that could not be read, were blocked or
+  were damaged (``entry_point_alerts``), and a run that stored nothing although its entry
+  points listed record pages (``nothing_stored_alerts``).
 
 Failed checks are logged as errors, stored in ``crawl_runs.alerts``, and make
 ``scrapy crawl`` / ``harvester crawl`` exit with status 3, so cron and systemd report them.
@@ -105,6 +108,8 @@ def check_run(
         alerts.append(
             "robots.txt could not be read (5xx or network error): its host was not crawled"
         )
+    alerts += entry_point_alerts(stats)
+    alerts += nothing_stored_alerts(figures, stats)
 
     pages = int(stats.get("harvester/record_pages", 0))  # parsed as records
     errors = int(figures.get("errors", 0))
@@ -218,3 +223,42 @@ def check_run_integrity(figures: Mapping[str, Any], stats: Mapping[str, Any]) ->
     if states:
         alerts.append(f"{states} URL states were not written (the database failed)")
     return alerts
+
+
+def entry_point_alerts(stats: Mapping[str, Any]) -> list[str]:
+    """Entry points the run could not read, was refused, or read only in part (the spider's
+    ``harvester/entry_points_failed`` and ``harvester/failed_entry_points``): what they list
+    is missing from this run."""
+    failed = int(stats.get("harvester/entry_points_failed", 0))
+    if not failed:
+        return []
+    listed = [str(entry) for entry in stats.get("harvester/failed_entry_points") or []]
+    shown = "; ".join(listed[:3])
+    if len(listed) > 3:
+        shown += f"; and {failed - 3} more (crawl_runs.stats harvester/failed_entry_points)"
+    return [
+        f"{failed} entry point(s) could not be read, were blocked or are damaged, so the "
+        f"pages they list may be missing (read again by the next run): {shown}"
+    ]
+
+
+def nothing_stored_alerts(figures: Mapping[str, Any], stats: Mapping[str, Any]) -> list[str]:
+    """A run whose sitemaps and listings listed record pages but that stored none of them, nor
+    found them unchanged: blocked, failing or not records after all."""
+    listed = int(stats.get("harvester/listed_record_pages", 0))
+    accounted = sum(
+        int(figures.get(name, 0))
+        for name in (
+            "records_new",
+            "records_updated",
+            "records_unchanged",
+            "pages_not_modified",
+            "pages_skipped",
+        )
+    )
+    if not listed or accounted:
+        return []
+    return [
+        f"the entry points listed {listed} record page(s) but the run stored none of them "
+        "(see harvester/ignored and harvester/errors in crawl_runs.stats)"
+    ]

@@ -57,6 +57,10 @@ DOWNLOADER_MIDDLEWARES = {
     # Scrapy's robots.txt middleware, with RFC 9309's rules for a robots.txt that fails.
     "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
     "harvester.politeness.RobotsTxtMiddleware": 100,
+    # Scrapy's offsite filter, with ports, and one that tells the request's errback
+    # (harvester/entrypoints.py).
+    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
+    "harvester.entrypoints.OffsiteMiddleware": 50,
     "harvester.politeness.RequestBudgetMiddleware": 110,
     # Closer to the downloader than RetryMiddleware (550): the pause is set before the retry.
     "harvester.politeness.HostBackoffMiddleware": 560,

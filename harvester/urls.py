@@ -81,39 +81,3 @@ def canonical_url(url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode(sorted((key.lower(), value) for key, value in pairs))
     return urlunsplit((scheme, netloc, path, query, ""))
-
-
-class Scope:
-    """The hosts AND ports a run was pointed at: stored URLs and sitemap entries elsewhere are
-    not this run's to fetch (a mirror on another port is another site).
-
-    Hosts follow ``allowed_domains`` (sub-domains, and the live site's sister hosts); a default
-    port (80 or 443) matches either default port, since the live site moves between schemes.
-    """
-
-    def __init__(self, urls: list[str]) -> None:
-        self._allowed: set[tuple[str, int | None]] = set()
-        for url in urls:
-            port = _port_key(url)
-            for domain in allowed_domains([url]):
-                self._allowed.add((domain.lower().removeprefix("www."), port))
-
-    def __contains__(self, url: str) -> bool:
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in _DEFAULT_PORTS:
-            return False
-        host = (parts.hostname or "").rstrip(".").lower().removeprefix("www.")
-        port = _port_key(url)
-        return any(
-            port == allowed_port and (host == domain or host.endswith(f".{domain}"))
-            for domain, allowed_port in self._allowed
-        )
-
-
-def _port_key(url: str) -> int | None:
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        return -1  # an unreadable port matches nothing
-    return None if port is None or port == _DEFAULT_PORTS.get(parts.scheme.lower()) else port

@@ -25,13 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from scrapy.exceptions import (
-    DownloadCancelledError,
-    DownloadTimeoutError,
-    IgnoreRequest,
-    ResponseDataLossError,
-)
-from scrapy.spidermiddlewares.httperror import HttpError
 from sqlalchemy import (
     Connection,
     Table,
@@ -46,11 +39,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from twisted.internet import defer
-from twisted.internet.error import TCPTimedOutError, TimeoutError
-from twisted.python.failure import Failure
-from twisted.web._newclient import ResponseFailed
-from twisted.web.http import PotentialDataLoss, _DataLoss
 
 from harvester import models
 from harvester.db import chunks, insert_for
@@ -302,34 +290,6 @@ def write_url_states(
             .values(withdrawn_at=None)
         ).rowcount
     return counts
-
-
-def gap_of_failure(failure: Failure) -> tuple[GapReason | None, str]:
-    """Why a request got no usable answer, as a gap reason, and the error as text.
-
-    None for a request that was only not sent this run (the request budget ran out): nothing
-    failed, and the URL is simply asked for by a later run.
-    """
-    detail = failure.getErrorMessage() or failure.type.__name__
-    if failure.check(HttpError):
-        response = failure.value.response
-        return "fetch_failed", f"HTTP {response.status}" if response is not None else detail
-    if failure.check(DownloadTimeoutError, TimeoutError, TCPTimedOutError, defer.TimeoutError):
-        return "timeout", detail
-    if failure.check(ResponseDataLossError, ResponseFailed, PotentialDataLoss, _DataLoss):
-        return "data_loss", detail
-    if failure.check(DownloadCancelledError) or "max size" in detail:
-        return "too_large", detail
-    if failure.check(IgnoreRequest):
-        lowered = detail.lower()
-        if "redirection" in lowered or "redirect" in lowered:
-            return "redirect_loop", detail
-        if "offsite" in lowered:
-            return "offsite_redirect", detail
-        if "robots.txt" in lowered:
-            return "robots_blocked", detail
-        return None, detail  # the request budget, or a stop: not fetched, not failed
-    return "fetch_failed", detail
 
 
 def _failure_row(url: str, visit: PageVisit, now: datetime) -> dict[str, Any]:

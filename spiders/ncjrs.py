@@ -24,6 +24,14 @@ re-checked in the same run. A request that gets no answer leaves a gap with its 
     -a since=YYYY-MM-DD       re-check the sitemap entries modified since that day
     -a max_requests=N         stop after N requests (harvester/politeness.py)
 
+One bad entry point never ends the crawl: a sitemap, sitemap-index entry or listing page that
+answers an error, is blocked by robots.txt, lies off the hosts and ports the run was pointed at,
+is not http(s), is a decompression bomb or not a sitemap is a failed entry point (logged,
+counted in harvester/entry_points_failed, listed in harvester/failed_entry_points; the run
+fails its checks, harvester/monitoring.py) and the crawl goes on with the rest. A damaged
+sitemap (XML errors, entity declarations) gives the entries before the damage and is read
+again next run. Ignored requests are counted by kind (harvester/ignored/<kind>).
+
 Every record page goes to harvester.parsing.parse_page; the item pipelines then normalize,
 validate, de-duplicate and store what it yields (harvester/pipelines.py). A 304 or a page that
 is not a record yields a PageVisit, which the store keeps as URL state.
@@ -36,37 +44,35 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from scrapy import Request, Spider
+from scrapy import Request, Spider, signals
 from scrapy.crawler import Crawler
-from scrapy.exceptions import IgnoreRequest
+from scrapy.exceptions import DontCloseSpider
 from scrapy.http import Response, TextResponse
 from scrapy.settings import BaseSettings
 from scrapy.spidermiddlewares.httperror import HttpError
-from scrapy.utils.gz import gunzip, gzip_magic_number
-from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
+from scrapy.utils.sitemap import sitemap_urls_from_robots
 from twisted.python.failure import Failure
 
 from harvester.crawl_session import CrawlSession
+from harvester.entrypoints import (
+    Scope,
+    SitemapUnreadable,
+    failure_reason,
+    ignored_kind,
+    read_sitemap,
+)
 from harvester.incremental import RevisitPolicy, parse_lastmod, parse_since, truthy
-from harvester.items import PageVisit, RawRecord
+from harvester.items import GapReason, PageVisit, RawRecord
 from harvester.parsing import http_validators, parse_page
 from harvester.rawpages import fetched_page
 from harvester.store import now_utc
-from harvester.urls import (
-    LIVE_SITE_ROBOTS,
-    Scope,
-    allowed_domains,
-    canonical_url,
-    is_record_url,
-    ncj_url,
-)
+from harvester.urls import LIVE_SITE_ROBOTS, canonical_url, is_record_url, ncj_url
 from harvester.urlstate import (
     KnownPage,
     dropped_from_sitemap,
     due_gaps,
-    gap_of_failure,
     gone_record_urls,
     revalidation_due,
 )
@@ -85,6 +91,8 @@ GAP_PRIORITY = 10
 NAVIGATION_PRIORITY = -10
 REVALIDATION_PRIORITY = -20
 SITEMAP_MAXSIZE = 64 * 1024 * 1024
+# Entry points that failed, listed in the stats (crawl_runs.stats): enough to act on, bounded.
+MAX_LISTED_FAILURES = 100
 
 
 class NcjrsSpider(Spider):
@@ -120,7 +128,7 @@ class NcjrsSpider(Spider):
         self.sitemap_pending: dict[str, int] = {}
         self.sitemaps_to_reread: set[str] = set()
         self.trust_index_lastmod = True
-        self.scope = Scope([])
+        self.scope = Scope((), frozenset())  # set in from_crawler (harvester.entrypoints)
         self.revalidate_period = timedelta(0)
         # Canonical URLs of the record pages requested in this run: each is asked once. Record
         # requests skip Scrapy's duplicate filter, which would silently drop a redirect to a
@@ -156,14 +164,17 @@ class NcjrsSpider(Spider):
         spider = super().from_crawler(crawler, *args, **kwargs)
         template = crawler.settings.get("NCJ_URL_TEMPLATE")
         spider.ncj_urls = [ncj_url(template, number) for number in spider.ncj_numbers]
-        # Stay on the hosts the user pointed us at (and, for the live site, its sister hosts).
-        # Set before the spider opens: the offsite filter reads it then.
-        entry_points = spider.sitemap_urls + spider.listing_urls + spider.record_urls
-        spider.allowed_domains = allowed_domains(entry_points + spider.ncj_urls)
-        spider.scope = Scope(entry_points + spider.ncj_urls)
+        # Stay on the hosts and ports the user pointed us at (and, for the live site, its
+        # sister hosts). Set before the spider opens: the offsite filter reads it then.
         spider.revalidate_period = timedelta(
             days=crawler.settings.getfloat("HARVESTER_REVALIDATE_DAYS", 90.0)
         )
+        spider.scope = Scope.of(
+            spider.sitemap_urls + spider.listing_urls + spider.record_urls + spider.ncj_urls
+        )
+        spider.allowed_domains = list(spider.scope.domains)
+        crawler.signals.connect(spider.on_idle, signal=signals.spider_idle)
+        crawler.signals.connect(spider.on_dropped, signal=signals.request_dropped)
         spider.trust_index_lastmod = crawler.settings.getbool(
             "HARVESTER_SKIP_UNCHANGED_SITEMAPS", True
         )
@@ -181,7 +192,7 @@ class NcjrsSpider(Spider):
             # Asked for by name: always fetched, conditionally.
             yield self._record_request(record_url, known.get(key))
         for listing_url in self.listing_urls:
-            yield Request(listing_url, callback=self.parse_listing, errback=self.on_error)
+            yield self._listing_request(listing_url, priority=0)
         # With JOBDIR, the sitemaps still to read survive a pause (SpiderState keeps `state`).
         state = getattr(self, "state", None)
         if state is not None and "sitemaps_waiting" in state:
@@ -238,7 +249,7 @@ class NcjrsSpider(Spider):
 
     def _not_requested_yet(self, urls: list[str]) -> list[tuple[str, str]]:
         """(URL, canonical URL) of those on this run's hosts and not requested by it yet."""
-        pairs = [(url, canonical_url(url)) for url in urls if url in self.scope]
+        pairs = [(url, canonical_url(url)) for url in urls if self.scope.refusal(url) is None]
         return [(url, key) for url, key in pairs if key not in self.requested]
 
     def _known(self, canonical_urls: list[str]) -> dict[str, KnownPage]:
@@ -253,26 +264,69 @@ class NcjrsSpider(Spider):
         record request in memory before the first record is stored.
         """
         state = getattr(self, "state", None)
-        if not self.sitemaps_waiting:
-            if state is not None:
-                state["sitemaps_waiting"] = []
-            return None
-        sitemap = self.sitemaps_waiting.popleft()
+        request = None
+        while request is None and self.sitemaps_waiting:
+            sitemap = self.sitemaps_waiting.popleft()
+            if refusal := self.scope.refusal(sitemap):
+                self._entry_failed("sitemap", sitemap, refusal, "outside the run's hosts/ports")
+                continue
+            request = Request(
+                sitemap,
+                callback=self.parse_sitemap,
+                errback=self.on_error,
+                priority=NAVIGATION_PRIORITY,
+                # Sitemaps may be far larger than a record page (50,000 URLs, 10+ MB).
+                meta={
+                    "harvester_sitemap": True,
+                    "harvester_entry": "sitemap",
+                    "download_maxsize": SITEMAP_MAXSIZE,
+                },
+            )
         if state is not None:
             state["sitemaps_waiting"] = list(self.sitemaps_waiting)
-        return Request(
-            sitemap,
-            callback=self.parse_sitemap,
-            errback=self.on_error,
-            priority=NAVIGATION_PRIORITY,
-            # Sitemaps may be far larger than a record page (50,000 URLs, 10+ MB).
-            meta={"harvester_sitemap": True, "download_maxsize": SITEMAP_MAXSIZE},
-        )
+        return request
+
+    def on_idle(self) -> None:
+        """Nothing in flight, yet sitemaps wait: the chain broke somewhere (a callback that
+        raised, a request a middleware dropped). Read the next one rather than stop."""
+        request = self._next_sitemap()
+        if request is None or self.crawler.engine is None:
+            return
+        self.logger.info("Reading the next waiting sitemap: %s", request.url)
+        self.crawler.engine.crawl(request)
+        raise DontCloseSpider
+
+    def on_dropped(self, request: Request) -> None:
+        """The scheduler refused a request as a duplicate; its callback and errback are never
+        called. After redirects back to a URL of its own chain (a -> b -> a) that is a loop: a
+        failure. Otherwise the same page is already asked for, and handled there."""
+        chain = request.meta.get("redirect_urls") or []
+        looped = canonical_url(request.url) in {canonical_url(url) for url in chain}
+        kind = "redirect_loop" if looped else "duplicate"
+        self._count("harvester/ignored")
+        self._count(f"harvester/ignored/{kind}")
+        first = (chain or [request.url])[0]
+        self.logger.info("Ignored (%s): %s (requested as %s)", kind, request.url, first)
+        if not looped:
+            if chain:  # an alias of a page already asked for: its answer is handled there
+                self._handled(request, failed=False)
+            return
+        self._handled(request, failed=True)
+        if entry := request.meta.get("harvester_entry"):
+            self._entry_failed(entry, first, "redirect_loop", f"redirected back to {request.url}")
 
     def parse_sitemap(self, response: Response) -> Iterator[Request]:
         """A robots.txt (its Sitemap: lines), a sitemap index, or a sitemap of pages."""
-        entries = self._read_sitemap(response)
         sitemap = (response.meta.get("redirect_urls") or [response.url])[0]
+        try:
+            entries = self._read_sitemap(response, sitemap)
+        except SitemapUnreadable as error:
+            self._entry_failed("sitemap", sitemap, error.reason, error.detail)
+            entries = []
+        except Exception as error:  # one bad sitemap must not end the crawl
+            self.logger.exception("Reading sitemap %s failed", sitemap)
+            self._entry_failed("sitemap", sitemap, "unreadable", repr(error))
+            entries = []
         if (state := getattr(self, "state", None)) is not None:
             state["sitemaps_waiting"] = list(self.sitemaps_waiting)
         # The next sitemap goes out first, so it downloads while this one's entries are looked
@@ -281,29 +335,46 @@ class NcjrsSpider(Spider):
             yield request
         yield from self._sitemap_record_requests(entries, sitemap)
 
-    def _read_sitemap(self, response: Response) -> list[tuple[str, str | None]]:
-        """Queue the sitemaps it lists; return its record pages as (URL, lastmod text)."""
+    def _read_sitemap(self, response: Response, sitemap: str) -> list[tuple[str, str | None]]:
+        """Queue the sitemaps it lists; return its record pages as (URL, lastmod text).
+
+        Raises SitemapUnreadable when nothing could be read. A damaged sitemap (XML errors,
+        entity declarations) gives what was read before the damage and is read again next run.
+        """
         if response.url.endswith("/robots.txt"):
-            self.sitemaps_waiting.extend(
-                sitemap_urls_from_robots(response.body, base_url=response.url)
-            )
+            listed = list(sitemap_urls_from_robots(response.body, base_url=response.url))
+            if not listed:
+                raise SitemapUnreadable("no_sitemaps", "robots.txt lists no Sitemap: line")
+            self.sitemaps_waiting.extend(listed)
             return []
-        body = response.body
-        if gzip_magic_number(response):
-            body = gunzip(body, max_size=SITEMAP_MAXSIZE)
-        try:
-            sitemap = Sitemap(body)
-        except Exception:  # lxml's errors for a page that is not XML at all
-            self.logger.warning("Not a sitemap: %s", response.url)
+        document = read_sitemap(response.body, SITEMAP_MAXSIZE)
+        if document.damage is not None:
+            self._entry_failed(
+                "sitemap",
+                sitemap,
+                document.damage,
+                f"{document.damage_detail}; {len(document.entries)} entries read before it",
+            )
+        if document.kind == "sitemapindex":
+            self._queue_sitemaps(document.entries)
             return []
         entries: list[tuple[str, str | None]] = []
-        for entry in sitemap:
-            location = entry.get("loc", "").strip()
-            if location and (sitemap.type == "sitemapindex" or is_record_url(location)):
-                entries.append((location, entry.get("lastmod")))
-        if sitemap.type == "sitemapindex":
-            self._queue_sitemaps(entries)
-            return []
+        refused: dict[str, list[str]] = {}
+        for location, lastmod in document.entries:
+            if refusal := self.scope.refusal(location):
+                refused.setdefault(refusal, []).append(location)
+            elif is_record_url(location):
+                entries.append((location, lastmod))
+        for refusal, urls in refused.items():
+            self._count(f"harvester/refused/{refusal}", len(urls))
+            self.logger.warning(
+                "Sitemap %s lists %d URL(s) that are %s, not fetched (first: %s)",
+                sitemap,
+                len(urls),
+                "off the run's hosts/ports" if refusal == "offsite" else "not http(s)",
+                urls[0],
+            )
+        self._count("harvester/listed_record_pages", len(entries))
         return entries
 
     def _queue_sitemaps(self, listed: list[tuple[str, str | None]]) -> None:
@@ -349,7 +420,7 @@ class NcjrsSpider(Spider):
             else:
                 skipped += 1
         self._count("harvester/skipped_unchanged", skipped)
-        if entries:
+        if entries and sitemap not in self.sitemaps_to_reread:  # read to the end, undamaged
             yield from self._dropped_requests(sitemap, sitemap_key, keys)
 
     def _dropped_requests(
@@ -439,8 +510,35 @@ class NcjrsSpider(Spider):
         if count and self.crawler.stats is not None:
             self.crawler.stats.inc_value(key, count)
 
+    def _listing_request(self, url: str, priority: int = NAVIGATION_PRIORITY) -> Request:
+        return Request(
+            url,
+            callback=self.parse_listing,
+            errback=self.on_error,
+            priority=priority,
+            meta={"harvester_entry": "listing"},
+        )
+
+    def _entry_failed(self, kind: str, url: str, reason: str, detail: str) -> None:
+        """An entry point (robots.txt, a sitemap, a listing page) could not be read, or only
+        in part: counted, logged, listed in the stats (the run fails its checks, see
+        harvester.monitoring), and a sitemap is read again next run. The crawl goes on."""
+        self._count("harvester/entry_points_failed")
+        self._count(f"harvester/entry_points_failed/{reason}")
+        if self.crawler.stats is not None:
+            failed = self.crawler.stats.get_value("harvester/failed_entry_points") or []
+            if len(failed) < MAX_LISTED_FAILURES:
+                failed.append(f"{kind} {url}: {reason} ({detail})")
+                self.crawler.stats.set_value("harvester/failed_entry_points", failed)
+        if kind == "sitemap":
+            self.sitemaps_to_reread.add(url)
+        self.logger.error(
+            "Entry point failed: %s %s: %s (%s); going on with the rest", kind, url, reason, detail
+        )
+
     def parse_listing(self, response: Response) -> Iterator[Request]:
         if not isinstance(response, TextResponse):
+            self._entry_failed("listing", response.url, "not_html", "the answer is not HTML")
             return
         hrefs = response.xpath("//a/@href").getall()
         records = [
@@ -448,6 +546,18 @@ class NcjrsSpider(Spider):
             for href in dict.fromkeys(response.urljoin(h.strip()) for h in hrefs)
             if is_record_url(href)
         ]
+        refused = [href for href in records if self.scope.refusal(href)]
+        if refused:
+            self._count("harvester/refused/offsite", len(refused))
+            self.logger.warning(
+                "Listing %s links %d record page(s) off the run's hosts/ports, not fetched "
+                "(first: %s)",
+                response.url,
+                len(refused),
+                refused[0],
+            )
+            records = [href for href in records if href not in refused]
+        self._count("harvester/listed_record_pages", len(records))
         keys = [canonical_url(href) for href in records]
         known = self._known(keys)
         new = 0
@@ -465,12 +575,11 @@ class NcjrsSpider(Spider):
             self.logger.info("Listing %s holds only stored records: stop paging", response.url)
             return
         for href in response.xpath(NEXT_PAGE_XPATH).getall()[:1]:
-            yield Request(
-                response.urljoin(href.strip()),
-                callback=self.parse_listing,
-                errback=self.on_error,
-                priority=NAVIGATION_PRIORITY,
-            )
+            next_page = response.urljoin(href.strip())
+            if refusal := self.scope.refusal(next_page):
+                self._entry_failed("listing", next_page, refusal, f"next page of {response.url}")
+            else:
+                yield self._listing_request(next_page)
 
     def parse_record(self, response: Response) -> Iterator[RawRecord | PageVisit]:
         assert self.crawler.stats is not None
@@ -520,21 +629,18 @@ class NcjrsSpider(Spider):
             sitemap_url=meta.get("sitemap_url"),
         )
 
-    def _failed_visit(self, request: Request, failure: Failure) -> PageVisit | None:
-        """The gap a record request that got no answer leaves in the ledger (None: it was only
-        not sent, e.g. the request budget ran out)."""
-        reason, detail = gap_of_failure(failure)
-        if reason is None:
-            return None
+    def _failed_visit(
+        self, request: Request, url: str, reason: str, detail: str, status: int
+    ) -> PageVisit:
+        """The gap a record request that got no answer leaves in the ledger, at the URL as
+        asked for (the one the next run looks up)."""
         self._count(f"harvester/gaps/{reason}")
-        response = getattr(failure.value, "response", None)
         return PageVisit(
-            # The URL as asked for: the one the next run looks up.
-            url=(request.meta.get("redirect_urls") or [request.url])[0],
-            status=response.status if response is not None else 0,
+            url=url,
+            status=status,
             fetched_at=now_utc(),
             kind="failed",
-            gap_reason=reason,
+            gap_reason=cast(GapReason, reason),
             gap_detail=detail,
             sitemap_url=request.meta.get("sitemap_url"),
         )
@@ -544,25 +650,37 @@ class NcjrsSpider(Spider):
         request = getattr(failure, "request", None)
         # Not fetched (an error, robots.txt, the request budget): its sitemap is read again.
         self._handled(request, failed=True)
-        is_record = request is not None and request.callback == self.parse_record
-        if is_record and (visit := self._failed_visit(request, failure)) is not None:
-            yield visit
-        if failure.check(IgnoreRequest) and not failure.check(HttpError):
-            # Not an error: robots.txt said no, or a redirect left the allowed hosts.
-            self.crawler.stats.inc_value("harvester/ignored")
-            return
-        self.crawler.stats.inc_value("harvester/errors")
-        if request is not None and request.callback == self.parse_record:
-            self._count("harvester/record_responses")
         url = request.url if request is not None else "?"
-        failed = self.crawler.stats.get_value("harvester/failed_urls") or []
-        if len(failed) < 100:  # enough to act on, bounded for very bad runs
-            failed.append(f"{url} ({failure.getErrorMessage()})")
-            self.crawler.stats.set_value("harvester/failed_urls", failed)
-        self.logger.warning("Giving up on %s: %s", url, failure.getErrorMessage())
+        message = failure.getErrorMessage()
+        if failure.check(HttpError):
+            message = f"answered HTTP {failure.value.response.status}"
+        entry = request.meta.get("harvester_entry") if request is not None else None
+        if (kind := ignored_kind(failure)) is not None:
+            # Not an error, but never silent: robots.txt said no, a redirect left the run's
+            # hosts or looped, the page was too large, or the request budget is spent.
+            self.crawler.stats.inc_value("harvester/ignored")
+            self.crawler.stats.inc_value(f"harvester/ignored/{kind}")
+            self.logger.info("Ignored (%s): %s: %s", kind, url, message)
+        else:
+            self.crawler.stats.inc_value("harvester/errors")
+            if request is not None and request.callback == self.parse_record:
+                self._count("harvester/record_responses")
+            failed = self.crawler.stats.get_value("harvester/failed_urls") or []
+            if len(failed) < MAX_LISTED_FAILURES:  # enough to act on, bounded for bad runs
+                failed.append(f"{url} ({message})")
+                self.crawler.stats.set_value("harvester/failed_urls", failed)
+            self.logger.warning("Giving up on %s: %s", url, message)
+        reason = failure_reason(failure)  # None: the request budget, the run is stopping
+        if request is not None and reason is not None:
+            first = (request.meta.get("redirect_urls") or [request.url])[0]
+            if entry is not None:
+                self._entry_failed(entry, first, reason, message)
+            elif request.callback == self.parse_record:
+                response = getattr(failure.value, "response", None)
+                status = response.status if response is not None else 0
+                yield self._failed_visit(request, first, reason, message, status)
         # One bad sitemap must not end the crawl: go on with the next.
-        is_sitemap = request is not None and request.meta.get("harvester_sitemap")
-        if is_sitemap and (next_sitemap := self._next_sitemap()):
+        if entry == "sitemap" and (next_sitemap := self._next_sitemap()):
             yield next_sitemap
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Engine, create_engine
@@ -120,3 +121,18 @@ def engine_for(database_url: str) -> Iterator[Engine]:
 
 
 # --- end of the database section --------------------------------------------------------------
+
+
+# --- Fault-injecting server: tests/faultserver.py -----------------------------------------------
+
+if TYPE_CHECKING:
+    from tests.faultserver import FaultServer
+
+
+@pytest.fixture
+def fault_site() -> Iterator[FaultServer]:
+    """A running tests.faultserver.FaultServer over a small site (20 records, 4 sitemaps)."""
+    from tests.faultserver import fault_server
+
+    with fault_server() as server:
+        yield server

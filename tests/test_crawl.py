@@ -252,10 +252,11 @@ def test_a_failing_sitemap_and_record_page_do_not_stop_the_crawl(tmp_path: Path)
         done = scrapy_crawl(
             url, f"sitemap={site.base_url}/sitemap.xml", settings={"RETRY_TIMES": "0"}
         )
-    # The crawl went on, and says what is missing: exit 3 (failed checks).
+    # The failed sitemap (an entry point) and the failed record page: exit 3.
     assert done.returncode == 3, done.stderr[-3000:]
     log = done.stderr
     assert "Giving up on" in log
+    assert "Entry point failed: sitemap" in log
     engine = create_engine_for(url)
     try:
         with Session(engine) as session:
@@ -266,3 +267,8 @@ def test_a_failing_sitemap_and_record_page_do_not_stop_the_crawl(tmp_path: Path)
     assert stored == {t["ncj_number"] for t in reachable} - {broken["ncj_number"]}
     assert run.errors == 2
     assert len(run.stats["harvester/failed_urls"]) == 2
+    assert run.stats["harvester/failed_entry_points"] == [
+        f"sitemap {site.base_url}/sitemaps/sitemap-1.xml: fetch_failed (answered HTTP 500)"
+    ]
+    assert len(run.alerts) == 1
+    assert "sitemap-1.xml" in run.alerts[0]

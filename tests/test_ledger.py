@@ -6,17 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from scrapy import Request
-from scrapy.exceptions import (
-    DownloadCancelledError,
-    DownloadTimeoutError,
-    IgnoreRequest,
-    ResponseDataLossError,
-)
-from scrapy.http import Response
-from scrapy.spidermiddlewares.httperror import HttpError
 from sqlalchemy import Engine, insert
-from twisted.python.failure import Failure
 
 from harvester import models
 from harvester.db import ensure_schema
@@ -26,7 +16,6 @@ from harvester.urlstate import (
     GapRetry,
     dropped_from_sitemap,
     due_gaps,
-    gap_of_failure,
     gone_record_urls,
     known_pages,
     revalidation_due,
@@ -251,34 +240,6 @@ def test_dropped_from_sitemap(engine: Engine) -> None:
     assert rows(engine)[canonical_url(other)].sitemap_url is None
     with engine.connect() as connection:
         assert dropped_from_sitemap(connection, SITEMAP, [canonical_url(CURRENT)]) == []
-
-
-def _failure(error: Exception, url: str = CURRENT) -> Failure:
-    failure = Failure(error)
-    failure.request = Request(url)  # type: ignore[attr-defined]
-    return failure
-
-
-@pytest.mark.parametrize(
-    ("error", "reason"),
-    [
-        (DownloadTimeoutError("Getting x took longer than 30 seconds."), "timeout"),
-        (ResponseDataLossError(), "data_loss"),
-        (DownloadCancelledError("larger than download max size (4194304)"), "too_large"),
-        (IgnoreRequest("max redirections reached"), "redirect_loop"),
-        (IgnoreRequest("Filtered offsite request to 'evil.example'"), "offsite_redirect"),
-        (IgnoreRequest("Forbidden by robots.txt"), "robots_blocked"),
-        (IgnoreRequest("request budget of 10 spent"), None),
-        (ConnectionRefusedError("refused"), "fetch_failed"),
-    ],
-)
-def test_gap_of_failure(error: Exception, reason: str | None) -> None:
-    assert gap_of_failure(_failure(error))[0] == reason
-
-
-def test_gap_of_an_http_error_names_the_status() -> None:
-    response = Response(CURRENT, status=503)
-    assert gap_of_failure(_failure(HttpError(response))) == ("fetch_failed", "HTTP 503")
 
 
 def test_known_pages_reads_the_gap(engine: Engine) -> None:
