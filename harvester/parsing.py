@@ -33,7 +33,7 @@ from harvester.text import BLOCK_TAGS, SKIPPED_TAGS, collapse, element_text, nod
 # Bump whenever the same page would now give another record (a parser, normalize or validate
 # change): records carry the version that derived them, and `harvester reparse` re-derives them
 # from their stored pages, writing a version only where the result changed.
-PARSER_VERSION = 1
+PARSER_VERSION = 2  # 2: WHATWG decoding, mojibake repair, deep pages, swallowed values
 
 # Label text (lower case, no trailing colon, single spaces) -> canonical field name.
 LABELS: dict[str, str] = {
