@@ -449,6 +449,10 @@ def _unknown_labels(
             groups.update(dict.fromkeys(c for c in grandparent if isinstance(c.tag, str)))
     peers = [child for group in groups for child in group if isinstance(child.tag, str)]
     unknown: list[tuple[etree._Element, str | None, str]] = []
+    under_taken: set[etree._Element] = set()
+    if peers:
+        for label in taken:
+            under_taken.update(label.iter())
     for element in dict.fromkeys(peers):
         if element in taken or element.tag in SKIPPED_TAGS:
             continue
@@ -466,13 +470,14 @@ def _unknown_labels(
         text = short_text(element)
         if not (shaped or text.endswith(":")):
             continue
-        if _has_taken_relative(element, taken) or _links(element):
+        if _has_taken_relative(element, taken, under_taken) or _links(element):
             continue
         if _is_value_of_label(element, text, taken, texts):
             continue
         if _in_chrome(element, content, chrome_seen):
             continue
         taken.add(element)
+        under_taken.update(element.iter())
         unknown.append((element, None, text))
     return unknown
 
@@ -618,12 +623,16 @@ def _level_in_value(
     return False
 
 
-def _has_taken_relative(element: etree._Element, taken: set[etree._Element]) -> bool:
-    node = element.getparent()
-    while node is not None:
-        if node in taken:
-            return True
-        node = node.getparent()
+def _has_taken_relative(
+    element: etree._Element, taken: set[etree._Element], under_taken: set[etree._Element]
+) -> bool:
+    """Whether a label is inside ``element`` or ``element`` inside one.
+
+    ``under_taken`` holds every taken element's subtree, so the answer for the ancestors costs
+    one lookup, not a walk up a page nested 2,000 deep for each candidate.
+    """
+    if element.getparent() in under_taken:
+        return True
     return any(child in taken for child in element.iterdescendants())
 
 
