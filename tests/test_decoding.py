@@ -144,7 +144,26 @@ def test_replacement_character_is_never_repaired() -> None:
     assert repaired.problem == "a U+FFFD replacement character (bytes lost in decoding)"
 
 
-@pytest.mark.parametrize("text", [*NAMES.split(), "Smith", "Ça va", "naïve façade", "Š Ž č"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        *NAMES.split(),
+        "Smith",
+        "Ça va",
+        "naïve façade",
+        "Š Ž č",
+        "MÜLLER",
+        "NÚÑEZ",
+        "ÉTUDES ET RÉALITÉS",
+        "© 1999 Crown",
+        "25° C ±5% ½ page €20",
+        "São Tomé and Príncipe",
+        "Øresund Þór Straße",
+        "¿Qué? ¡Hola! «Études»",
+        "Ph.D. – Director … • ™",
+        "Âge",
+    ],
+)
 def test_right_text_is_not_suspicious(text: str) -> None:
     assert not suspicious(text)
 
