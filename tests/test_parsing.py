@@ -351,5 +351,5 @@ def test_a_swallowing_value_element_gives_its_leading_ncj_number_and_date() -> N
     assert isinstance(page, RawRecord)
     assert page.fields["ncj_number"] == ["90107"]
     assert page.fields["date_published"] == ["June 2006"]
-    assert page.fields["authors"] == ["Matthew J. Hickman"]
+    assert page.fields["authors"] == ["Lena K. Ortiz"]
     assert page.fields["length"] == ["8 pages"]
