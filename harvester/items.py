@@ -55,6 +55,11 @@ class RawRecord:
     last_modified: str | None = None  # HTTP date, verbatim
     sitemap_lastmod: datetime | None = None
     sitemap_url: str | None = None  # the sitemap that listed the page (canonical)
+    # How the text was read (harvester.decoding): the charset, each repair made to it, and
+    # what could not be repaired (the page is then quarantined, reason "encoding").
+    encoding: str | None = None
+    text_repairs: list[str] = field(default_factory=list)
+    encoding_problem: str | None = None
     # The page itself, carried to the writer (HARVESTER_STORE_RAW_PAGES) and dropped there.
     fetched_page: FetchedPage | None = field(default=None, repr=False, compare=False)
 
@@ -203,6 +208,8 @@ class Record:
     last_modified: str | None = None
     sitemap_lastmod: datetime | None = None
     sitemap_url: str | None = None
+    # Mojibake or a mislabelled charset repaired while reading the page (RawRecord).
+    text_repairs: list[str] = field(default_factory=list)
     raw: RawRecord | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -215,7 +222,12 @@ class Rejection:
     """Why a page that looks like a record cannot be trusted; stored in quarantine."""
 
     reason: Literal[
-        "missing_ncj_number", "invalid_ncj_number", "missing_title", "shifted_values", "store_error"
+        "missing_ncj_number",
+        "invalid_ncj_number",
+        "missing_title",
+        "shifted_values",
+        "encoding",
+        "store_error",
     ]
     detail: str
 

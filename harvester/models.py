@@ -217,6 +217,9 @@ class Record(Base):
     document_urls: Mapped[list[str]] = mapped_column(json_type(), default=list)
     # Labels the parser does not know yet, verbatim, so that nothing on a page is lost.
     extra_fields: Mapped[dict[str, list[str]]] = mapped_column(json_type(), default=dict)
+    # How the page's text was corrected on the way in (harvester.decoding): a mislabelled
+    # charset overruled, mojibake repaired by ftfy, each "where: before -> after". NULL: none.
+    text_repairs: Mapped[list[str] | None] = mapped_column(json_type())
     layout: Mapped[str] = mapped_column(String(16))
     source_url: Mapped[str] = mapped_column(Text)
 

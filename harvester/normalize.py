@@ -43,7 +43,14 @@ def parse_ncj_number(text: str | None) -> int | None:
     value = _FIND_IN_A_LIBRARY.sub("", collapse(text))
     match = _NCJ.match(value)
     if not match:
-        return None
+        # A value that swallowed the rest of a broken page: its first line, if that is all
+        # an NCJ number and no other line is one.
+        lines = [collapse(line) for line in text.split("\n")]
+        if len(lines) < 2 or any(_NCJ.match(line) for line in lines[1:]):
+            return None
+        match = _NCJ.match(_FIND_IN_A_LIBRARY.sub("", lines[0]))
+        if not match:
+            return None
     number = int(match.group(1).replace(",", ""))
     return _storable(number) or None
 
@@ -207,7 +214,19 @@ _DATE_FORMATS: list[tuple[re.Pattern[str], str]] = [
 
 
 def parse_date(text: str | None) -> PartialDate | None:
-    """A date as precise as shown: 'August 2001' has no day, '1977' no month. None if empty."""
+    """A date as precise as shown: 'August 2001' has no day, '1977' no month. None if empty.
+
+    A value that swallowed the rest of a broken page gives the date of its first line.
+    """
+    date = _parse_date(text)
+    if text and "\n" in text.strip() and date is not None and date.year is None:
+        leading = _parse_date(text.strip().split("\n", 1)[0])
+        if leading is not None and leading.year is not None:
+            return leading
+    return date
+
+
+def _parse_date(text: str | None) -> PartialDate | None:
     shown = collapse(text) if text else ""
     if not shown:
         return None
@@ -272,9 +291,45 @@ _ADDRESS_LINE = re.compile(
     | \b[A-Z]\d[A-Z]\s?\d[A-Z]\d\b               # a Canadian postcode
     | \b[A-Z]{1,2}\d[A-Z\d]?\s+\d[A-Z\d]{2}\b    # a UK postcode
     | ^[A-Z][\w .'-]+,\s*[A-Z]{2}$               # City, ST
+    | ^[A-Z][\w .'-]+,\s*[A-Z]{2}\s+\d{3,4}$      # City, ST and a partial ZIP
+    | ^[A-Z]{1,2}-\d{4,5}\s+[A-Z]                 # a European postcode first: D-6200 Wiesbaden
+    | ^[A-Z][\w .'-]+,\s*[A-Z][\w .'-]+\s+[A-Z]\d[A-Z]$  # City, Province K1A (partial)
     """,
     re.VERBOSE,
 )
+# A city and a UK postal district: "London W1", "Manchester, M13". Organisation words rule it
+# out: "Department K9" is a name.
+_CITY_AND_DISTRICT = re.compile(
+    r"^(?P<city>[A-Z][a-z]+(?:\s[A-Z][a-z]+)?),?\s+[A-Z]{1,2}\d{1,2}[A-Z]?$"
+)
+_ORGANIZATION_WORDS = frozenset(
+    [
+        "department",
+        "dept",
+        "unit",
+        "division",
+        "section",
+        "office",
+        "bureau",
+        "branch",
+        "team",
+        "group",
+        "region",
+        "committee",
+        "center",
+        "centre",
+        "institute",
+        "agency",
+        "council",
+        "board",
+        "service",
+        "services",
+        "police",
+        "court",
+    ]
+)
+# "London, England W1", "Paris, France 75007": a country with a (partial) postal code after it.
+_COUNTRY_AND_CODE = re.compile(r"^(?P<country>[A-Za-z .]+?)\s+[A-Z0-9]{1,4}(?:\s?[A-Z0-9]{1,3})?$")
 
 
 def is_address_line(line: str) -> bool:
@@ -283,7 +338,19 @@ def is_address_line(line: str) -> bool:
     lowered = bare.lower()
     if lowered in _COUNTRIES:
         return True
-    if "," in bare and bare.rsplit(",", 1)[1].strip().lower() in _COUNTRIES:
+    if "," in bare:
+        last = bare.rsplit(",", 1)[1].strip()
+        if last.lower() in _COUNTRIES:
+            return True
+        coded = _COUNTRY_AND_CODE.match(last)
+        if (
+            coded
+            and coded.group("country").lower() in _COUNTRIES
+            and any(c.isdigit() for c in last)
+        ):
+            return True
+    district = _CITY_AND_DISTRICT.match(bare)
+    if district and not _ORGANIZATION_WORDS & set(district.group("city").lower().split()):
         return True
     return bool(_ADDRESS_LINE.search(bare))
 
@@ -372,6 +439,7 @@ def normalize_record(raw: RawRecord) -> Record:
         last_modified=raw.last_modified,
         sitemap_lastmod=raw.sitemap_lastmod,
         sitemap_url=raw.sitemap_url,
+        text_repairs=list(raw.text_repairs),
         raw=raw,
     )
 
@@ -388,6 +456,7 @@ _NOT_CONTENT = (
     "last_modified",
     "sitemap_lastmod",
     "sitemap_url",
+    "text_repairs",
 )
 
 

@@ -26,13 +26,14 @@ from urllib.parse import urljoin
 from lxml import etree
 from scrapy.http import Response, TextResponse
 
+from harvester.decoding import DecodedPage, TextRepair, decode_page, repair_text, suspicious
 from harvester.items import Layout, NonRecordPage, RawRecord
 from harvester.text import BLOCK_TAGS, SKIPPED_TAGS, collapse, element_text, node_text, short_text
 
 # Bump whenever the same page would now give another record (a parser, normalize or validate
 # change): records carry the version that derived them, and `harvester reparse` re-derives them
 # from their stored pages, writing a version only where the result changed.
-PARSER_VERSION = 1
+PARSER_VERSION = 2  # 2: WHATWG decoding, mojibake repair, deep pages, swallowed values
 
 # Label text (lower case, no trailing colon, single spaces) -> canonical field name.
 LABELS: dict[str, str] = {
@@ -118,6 +119,11 @@ RECORD_FIELDS = frozenset(
     {"ncj_number", "abstract", "annotation", "journal", "authors", "date_published", "length"}
 )
 
+# Fields whose value is one short item. Their value never holds another label, so a label after
+# one is never inside its value: when an unclosed tag makes the value element swallow the rest of
+# the page, the labels in it still count and the value is what leads it ("191386").
+ATOMIC_FIELDS = frozenset({"ncj_number", "date_published", "date_created", "length", "page_count"})
+
 # Headings that belong to the site, not to a record.
 _GENERIC_HEADINGS = frozenset(
     {
@@ -157,13 +163,18 @@ def label_key(text: str) -> str:
 def parse_page(response: TextResponse) -> RawRecord | NonRecordPage:
     """Parse one fetched page. Pure: reads the response, changes nothing."""
     request = response.request
+    decoded = response_page(response)
     page = parse_tree(
-        response_tree(response),
+        page_tree(decoded.utf8),
         url=response.url,
         status=response.status,
         redirect_urls=list(request.meta.get("redirect_urls", ())) if request else [],
     )
     if isinstance(page, RawRecord):
+        page.encoding = decoded.encoding
+        if decoded.repair:
+            page.text_repairs.append(decoded.repair)
+        repair_values(page)
         page.etag, page.last_modified = http_validators(response)
         if request is not None:
             page.sitemap_lastmod = request.meta.get("sitemap_lastmod")
@@ -182,14 +193,13 @@ def http_validators(response: Response) -> tuple[str | None, str | None]:
 
 
 def response_tree(response: TextResponse) -> etree._Element:
-    """The page's lxml tree, decoded with the charset the response declares (or Scrapy infers).
+    """The page's lxml tree, decoded as ``decode_page`` says (not as Scrapy guesses)."""
+    return page_tree(response_page(response).utf8)
 
-    UTF-8 bodies, most pages, go to libxml2 as they are; others are decoded by Scrapy first.
-    """
-    body = response.body
-    if response.encoding.replace("-", "").lower() == "utf8" and b"\x00" not in body:
-        return page_tree(body)
-    return page_tree(response.text.replace("\x00", "").encode("utf-8"))
+
+def response_page(response: Response) -> DecodedPage:
+    content_type = response.headers.get(b"Content-Type")
+    return decode_page(response.body, content_type.decode("latin-1") if content_type else None)
 
 
 def page_tree(utf8_html: bytes) -> etree._Element:
@@ -200,13 +210,45 @@ def page_tree(utf8_html: bytes) -> etree._Element:
     """
     parser = getattr(_parsers, "parser", None)
     if parser is None:
+        # huge_tree lifts libxml2's nesting limit from 256 to 2048 elements (a record 255+
+        # deep was dropped) and its 10 MB text-node limit; DOWNLOAD_MAXSIZE bounds the size.
         parser = _parsers.parser = etree.HTMLParser(
-            encoding="utf-8", remove_comments=True, remove_pis=True
+            encoding="utf-8", remove_comments=True, remove_pis=True, huge_tree=True
         )
     root = etree.fromstring(utf8_html, parser=parser)
     if root is None:  # an empty document
         root = etree.fromstring(b"<html><body></body></html>", parser=parser)
     return root
+
+
+def repair_values(raw: RawRecord) -> None:
+    """Repair mojibake in the record's values (``harvester.decoding``), noting each repair.
+
+    A value that cannot be repaired is left as shown and named in ``raw.encoding_problem``:
+    validation quarantines the page. ASCII values, nearly all of them, cost one check each.
+    """
+    if raw.heading and suspicious(raw.heading):
+        fixed = repair_text(raw.heading)
+        raw.heading = _note_repair(raw, "heading", raw.heading, fixed)
+    for values, where in ((raw.fields, raw.labels), (raw.unknown_fields, None)):
+        for name, texts in values.items():
+            for index, text in enumerate(texts):
+                if suspicious(text):
+                    label = (where or {}).get(name, name)
+                    texts[index] = _note_repair(raw, label, text, repair_text(text))
+
+
+def _note_repair(raw: RawRecord, label: str, text: str, fixed: TextRepair) -> str:
+    if fixed.repaired:
+        raw.text_repairs.append(f"{label}: {short(text)} -> {short(fixed.text)}")
+    elif raw.encoding_problem is None:
+        raw.encoding_problem = f"{label}: {short(text)} has {fixed.problem}"
+    return fixed.text
+
+
+def short(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def parse_tree(
@@ -229,10 +271,15 @@ def parse_tree(
     shown: dict[str, str] = {}
     links: dict[str, list[str]] = {}
     unknown: dict[str, list[str]] = {}
-    boundaries = _boundaries([element for element, _, _ in labels] + chrome)
+    label_elements = {element for element, _, _ in labels} | set(chrome)
+    boundaries = _boundaries(list(label_elements))
 
     for element, name, text in labels:
-        value_nodes = list(_value_nodes(element, boundaries))
+        value_nodes = list(
+            _value_nodes(
+                element, boundaries, swallowed=label_elements if name in ATOMIC_FIELDS else None
+            )
+        )
         values = _values(value_nodes)
         label_shown = collapse(text).rstrip(":").rstrip()
         if name is None:
@@ -341,6 +388,7 @@ def _find_labels(
     texts: dict[etree._Element, str] = {}  # field label element -> its text
     label_ancestors: set[etree._Element] = set()
     inside_seen: dict[etree._Element, bool] = {}
+    atomic: set[etree._Element] = set()  # labels of ATOMIC_FIELDS
     for element, key in _label_elements(content):
         while element is not content:  # the outermost element showing just this label
             parent = element.getparent()
@@ -355,11 +403,13 @@ def _find_labels(
         text = element.text.strip() if not len(element) else short_text(element)
         if _is_value_of_label(element, text, taken, texts):
             continue  # "Format: Document": the value "Document" is not a label
-        if _inside_value(element, content, taken, texts, label_ancestors, inside_seen):
+        if _inside_value(element, content, taken, texts, label_ancestors, inside_seen, atomic):
             continue  # "<strong>Note:</strong>" inside an abstract is part of the abstract
         taken.add(element)
         if name is not None:
             texts[element] = text
+            if name in ATOMIC_FIELDS:
+                atomic.add(element)
         node: etree._Element | None = element
         while node is not None and node not in label_ancestors:
             label_ancestors.add(node)
@@ -400,6 +450,10 @@ def _unknown_labels(
             groups.update(dict.fromkeys(c for c in grandparent if isinstance(c.tag, str)))
     peers = [child for group in groups for child in group if isinstance(child.tag, str)]
     unknown: list[tuple[etree._Element, str | None, str]] = []
+    under_taken: set[etree._Element] = set()
+    if peers:
+        for label in taken:
+            under_taken.update(label.iter())
     for element in dict.fromkeys(peers):
         if element in taken or element.tag in SKIPPED_TAGS:
             continue
@@ -417,13 +471,14 @@ def _unknown_labels(
         text = short_text(element)
         if not (shaped or text.endswith(":")):
             continue
-        if _has_taken_relative(element, taken) or _links(element):
+        if _has_taken_relative(element, taken, under_taken) or _links(element):
             continue
         if _is_value_of_label(element, text, taken, texts):
             continue
         if _in_chrome(element, content, chrome_seen):
             continue
         taken.add(element)
+        under_taken.update(element.iter())
         unknown.append((element, None, text))
     return unknown
 
@@ -527,6 +582,7 @@ def _inside_value(
     texts: dict[etree._Element, str],
     label_ancestors: set[etree._Element],
     seen: dict[etree._Element, bool],
+    atomic: set[etree._Element],
 ) -> bool:
     """Whether ``element`` sits inside the value of a label found before it.
 
@@ -542,7 +598,7 @@ def _inside_value(
         if node in seen:
             above = seen[node]
             break
-        path.append((node, _level_in_value(node, taken, texts, label_ancestors)))
+        path.append((node, _level_in_value(node, taken, texts, label_ancestors, atomic)))
         node = node.getparent()
     for node, level in reversed(path):
         above = above or level
@@ -555,24 +611,29 @@ def _level_in_value(
     taken: set[etree._Element],
     texts: dict[etree._Element, str],
     label_ancestors: set[etree._Element],
+    atomic: set[etree._Element],
 ) -> bool:
     sibling = _previous_element(node)
     while sibling is not None:
         if sibling in taken:
             # Page furniture ("Downloads") has no value of its own to be inside.
-            return sibling in texts and _is_value_of(sibling, node, texts)
+            return sibling in texts and sibling not in atomic and _is_value_of(sibling, node, texts)
         if sibling in label_ancestors:
             return False  # a field wrapper before ours: we are not in its value
         sibling = _previous_element(sibling)
     return False
 
 
-def _has_taken_relative(element: etree._Element, taken: set[etree._Element]) -> bool:
-    node = element.getparent()
-    while node is not None:
-        if node in taken:
-            return True
-        node = node.getparent()
+def _has_taken_relative(
+    element: etree._Element, taken: set[etree._Element], under_taken: set[etree._Element]
+) -> bool:
+    """Whether a label is inside ``element`` or ``element`` inside one.
+
+    ``under_taken`` holds every taken element's subtree, so the answer for the ancestors costs
+    one lookup, not a walk up a page nested 2,000 deep for each candidate.
+    """
+    if element.getparent() in under_taken:
+        return True
     return any(child in taken for child in element.iterdescendants())
 
 
@@ -592,27 +653,67 @@ def _boundaries(elements: list[etree._Element]) -> set[etree._Element]:
 
 
 def _value_nodes(
-    label: etree._Element, boundaries: set[etree._Element]
+    label: etree._Element,
+    boundaries: set[etree._Element],
+    *,
+    swallowed: set[etree._Element] | None = None,
 ) -> Iterator[etree._Element | str]:
-    """The label's following siblings (and loose text) up to the next label or a rule."""
+    """The label's following siblings (and loose text) up to the next label or a rule.
+
+    For an atomic field, ``swallowed`` holds the page's labels: a value element that holds
+    later labels (an unclosed tag made it swallow them) gives what leads it, when nothing
+    came before it.
+    """
     heading_level = _heading_level(label)
     tail = (label.tail or "").strip()
     if tail.startswith(":"):  # "<b>Author(s)</b>: Smith": the colon belongs to the label
         tail = tail[1:].strip()
+    found = bool(tail)
     if tail:
         yield tail
     for sibling in label.itersiblings():
         tag = sibling.tag
         if sibling in boundaries or tag == "hr":
+            if swallowed is not None and not found and sibling not in swallowed:
+                yield from _leading_nodes(sibling, boundaries, swallowed)
             return
         if isinstance(tag, str):
             level = _heading_level(sibling)
             if level and (not heading_level or level <= heading_level):
                 return
             if tag not in SKIPPED_TAGS:
+                found = True
                 yield sibling
         if sibling.tail and sibling.tail.strip():
+            found = True
             yield sibling.tail
+
+
+def _leading_nodes(
+    element: etree._Element, boundaries: set[etree._Element], labels: set[etree._Element]
+) -> Iterator[etree._Element | str]:
+    """What an element shows before its first child that holds a label.
+
+    When nothing does, the same inside that child (``<span>2001<div>...``), never a label.
+    """
+    node: etree._Element | None = element
+    while node is not None:
+        found = False
+        inner, node = node, None
+        if inner.text and inner.text.strip():
+            found = True
+            yield inner.text
+        for child in inner:
+            if child in boundaries:
+                if not found and child not in labels:
+                    node = child
+                break
+            if isinstance(child.tag, str) and child.tag not in SKIPPED_TAGS:
+                found = True
+                yield child
+            if child.tail and child.tail.strip():
+                found = True
+                yield child.tail
 
 
 def _heading_level(element: etree._Element) -> int:

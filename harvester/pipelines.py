@@ -27,10 +27,23 @@ logger = logging.getLogger(__name__)
 
 
 class NormalizePipeline:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> NormalizePipeline:
+        return cls(crawler)
+
     def process_item(self, item: Any) -> Any:
-        if isinstance(item, RawRecord):
-            return normalize_record(item)
-        return item
+        if not isinstance(item, RawRecord):
+            return item
+        record = normalize_record(item)
+        if record.text_repairs and item.encoding_problem is None:
+            # A repaired text is stored: say so where runs are looked at (crawl_runs.stats).
+            logger.info("Text repaired at %s: %s", item.final_url, "; ".join(record.text_repairs))
+            if self.crawler.stats:
+                self.crawler.stats.inc_value("harvester/encoding_repaired")
+        return record
 
 
 class ValidatePipeline:

@@ -69,7 +69,7 @@ def fetched_page(response: TextResponse, raw: RawRecord) -> FetchedPage:
         url=response.url,
         status=response.status,
         content_type=content_type.decode("latin-1") if content_type else None,
-        encoding=response.encoding,
+        encoding=raw.encoding or response.encoding,
         fetched_at=raw.fetched_at,
         redirect_urls=list(raw.redirect_urls),
     )
@@ -78,7 +78,9 @@ def fetched_page(response: TextResponse, raw: RawRecord) -> FetchedPage:
 def response_for(page: FetchedPage) -> Response:
     """The response the downloader built for this page: same class, headers, URL, redirects.
 
-    The encoding is the one the crawl decoded the page with, not one guessed again.
+    It carries the encoding the crawl decoded the page with; ``parse_page`` decodes the body
+    again from its bytes and Content-Type (``harvester.decoding``), which gives the same text
+    for the same page, and a corrected text once the decoding itself is corrected.
     """
     headers = Headers({"Content-Type": page.content_type} if page.content_type else {})
     response_class = responsetypes.from_args(headers=headers, url=page.url, body=page.body)

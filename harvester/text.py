@@ -100,13 +100,22 @@ def collapse(text: str) -> str:
     return " ".join(clean(line).split())
 
 
-def _walk(node: etree._Element, out: list[str | int], with_tail: bool = True) -> None:
+# Nesting below which _walk recurses; a deeper subtree (a hostile or broken page: libxml2 keeps
+# up to 2048 levels with huge_tree) is walked with an explicit stack instead.
+_RECURSION_DEPTH = 100
+
+
+def _walk(
+    node: etree._Element, out: list[str | int], with_tail: bool = True, depth: int = 0
+) -> None:
     tag = node.tag
     if isinstance(tag, str):
         if tag in SKIPPED_TAGS:
             pass
         elif tag == "br":
             out.append(_BR)
+        elif depth >= _RECURSION_DEPTH:
+            _walk_deep(node, out)
         else:
             brk = _PARAGRAPH if tag in PARAGRAPH_TAGS else _LINE if tag in LINE_TAGS else 0
             if brk:
@@ -114,11 +123,38 @@ def _walk(node: etree._Element, out: list[str | int], with_tail: bool = True) ->
             if node.text:
                 out.append(node.text)
             for child in node:
-                _walk(child, out)
+                _walk(child, out, True, depth + 1)
             if brk:
                 out.append(brk)
     if with_tail and node.tail:
         out.append(node.tail)
+
+
+def _walk_deep(top: etree._Element, out: list[str | int]) -> None:
+    """_walk of ``top`` (without its tail), iteratively."""
+    # Entries: an element to open, or a token (text or break) to emit when reached.
+    stack: list[etree._Element | str | int] = [top]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, etree._Element):
+            out.append(item)
+            continue
+        tag = item.tag
+        closing: list[str | int] = [item.tail] if item.tail and item is not top else []
+        if isinstance(tag, str) and tag not in SKIPPED_TAGS:
+            if tag == "br":
+                out.append(_BR)
+            else:
+                brk = _PARAGRAPH if tag in PARAGRAPH_TAGS else _LINE if tag in LINE_TAGS else 0
+                if brk:
+                    out.append(brk)
+                    closing.insert(0, brk)
+                if item.text:
+                    out.append(item.text)
+                stack.extend(reversed(closing))
+                stack.extend(reversed(list(item)))
+                continue
+        stack.extend(reversed(closing))
 
 
 def _render(tokens: Iterable[str | int]) -> str:

@@ -24,6 +24,9 @@ def _quote(text: str, limit: int = 80) -> str:
 
 def validate(record: Record) -> Rejection | None:
     raw = record.raw
+    if raw is not None and raw.encoding_problem:
+        # Wrong text under a right NCJ number would be stored as if it were right.
+        return Rejection("encoding", raw.encoding_problem)
     ncj_text = raw.joined("ncj_number", " ") if raw else None
     if record.ncj_number is None:
         if not ncj_text:

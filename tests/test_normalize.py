@@ -241,6 +241,18 @@ def test_parse_length(text: str | None, expected: int | None) -> None:
         ("United States of America", True),
         ("Ottawa, Ontario K1A 0P8", True),
         ("P.O. Box 6000", True),
+        # Legacy lists: a city with a country and a partial postcode, or a partial code alone.
+        ("London, England W1", True),
+        ("London W1", True),
+        ("Manchester, M13", True),
+        ("Paris, France 75007", True),
+        ("Washington, DC 2053", True),
+        ("Ottawa, Ontario K1A", True),
+        ("D-6200 Wiesbaden", True),
+        ("Department K9", False),
+        ("Unit B12", False),
+        ("Home Office Research Unit", False),
+        ("US Dept of Justice, Bureau of Justice Statistics", False),
         ("National Institute of Justice (NIJ)", False),
         ("Oxford University Press, Inc", False),
         ("21st Century Research Foundation", False),
@@ -270,11 +282,42 @@ def test_is_address_line(line: str, expected: bool) -> None:
             ["National Ctr for Juvenile Justice"],
         ),
         (["Home Office\nLondon, NW3 1Q4, England"], ["Home Office"]),
+        (
+            ["Home Office Research Unit\nLondon, England W1\nPolice Foundation\nLondon W1"],
+            ["Home Office Research Unit", "Police Foundation"],
+        ),
+        (["Ministère de la Justice\nOttawa, Ontario K1A"], ["Ministère de la Justice"]),
         (["NIJ", "NIJ"], ["NIJ"]),
     ],
 )
 def test_organization_names(values: list[str], expected: list[str]) -> None:
     assert organization_names(values) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("191386\nJournal\nGlobal Issues Volume: 6", 191386),  # a value that swallowed the rest
+        ("NCJ 191386 Find in a Library\nTitle\nX", 191386),
+        ("191386\n191387", None),  # two numbers: which one is not for us to guess
+        ("Journal\n191386", None),  # the number does not lead
+    ],
+)
+def test_parse_ncj_number_takes_an_unambiguous_leading_line(
+    text: str, expected: int | None
+) -> None:
+    assert parse_ncj_number(text) == expected
+
+
+def test_parse_date_takes_the_leading_line_of_a_swallowing_value() -> None:
+    assert parse_date("June 2006\nLength\n8 pages") == PartialDate(
+        text="June 2006", year=2006, month=6, precision="month"
+    )
+    # One date over two lines is still read whole.
+    assert parse_date("Summer\n1977") == PartialDate(
+        text="Summer 1977", year=1977, precision="season"
+    )
+    assert parse_date("Length\nJune 2006") == PartialDate(text="Length June 2006")
 
 
 def test_split_list_keeps_order_and_drops_repeats() -> None:

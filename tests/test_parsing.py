@@ -231,3 +231,125 @@ def test_fields_in_an_article_header_are_read_but_page_headers_are_furniture() -
     assert isinstance(page, RawRecord)
     assert page.fields == {"ncj_number": ["42"], "annotation": ["Short."]}
     assert page.heading == "Record"
+
+
+@pytest.mark.parametrize(
+    ("name", "encoding", "repairs", "problem"),
+    [
+        ("undeclared_cp1252_90101", "cp1252", [], None),
+        (
+            "header_latin1_body_utf8_90102",
+            "utf-8",
+            ["declared cp1252 (header), but the body is valid UTF-8"],
+            None,
+        ),
+        (
+            "header_utf8_body_latin1_90103",
+            "cp1252",
+            ["declared utf-8 (header), but no byte of the body is UTF-8: read as windows-1252"],
+            None,
+        ),
+        (
+            "mixed_bytes_90104",
+            "utf-8",
+            [],
+            "Author(s): 'S\ufffdren M\ufffdller' has a U+FFFD replacement character (bytes lost in"
+            " decoding)",
+        ),
+        (
+            "mojibake_source_90105",
+            "utf-8",
+            [
+                "heading: 'Victim Services in SÃ£o Paulo' -> 'Victim Services in São Paulo'",
+                "Author(s): 'JoÃ£o GonÃ§alves; MarÃ\\xada NÃºÃ±ez' -> "
+                "'João Gonçalves; María Núñez'",
+                "Abstract: 'A study of victim services in SÃ£o Paulo, Brazil.' -> "
+                "'A study of victim services in São Paulo, Brazil.'",
+            ],
+            None,
+        ),
+        ("current_191386", "utf-8", [], None),
+        ("legacy_cp1252_90001", "cp1252", [], None),
+    ],
+)
+def test_how_the_text_was_read_is_recorded(
+    name: str, encoding: str, repairs: list[str], problem: str | None
+) -> None:
+    page = parse_page(response_from_file(name))
+    assert isinstance(page, RawRecord)
+    assert (page.encoding, page.text_repairs, page.encoding_problem) == (encoding, repairs, problem)
+
+
+def test_reparsing_a_stored_page_reads_it_as_the_crawl_did() -> None:
+    from harvester.rawpages import fetched_page, response_for
+
+    response = response_from_file("header_latin1_body_utf8_90102")
+    first = parse_page(response)
+    assert isinstance(first, RawRecord)
+    stored = fetched_page(response, first)
+    assert stored.encoding == "utf-8"
+    again = parse_page(response_for(stored))
+    assert isinstance(again, RawRecord)
+    assert again.fields == first.fields
+    assert again.text_repairs == first.text_repairs
+
+
+def _nested_record(depth: int) -> bytes:
+    return (
+        b"<html><body>"
+        + b"<div>" * depth
+        + b"<dl><dt>NCJ Number</dt><dd>90106</dd><dt>Title</dt><dd>Deep</dd>"
+        + b"<dt>Author(s)</dt><dd>Ann Smith</dd></dl>"
+        + b"</div>" * depth
+        + b"</body></html>"
+    )
+
+
+@pytest.mark.parametrize("depth", [300, 1000, 2040])
+def test_deeply_nested_record_parses(depth: int) -> None:
+    from scrapy.http import HtmlResponse
+
+    response = HtmlResponse(
+        url="https://www.ojp.gov/x", body=_nested_record(depth), headers={}, encoding="utf-8"
+    )
+    page = parse_page(response)
+    assert isinstance(page, RawRecord)
+    assert page.fields == {"ncj_number": ["90106"], "title": ["Deep"], "authors": ["Ann Smith"]}
+
+
+def test_nesting_beyond_libxml2s_bound_is_not_a_record() -> None:
+    """The bound that keeps a hostile page cheap: libxml2 stops at 2,048 levels (huge_tree)."""
+    from scrapy.http import HtmlResponse
+
+    response = HtmlResponse(
+        url="https://www.ojp.gov/x", body=_nested_record(100_000), headers={}, encoding="utf-8"
+    )
+    assert parse_page(response) == NonRecordPage(
+        url="https://www.ojp.gov/x", reason="no_record_fields"
+    )
+
+
+def test_a_note_inside_an_abstract_is_still_part_of_it() -> None:
+    """Only atomic values stop at a label inside them; an abstract keeps its own 'Note:'."""
+    from scrapy.http import HtmlResponse
+
+    html = (
+        "<html><body><table>"
+        "<tr><td><b>NCJ Number:</b></td><td>1</td></tr>"
+        "<tr><td><b>Title:</b></td><td>T</td></tr>"
+        "<tr><td><b>Abstract:</b></td><td>Body.<p><strong>Note:</strong> see also.</p></td></tr>"
+        "</table></body></html>"
+    )
+    page = parse_page(HtmlResponse(url="https://x/1", body=html.encode(), encoding="utf-8"))
+    assert isinstance(page, RawRecord)
+    assert page.fields["abstract"] == ["Body.\n\nNote: see also."]
+    assert "note" not in page.fields
+
+
+def test_a_swallowing_value_element_gives_its_leading_ncj_number_and_date() -> None:
+    page = parse_page(response_from_file("swallowed_90107"))
+    assert isinstance(page, RawRecord)
+    assert page.fields["ncj_number"] == ["90107"]
+    assert page.fields["date_published"] == ["June 2006"]
+    assert page.fields["authors"] == ["Lena K. Ortiz"]
+    assert page.fields["length"] == ["8 pages"]

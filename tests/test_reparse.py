@@ -232,4 +232,6 @@ def test_the_reparse_command_reports_what_it_did(
     assert "1 stored pages, 0 new / 0 updated / 1 unchanged, 0 versions" in result.output
     result = CliRunner().invoke(main, ["history", "78126"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("version 1  2026-01-01 00:00:00  run None  parser 1  https://")
+    assert result.output.startswith(
+        f"version 1  2026-01-01 00:00:00  run None  parser {PARSER_VERSION}  https://"
+    )

@@ -55,7 +55,11 @@ def test_a_page_that_failed_is_a_gap_and_the_next_run_stores_it(
         assert first.returncode == 3, first.stderr[-3000:]
         assert failing["ncj_number"] not in stored(engine_for)
         row = url_row(engine_for, failing["url"])
-        assert (row.kind, row.gap_reason, row.gap_detail) == ("failed", "fetch_failed", "answered HTTP 503")
+        assert (row.kind, row.gap_reason, row.gap_detail) == (
+            "failed",
+            "fetch_failed",
+            "answered HTTP 503",
+        )
         assert row.gap_attempts == 1
         run = last_run(engine_for)
         assert run.alerts == [

@@ -5,7 +5,9 @@ from __future__ import annotations
 import lxml.html
 import pytest
 
+from harvester.parsing import page_tree
 from harvester.text import clean, collapse, element_text
+from tests.support import PAGES, page_names
 
 
 def text_of(html: str) -> str:
@@ -43,3 +45,29 @@ def test_clean_removes_nul_and_lone_surrogates() -> None:
 
 def test_collapse() -> None:
     assert collapse("  a \n\t b\u00a0 ") == "a b"
+
+
+def _tokens_both_ways(element) -> tuple[list, list]:  # type: ignore[no-untyped-def]
+    from harvester.text import _walk, _walk_deep
+
+    recursive: list[str | int] = []
+    _walk(element, recursive, with_tail=False)
+    iterative: list[str | int] = []
+    _walk_deep(element, iterative)
+    return recursive, iterative
+
+
+@pytest.mark.parametrize("name", page_names())
+def test_deep_walk_renders_exactly_as_the_recursive_walk(name: str) -> None:
+    root = page_tree((PAGES / f"{name}.html").read_bytes())
+    for element in root.iter():
+        if isinstance(element.tag, str):
+            recursive, iterative = _tokens_both_ways(element)
+            assert iterative == recursive
+
+
+def test_text_nested_deeper_than_python_recursion() -> None:
+    depth = 1000  # 2,000 elements: deeper than Python's recursion limit, within libxml2's 2,048
+    html = "<div>" + "<div><span>" * depth + "deep" + "</span></div>" * depth + "</div>"
+    root = page_tree(html.encode())
+    assert element_text(root.find(".//body/div")) == "deep"

@@ -81,3 +81,19 @@ def test_values_under_the_wrong_labels_are_not_stored(fields: dict[str, str]) ->
 )
 def test_odd_but_plausible_values_pass(fields: dict[str, str]) -> None:
     assert check(raw(ncj_number="1", **fields)) is None
+
+
+def test_text_that_could_not_be_repaired_is_quarantined_as_encoding() -> None:
+    record = raw(ncj_number="90104", authors="S\ufffdren M\ufffdller")
+    record.encoding_problem = "Author(s): 'S\ufffdren M\ufffdller' has a U+FFFD"
+    assert check(record) == Rejection(
+        "encoding", "Author(s): 'S\ufffdren M\ufffdller' has a U+FFFD"
+    )
+
+
+def test_a_repaired_record_passes_and_carries_its_repairs() -> None:
+    record = raw(ncj_number="90105", authors="María Núñez")
+    record.text_repairs = ["Author(s): 'MarÃ\xada NÃºÃ±ez' -> 'María Núñez'"]
+    normalized = normalize_record(record)
+    assert validate(normalized) is None
+    assert normalized.text_repairs == ["Author(s): 'MarÃ\xada NÃºÃ±ez' -> 'María Núñez'"]
