@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 from twisted.internet.task import LoopingCall
 
 from harvester.config import database_url
+from harvester.coverage import still_missing
 from harvester.db import DatabaseUnavailable, SchemaError, create_engine_for, ensure_schema
 from harvester.items import FetchedPage, PageVisit, Record, Rejection
 from harvester.monitoring import (
@@ -379,7 +380,7 @@ class CrawlRun:
         logger.info(
             "Crawl run %s %s: %d pages, %d new / %d updated / %d unchanged, "
             "%d not modified (304), %d skipped (sitemap lastmod), "
-            "%d quarantined, %d errors, %d failed checks, %.1f s",
+            "%d quarantined, %d errors, %d failed checks, %.1f s; %s",
             self.run_id,
             reason,
             figures["pages_fetched"],
@@ -392,6 +393,7 @@ class CrawlRun:
             figures["errors"],
             len(figures["alerts"]),
             time.monotonic() - self.started,
+            figures.get("missing", "what is missing is unknown (the database could not be read)"),
         )
         return figures
 
@@ -441,6 +443,9 @@ class CrawlRun:
             if self.run_id is not None:
                 finish_run(self.engine, self.run_id, figures)
             self._save_sitemaps()
+            with self.engine.connect() as connection:
+                # What the whole database still lacks, and why: the summary line's last words.
+                figures["missing"] = still_missing(connection)
         except Exception as error:
             logger.error(
                 "Run %s could not be recorded as finished (%s): the next crawl marks it "
