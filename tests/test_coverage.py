@@ -72,10 +72,18 @@ def url_row(url: str, **values: Any) -> dict[str, Any]:
     return row
 
 
+LEDGER_RECORDS = frozenset(
+    (13629, 25901, 70780, 75395, 78126, 82197, 90001, 107134, 121277, 191386, 192383, 206598)
+) | {210296, 211931, 213071, 229379, 255621}
+
+
 @pytest.fixture
 def ledger(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Engine:
     ensure_schema(engine, auto_migrate=True)
-    records = sorted(fixture_records(), key=lambda r: r.ncj_number)
+    # The fixture pages this ledger was built on (later fixtures, e.g. charset faults, add more).
+    records = sorted(
+        (r for r in fixture_records() if r.ncj_number in LEDGER_RECORDS), key=lambda r: r.ncj_number
+    )
     assert len(records) == 17
     store_records(engine, records, now=ago(timedelta(days=500)))
     numbers = [r.ncj_number for r in records]
