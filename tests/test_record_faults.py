@@ -132,3 +132,41 @@ def _without(body: bytes, url: str) -> bytes:
     start = text.index(f"<url><loc>{url}</loc>")
     end = text.index("</url>", start) + len("</url>")
     return (text[:start] + text[end:]).encode("utf-8")
+
+
+def test_an_alias_listed_beside_its_target_gets_state_and_costs_no_body(
+    fault_site: FaultServer, tmp_path: Path
+) -> None:
+    """A legacy URL that redirects to a page the same run asks for (a legacy sitemap beside
+    the current one) was dropped by Scrapy's duplicate filter, so it never got URL state and
+    came back whole on every run. Now it is answered, and a re-check costs a redirect and a
+    304."""
+    database = f"sqlite:///{tmp_path / 'alias.sqlite'}"
+    generated = fault_site.site
+    index = next(i for i in range(generated.records) if generated.paths(i)["current"])
+    paths = generated.paths(index)
+    alias, target = paths["legacy"], paths["current"]
+    assert alias is not None and target is not None
+
+    def listing_both(body: bytes) -> bytes:
+        entry = f"<url><loc>{fault_site.url(alias)}</loc></url>"
+        return body.replace(b"</urlset>", entry.encode() + b"</urlset>")
+
+    sitemaps = [r.path for r in _requests_after(fault_site, database)]
+    first_sitemap = next(path for path in sitemaps if target in _body(fault_site, path))
+    fault_site.fault(first_sitemap, rewrite=listing_both)
+    fault_site.clear_requests()
+    sitemap = f"sitemap={fault_site.url('/sitemap.xml')}"
+    done = crawl_run(database, fault_site, sitemap, "full=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert gap(database, fault_site.url(alias)) == (None, 0)  # it has URL state now
+    fault_site.clear_requests()
+    assert crawl_run(database, fault_site, sitemap, "full=1").returncode == 0
+    answers = [(r.target, r.status) for r in fault_site.requests if r.target in (alias, target)]
+    assert sorted(answers) == sorted([(alias, 301), (target, 304), (target, 304)])
+
+
+def _requests_after(site: FaultServer, database: str) -> list[Any]:
+    """The sitemaps a first, plain crawl read."""
+    assert crawl_run(database, site).returncode == 0
+    return [r for r in site.requests if r.path.startswith("/sitemaps/")]
