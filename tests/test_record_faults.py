@@ -146,7 +146,8 @@ def test_an_alias_listed_beside_its_target_gets_state_and_costs_no_body(
     index = next(i for i in range(generated.records) if generated.paths(i)["current"])
     paths = generated.paths(index)
     alias, target = paths["legacy"], paths["current"]
-    assert alias is not None and target is not None
+    assert alias is not None
+    assert target is not None
 
     def listing_both(body: bytes) -> bytes:
         entry = f"<url><loc>{fault_site.url(alias)}</loc></url>"
