@@ -90,19 +90,21 @@ PageKind = Literal[
     "gone",
     "failed",
 ]
-# Why a record URL has no stored record (yet): record_urls.gap_reason, see models.GAP_REASONS.
+# Why a record URL has no stored record (yet): record_urls.gap_reason (models.GAP_REASONS).
 GapReason = Literal[
-    "fetch_failed",
+    "fetch_failed",  # HTTP errors (5xx, 4xx other than 404/410) after Scrapy's retries
     "timeout",
-    "data_loss",
-    "too_large",
-    "redirect_loop",
-    "offsite_redirect",
+    "data_loss",  # the connection closed before the whole body came
+    "too_large",  # DOWNLOAD_MAXSIZE
+    "redirect_loop",  # or more redirects than REDIRECT_MAX_TIMES
+    "offsite_redirect",  # redirected off the hosts the run was pointed at
     "robots_blocked",
-    "not_a_record",
-    "store_error",
-    "quarantined",
+    "not_a_record",  # a record URL answered a page with no record (empty, captcha, outage)
+    "store_error",  # the database refused the record (its quarantine row says why)
+    "quarantined",  # the record failed validation (its quarantine row says why)
 ]
+# The reasons that are verdicts on a page that was fetched, not failures to fetch it.
+PAGE_VERDICTS = ("not_a_record", "store_error", "quarantined")
 
 
 @dataclass(slots=True)

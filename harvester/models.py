@@ -37,7 +37,7 @@ Every timestamp is UTC. ``UTCDateTime`` stores it timezone-aware where the datab
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import (
     JSON,
@@ -57,6 +57,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeEngine
+
+from harvester.items import GapReason
 
 # Deterministic constraint names: Alembic can only drop or alter a constraint it can name,
 # and SQLite batch migrations recreate tables by name.
@@ -396,18 +398,7 @@ PAGE_KINDS = (
 )
 
 # Why the record at a URL is not stored (yet): record_urls.gap_reason (harvester.urlstate).
-GAP_REASONS = (
-    "fetch_failed",  # HTTP errors (5xx, 4xx other than 404/410) after Scrapy's retries
-    "timeout",
-    "data_loss",  # the connection closed before the whole body came
-    "too_large",  # DOWNLOAD_MAXSIZE
-    "redirect_loop",  # or more redirects than REDIRECT_MAX_TIMES
-    "offsite_redirect",  # redirected off the hosts the run was pointed at
-    "robots_blocked",
-    "not_a_record",  # a record URL answered a page with no record (empty, captcha, outage)
-    "store_error",  # the database refused the record (its quarantine row says why)
-    "quarantined",  # the record failed validation (its quarantine row says why)
-)
+GAP_REASONS: tuple[str, ...] = get_args(GapReason)
 
 
 class RecordUrl(Base):

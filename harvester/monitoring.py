@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
-from harvester.items import Record
+from harvester.items import PAGE_VERDICTS, GapReason, Record
 
 # Field -> whether a record has it. The fields users rely on, and the ones a renamed label
 # would silently empty.
@@ -167,15 +167,7 @@ def check_run(
 # Gaps that mean a record page of this run is missing: it got no usable answer. (A record the
 # database refused is quarantined as store_error, like one that failed validation, and a page
 # that shows no record has a check of its own: the quarantine and unrecognised rates.)
-MISSING_REASONS = (
-    "fetch_failed",
-    "timeout",
-    "data_loss",
-    "too_large",
-    "redirect_loop",
-    "offsite_redirect",
-    "robots_blocked",
-)
+MISSING_REASONS = tuple(r for r in get_args(GapReason) if r not in PAGE_VERDICTS)
 
 
 def missing_records(stats: Mapping[str, Any], thresholds: Thresholds) -> list[str]:
