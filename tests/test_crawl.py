@@ -270,5 +270,6 @@ def test_a_failing_sitemap_and_record_page_do_not_stop_the_crawl(tmp_path: Path)
     assert run.stats["harvester/failed_entry_points"] == [
         f"sitemap {site.base_url}/sitemaps/sitemap-1.xml: fetch_failed (answered HTTP 500)"
     ]
-    assert len(run.alerts) == 1
+    assert len(run.alerts) == 2
     assert "sitemap-1.xml" in run.alerts[0]
+    assert run.alerts[1].startswith("1 record page(s) could not be fetched (1 fetch_failed)")

@@ -346,7 +346,9 @@ def test_nothing_stored_although_pages_were_listed(fault_site: FaultServer, tmp_
     assert listed == fault_site.site.records  # one listing page lists them all
     assert run.alerts == [
         f"the entry points listed {listed} record page(s) but the run stored none of them "
-        "(see harvester/ignored and harvester/errors in crawl_runs.stats)"
+        "(see harvester/ignored and harvester/errors in crawl_runs.stats)",
+        f"{listed} record page(s) could not be fetched ({listed} robots_blocked): the next run "
+        "retries them first; `harvester coverage` lists every gap",
     ]
     assert run.stats["harvester/ignored/robots"] == listed
     assert done.stderr.count("Ignored (robots)") == listed
