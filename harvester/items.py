@@ -87,8 +87,8 @@ PageKind = Literal[
     "no_record_fields",
     "several_records",
     "not_html",
-    "gone",
-    "failed",
+    "gone",  # 404 or 410
+    "failed",  # never answered (errors, timeouts, robots.txt): see record_urls.gap_reason
 ]
 # Why a record URL has no stored record (yet): record_urls.gap_reason (models.GAP_REASONS).
 GapReason = Literal[

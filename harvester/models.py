@@ -58,7 +58,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeEngine
 
-from harvester.items import GapReason
+from harvester.items import GapReason, PageKind
 
 # Deterministic constraint names: Alembic can only drop or alter a constraint it can name,
 # and SQLite batch migrations recreate tables by name.
@@ -386,16 +386,7 @@ class Quarantine(Base):
         return f"Quarantine(id={self.id!r}, url={self.url!r}, reason={self.reason!r})"
 
 
-PAGE_KINDS = (
-    "record",
-    "quarantined",
-    "soft_404",
-    "no_record_fields",
-    "several_records",
-    "not_html",
-    "gone",  # 404 or 410
-    "failed",  # never answered (errors, timeouts, robots.txt): see record_urls.gap_reason
-)
+PAGE_KINDS: tuple[str, ...] = get_args(PageKind)
 
 # Why the record at a URL is not stored (yet): record_urls.gap_reason (harvester.urlstate).
 GAP_REASONS: tuple[str, ...] = get_args(GapReason)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +279,21 @@ def store_records(engine: Any, records: list[Any], now: Any = None) -> None:
             run_id=None,
             counted=set(),
         )
+
+
+def hold_sqlite_write_lock(path: str, seconds: float) -> threading.Thread:
+    """Another connection takes the SQLite file's write lock and keeps it for ``seconds``."""
+    locked = threading.Event()
+
+    def hold() -> None:
+        connection = sqlite3.connect(path, isolation_level=None, timeout=60)
+        connection.execute("BEGIN IMMEDIATE")
+        locked.set()
+        time.sleep(seconds)
+        connection.execute("ROLLBACK")
+        connection.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert locked.wait(60)
+    return thread

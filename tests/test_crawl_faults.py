@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import sqlite3
 import subprocess
 import threading
 import time
@@ -23,7 +22,7 @@ from harvester.localsite import SiteHandle, serve_site
 from harvester.runlock import _PG_CRAWL_LOCK_KEY
 from harvester.urls import is_record_url
 from tests.conftest import drop_postgres_database, new_postgres_database, postgres_server_url
-from tests.support import migrated, scrapy_crawl, start_scrapy_crawl
+from tests.support import hold_sqlite_write_lock, migrated, scrapy_crawl, start_scrapy_crawl
 
 SLOW = {"DOWNLOAD_DELAY": "0.02", "CONCURRENT_REQUESTS_PER_DOMAIN": "1"}
 
@@ -119,23 +118,6 @@ def test_a_record_refused_in_the_first_batch_costs_that_record_only(
         )
     finally:
         engine.dispose()
-
-
-def hold_sqlite_write_lock(path: str, seconds: float) -> threading.Thread:
-    locked = threading.Event()
-
-    def hold() -> None:
-        connection = sqlite3.connect(path, isolation_level=None, timeout=60)
-        connection.execute("BEGIN IMMEDIATE")
-        locked.set()
-        time.sleep(seconds)
-        connection.execute("ROLLBACK")
-        connection.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    assert locked.wait(60)
-    return thread
 
 
 def test_records_fetched_but_not_written_fail_the_run(database_url: str) -> None:

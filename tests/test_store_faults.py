@@ -9,7 +9,6 @@ import dataclasses
 import hashlib
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from harvester.normalize import normalize_record
 from harvester.parsing import parse_page
 from harvester.rawpages import DICTIONARY_MIN_PAGES
 from harvester.store import RecordWriter, WriteCounts, error_kind
+from tests.support import hold_sqlite_write_lock as hold_file_lock
 from tests.support import response_from_file
 
 REFUSED = 1_000_007  # the NCJ number the trigger refuses
@@ -158,20 +158,7 @@ def hold_sqlite_write_lock(engine: Engine, seconds: float) -> threading.Thread:
     """Another connection takes the write lock and keeps it for ``seconds``."""
     path = engine.url.database
     assert path
-    locked = threading.Event()
-
-    def hold() -> None:
-        connection = sqlite3.connect(path, isolation_level=None)
-        connection.execute("BEGIN IMMEDIATE")
-        locked.set()
-        time.sleep(seconds)
-        connection.execute("ROLLBACK")
-        connection.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    assert locked.wait(10)
-    return thread
+    return hold_file_lock(path, seconds)
 
 
 def fail_transiently(engine: Engine, times: int) -> None:
