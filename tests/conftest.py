@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import pytest
@@ -90,6 +91,13 @@ def database_url(
         directory = tmp_path_factory.mktemp("sqlite")
         yield f"sqlite:///{directory / 'harvester.sqlite'}"
         return
+    with postgres_database() as url:
+        yield url
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty database on the test server, dropped afterwards: its URL."""
     server_url = postgres_server_url()
     url, name = new_postgres_database(server_url)
     try:

@@ -21,7 +21,7 @@ from harvester.db import create_engine_for, ensure_schema
 from harvester.localsite import SiteHandle, serve_site
 from harvester.runlock import _PG_CRAWL_LOCK_KEY
 from harvester.urls import is_record_url
-from tests.conftest import drop_postgres_database, new_postgres_database, postgres_server_url
+from tests.conftest import postgres_database
 from tests.support import hold_sqlite_write_lock, migrated, scrapy_crawl, start_scrapy_crawl
 
 SLOW = {"DOWNLOAD_DELAY": "0.02", "CONCURRENT_REQUESTS_PER_DOMAIN": "1"}
@@ -245,12 +245,8 @@ def test_a_server_that_stops_answering_stops_the_crawl(tmp_path: Path) -> None:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    server = postgres_server_url()
-    url, name = new_postgres_database(server)
-    try:
+    with postgres_database() as url:
         yield url
-    finally:
-        drop_postgres_database(server, name)
 
 
 def kill_crawl_connections(engine: Engine) -> int:
