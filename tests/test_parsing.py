@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -14,7 +13,9 @@ from harvester.parsing import label_key, parse_page
 from harvester.validate import validate
 from tests.support import golden, page_names, response_from_file
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "ncjrs-samples"
+# Texts of real NCJRS record pages as rendered (copied from the team's shared samples), so
+# the suite needs nothing beside the checkout.
+SAMPLES = Path(__file__).resolve().parent / "fixtures" / "samples"
 
 
 @pytest.mark.parametrize("name", page_names())
@@ -42,10 +43,6 @@ def test_every_markup_has_a_fixture() -> None:
 
 
 def test_every_real_sample_with_a_numeric_ncj_number_is_covered() -> None:
-    if not SAMPLES.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{SAMPLES} is missing")
-        pytest.skip(f"{SAMPLES} is not beside this checkout")
     numeric = {
         sample.name
         for sample in SAMPLES.glob("*.txt")
