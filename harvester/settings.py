@@ -71,7 +71,10 @@ HARVESTER_CONDITIONAL_REQUESTS = True
 # than when a run last handled every page it lists (False: read every sitemap).
 HARVESTER_SKIP_UNCHANGED_SITEMAPS = True
 COOKIES_ENABLED = False
+# No console on a local port: the telnet console and Scrapy's remote-control server both run
+# Python code sent to them, which a scheduled harvest never needs (tests/test_security.py).
 TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False
 
 # One item per record page: Scrapy's default of 100 concurrent items per response only adds
 # scheduling overhead here (scrapy#5182).
