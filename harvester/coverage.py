@@ -39,15 +39,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Table, and_, case, exists, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, case, exists, func, or_, select
 
 from harvester import models
 
-RECORD_URLS: Table = models.RecordUrl.__table__  # type: ignore[assignment]
-RECORDS: Table = models.Record.__table__  # type: ignore[assignment]
-QUARANTINE: Table = models.Quarantine.__table__  # type: ignore[assignment]
-SITEMAPS: Table = models.SitemapState.__table__  # type: ignore[assignment]
-CRAWL_RUNS: Table = models.CrawlRun.__table__  # type: ignore[assignment]
+RECORD_URLS = models.RecordUrl.__table__
+RECORDS = models.Record.__table__
+QUARANTINE = models.Quarantine.__table__
+SITEMAPS = models.SitemapState.__table__
+CRAWL_RUNS = models.CrawlRun.__table__
 
 TOP_SITEMAPS = 10
 FIRST_MISSING_PARENTS = 10
@@ -175,7 +175,7 @@ class CoverageReport:
 
     def as_dict(self) -> dict[str, Any]:
         """The `--json` shape (README, "Coverage"): plain JSON types, ISO 8601 UTC times."""
-        data = _plain(asdict(self))
+        data: dict[str, Any] = _plain(asdict(self))
         data["records"]["current"] = self.records.current
         for source, row in zip(data["known_urls"]["sources"], self.known_urls.sources, strict=True):
             source["label"] = row.label
@@ -192,7 +192,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _count_if(condition: Any) -> Any:
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 

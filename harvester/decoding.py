@@ -37,15 +37,16 @@ from w3lib.encoding import (
 
 FALLBACK = "cp1252"  # WHATWG's windows-1252
 
+
 # WHATWG's windows-1252 maps the five bytes Python's cp1252 leaves undefined (0x81, 0x8D,
 # 0x8F, 0x90, 0x9D) to the C1 controls of the same value, as latin-1 does.
-codecs.register_error(
-    "harvester-c1",
-    lambda error: (
-        error.object[error.start : error.end].decode("latin-1"),  # type: ignore[union-attr]
-        error.end,
-    ),
-)
+def _c1_controls(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeDecodeError):  # registered for decoding only
+        raise error
+    return error.object[error.start : error.end].decode("latin-1"), error.end
+
+
+codecs.register_error("harvester-c1", _c1_controls)
 
 # A decoded character from a valid multi-byte UTF-8 sequence, next to surrogateescape's
 # stand-ins (U+DC80-U+DCFF) for the bytes that were not valid UTF-8.
@@ -120,7 +121,7 @@ def declared_encoding(body: bytes, content_type: str | None) -> tuple[str | None
 def decode_page(body: bytes, content_type: str | None) -> DecodedPage:
     """The page's text, decoded by the WHATWG precedence with the two repairs above."""
     bom_encoding, bom = read_bom(body)
-    if bom_encoding:
+    if bom_encoding and bom:
         text = _decode(body[len(bom) :], bom_encoding)
         return DecodedPage(_utf8_bytes(text), resolve_encoding(bom_encoding) or bom_encoding)
     declared, where = declared_encoding(body, content_type)

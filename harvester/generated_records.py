@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from harvester.items import ChapterOf, JournalCitation, PartialDate, Person, Record
+from harvester.items import ChapterOf, JournalCitation, Layout, PartialDate, Person, Record
 from harvester.localsite.generator import Site
 
 BASE_URL = "http://127.0.0.1:8000"
@@ -23,7 +23,7 @@ def _date(value: dict[str, Any] | None) -> PartialDate | None:
     return PartialDate(**value) if value else None
 
 
-def record_from_expected(expected: dict[str, Any], url: str, layout: str) -> Record:
+def record_from_expected(expected: dict[str, Any], url: str, layout: Layout) -> Record:
     """The normalized ``Record`` a crawl stores for a page whose truth is ``expected``."""
     journal = expected["journal"]
     chapter = expected["chapter_of"]
@@ -56,7 +56,7 @@ def record_from_expected(expected: dict[str, Any], url: str, layout: str) -> Rec
         note=expected["note"],
         subjects=list(expected["subjects"]),
         extra_fields=dict(expected["extra_fields"]),
-        layout=layout,  # type: ignore[arg-type]
+        layout=layout,
     )
 
 

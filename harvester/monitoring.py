@@ -21,15 +21,17 @@ Everything here is pure: figures in, messages out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
+
+from scrapy.settings import BaseSettings
 
 from harvester.items import PAGE_VERDICTS, GapReason, Record
 
 # Field -> whether a record has it. The fields users rely on, and the ones a renamed label
 # would silently empty.
-COVERAGE_FIELDS: dict[str, Any] = {
+COVERAGE_FIELDS: dict[str, Callable[[Record], bool]] = {
     "title": lambda r: bool(r.title),
     "published": lambda r: r.published is not None,
     "authors": lambda r: bool(r.authors or r.corporate_authors),
@@ -61,23 +63,26 @@ class Thresholds:
     max_missing: int = 0  # record pages a run may leave unfetched or unstored and still pass
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Thresholds:
+    def from_settings(cls, settings: BaseSettings) -> Thresholds:
+        # The defaults come from an instance: with slots=True the class attribute is the slot
+        # descriptor, not the default value.
+        default = cls()
         return cls(
-            max_error_rate=settings.getfloat("HARVESTER_MAX_ERROR_RATE", cls.max_error_rate),
+            max_error_rate=settings.getfloat("HARVESTER_MAX_ERROR_RATE", default.max_error_rate),
             max_quarantine_rate=settings.getfloat(
-                "HARVESTER_MAX_QUARANTINE_RATE", cls.max_quarantine_rate
+                "HARVESTER_MAX_QUARANTINE_RATE", default.max_quarantine_rate
             ),
             max_unrecognised_rate=settings.getfloat(
-                "HARVESTER_MAX_UNRECOGNISED_RATE", cls.max_unrecognised_rate
+                "HARVESTER_MAX_UNRECOGNISED_RATE", default.max_unrecognised_rate
             ),
-            new_label_share=settings.getfloat("HARVESTER_NEW_LABEL_SHARE", cls.new_label_share),
+            new_label_share=settings.getfloat("HARVESTER_NEW_LABEL_SHARE", default.new_label_share),
             max_coverage_drop=settings.getfloat(
-                "HARVESTER_MAX_COVERAGE_DROP", cls.max_coverage_drop
+                "HARVESTER_MAX_COVERAGE_DROP", default.max_coverage_drop
             ),
-            min_records=settings.getint("HARVESTER_CHECK_MIN_RECORDS", cls.min_records),
-            min_pages=settings.getint("HARVESTER_CHECK_MIN_PAGES", cls.min_pages),
-            history=settings.getint("HARVESTER_CHECK_HISTORY", cls.history),
-            max_missing=settings.getint("HARVESTER_MAX_MISSING", cls.max_missing),
+            min_records=settings.getint("HARVESTER_CHECK_MIN_RECORDS", default.min_records),
+            min_pages=settings.getint("HARVESTER_CHECK_MIN_PAGES", default.min_pages),
+            history=settings.getint("HARVESTER_CHECK_HISTORY", default.history),
+            max_missing=settings.getint("HARVESTER_MAX_MISSING", default.max_missing),
         )
 
 

@@ -17,7 +17,15 @@ from typing import Any
 
 from nameparser import HumanName
 
-from harvester.items import ChapterOf, JournalCitation, PartialDate, Person, RawRecord, Record
+from harvester.items import (
+    ChapterOf,
+    DatePrecision,
+    JournalCitation,
+    PartialDate,
+    Person,
+    RawRecord,
+    Record,
+)
 from harvester.text import clean, collapse
 
 # Both databases store these as 32-bit integers; anything larger is not a real value.
@@ -199,7 +207,7 @@ _M2 = _M.replace("?P<m>", "?P<m2>")
 _S = "(?P<s>" + "|".join(_SEASONS) + ")"
 _Y = r"(?P<y>\d{4})"
 # Most common first: a year alone, then "Month YYYY".
-_DATE_FORMATS: list[tuple[re.Pattern[str], str]] = [
+_DATE_FORMATS: list[tuple[re.Pattern[str], DatePrecision]] = [
     (re.compile(rf"^{_Y}$"), "year"),
     (re.compile(rf"^{_M},? {_Y}$"), "month"),
     (re.compile(rf"^{_M} (?P<d>\d{{1,2}}),? {_Y}$"), "day"),
@@ -247,7 +255,7 @@ def _parse_date(text: str | None) -> PartialDate | None:
         day = int(groups["d"]) if groups.get("d") else None
         if not _plausible(year, month, day):
             return PartialDate(text=shown)
-        return PartialDate(text=shown, year=year, month=month, day=day, precision=precision)  # type: ignore[arg-type]
+        return PartialDate(text=shown, year=year, month=month, day=day, precision=precision)
     return PartialDate(text=shown)
 
 

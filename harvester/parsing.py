@@ -21,6 +21,7 @@ import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import cast
 from urllib.parse import urljoin
 
 from lxml import etree
@@ -208,15 +209,17 @@ def page_tree(utf8_html: bytes) -> etree._Element:
     A plain libxml2 parser, without lxml.html's per-element Python class lookup: the parser
     only reads the tree, and the lookup costs more than the parse itself.
     """
-    parser = getattr(_parsers, "parser", None)
+    parser: etree.HTMLParser | None = getattr(_parsers, "parser", None)
     if parser is None:
         # huge_tree lifts libxml2's nesting limit from 256 to 2048 elements (a record 255+
         # deep was dropped) and its 10 MB text-node limit; DOWNLOAD_MAXSIZE bounds the size.
         parser = _parsers.parser = etree.HTMLParser(
             encoding="utf-8", remove_comments=True, remove_pis=True, huge_tree=True
         )
-    root = etree.fromstring(utf8_html, parser=parser)
-    if root is None:  # an empty document
+    # The stubs say an element always comes back, but libxml2's HTML parser gives None for a
+    # document without one (empty, blank, only a comment).
+    root = cast("etree._Element | None", etree.fromstring(utf8_html, parser=parser))
+    if root is None:
         root = etree.fromstring(b"<html><body></body></html>", parser=parser)
     return root
 
@@ -400,7 +403,8 @@ def _find_labels(
             continue  # a field label is never a link: "Topics" in a menu is navigation
         if _in_chrome(element, content, chrome_seen):
             continue
-        text = element.text.strip() if not len(element) else short_text(element)
+        # An element without children here is the label element itself, whose text is set.
+        text = (element.text or "").strip() if not len(element) else short_text(element)
         if _is_value_of_label(element, text, taken, texts):
             continue  # "Format: Document": the value "Document" is not a label
         if _inside_value(element, content, taken, texts, label_ancestors, inside_seen, atomic):
@@ -443,7 +447,7 @@ def _unknown_labels(
     "Something:".
     """
     # Ordered sets (dicts), so that the same page always yields the same labels.
-    parents = dict.fromkeys(el.getparent() for el, _, _ in known if el.getparent() is not None)
+    parents = dict.fromkeys(parent for el, _, _ in known if (parent := el.getparent()) is not None)
     groups = dict(parents)
     for grandparent in dict.fromkeys(parent.getparent() for parent in parents):
         if grandparent is not None:
@@ -540,7 +544,12 @@ def _quick_key(text: str) -> str:
 def _shape(element: etree._Element) -> tuple[str, str | None]:
     """Tag and first class: 'field field--name-x' and 'field field--name-y' are one shape."""
     classes = element.get("class")
-    return (element.tag, classes.split(maxsplit=1)[0] if classes and classes.strip() else None)
+    # Only elements come here, never a comment or processing instruction (the parser drops
+    # them; their tag is a function), and an HTML tree names its elements with str.
+    return (
+        cast(str, element.tag),
+        classes.split(maxsplit=1)[0] if classes and classes.strip() else None,
+    )
 
 
 def _previous_element(element: etree._Element) -> etree._Element | None:
@@ -645,7 +654,7 @@ def _boundaries(elements: list[etree._Element]) -> set[etree._Element]:
     """
     found: set[etree._Element] = set()
     for element in elements:
-        node = element
+        node: etree._Element | None = element
         while node is not None and node not in found:
             found.add(node)
             node = node.getparent()

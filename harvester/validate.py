@@ -50,8 +50,11 @@ def _shifted_value(record: Record, raw: RawRecord) -> str | None:
 
     date_text = raw.joined("date_published", " ")
     published = record.published
-    unread = date_text and (published is None or published.year is None)
-    if unread and (parse_length(date_text) is not None or _looks_misplaced(date_text)):
+    if (
+        date_text
+        and (published is None or published.year is None)
+        and (parse_length(date_text) is not None or _looks_misplaced(date_text))
+    ):
         return describe("date_published", date_text)
     for name in ("length", "page_count"):
         length_text = raw.first(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from scrapy.settings import Settings
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -64,6 +65,13 @@ def test_small_runs_are_not_judged_on_rates_or_coverage() -> None:
     tiny = {"harvester/record_pages": 5, "harvester/coverage/records": 5}
     figures = {**HEALTHY, "pages_fetched": 5, "errors": 1, "coverage": dict.fromkeys(FULL, 0.0)}
     assert check_run(figures, tiny, [{"coverage": FULL}], Thresholds()) == []
+
+
+def test_thresholds_from_settings_fall_back_to_the_defaults() -> None:
+    """A setting that is not set takes the dataclass default (with slots=True the class
+    attribute is a slot descriptor, which Settings.getfloat cannot convert)."""
+    assert Thresholds.from_settings(Settings()) == Thresholds()
+    assert Thresholds.from_settings(Settings({"HARVESTER_CHECK_HISTORY": 7})).history == 7
 
 
 def test_coverage_from_stats() -> None:
