@@ -283,6 +283,9 @@ def create_datasette(path: Path, mode: OpenMode = "ro") -> Datasette:
         settings={
             # Facets over a full harvest (235,000 records) need more than the default 200 ms.
             "facet_time_limit_ms": 1000,
+            # Suggestions try a facet on every column: slow on a full harvest, and noise.
+            "suggest_facets": False,
+            "default_facet_size": 10,
             "sql_time_limit_ms": 3000,
         },
     )
