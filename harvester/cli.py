@@ -544,5 +544,41 @@ def export(export_format: str, since: Any, query: str | None, output: Path | Non
     click.echo(f"{count} records exported as {export_format}", err=True)
 
 
+# --- Browse in a web page: datasette, read-only (harvester.browse) ---------------------------
+
+
+class _BrowseUsageError(click.ClickException):
+    exit_code = 2  # a usage error, said in one line (no usage banner)
+
+
+@main.command()
+@click.option(
+    "--database",
+    metavar="PATH_OR_URL",
+    help="SQLite file or sqlite:/// URL.  [default: DATABASE_URL, else ncjrs.sqlite]",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535))
+def browse(database: str | None, host: str, port: int) -> None:
+    """Browse the database read-only in a web page (datasette): search, facets, queries."""
+    from harvester import browse as browsing
+
+    try:
+        path, mode = browsing.prepare(database or database_url())
+        server = browsing.listening_socket(host, port)
+    except browsing.BrowseUsageError as error:
+        raise _BrowseUsageError(str(error)) from error
+    except browsing.BrowseUnavailable as error:
+        raise click.ClickException(str(error)) from error
+    bound_host, bound_port = server.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    base = f"http://{shown}:{bound_port}/{browsing.DATABASE_NAME}"
+    click.echo(f"Browsing {path} read-only at {base}/records (Ctrl-C stops)")
+    try:
+        browsing.serve(path, mode, server)
+    finally:
+        server.close()
+
+
 if __name__ == "__main__":  # python -m harvester.cli, where the console script is not on PATH
     main()
