@@ -26,6 +26,7 @@ import rispy
 from bibtexparser.library import Library
 from bibtexparser.model import Entry, Field
 from pylatexenc.latexencode import (
+    RULE_DICT,
     RULE_REGEX,
     UnicodeToLatexConversionRule,
     UnicodeToLatexEncoder,
@@ -216,10 +217,14 @@ _RIS_TYPES = {"journal-article": "JOUR", "chapter": "CHAP", "book": "BOOK", "rep
 
 
 def ris_name(name: Name) -> str:
-    """``Family, Given, Suffix`` for persons; organisations end with a comma, the RIS way of
-    keeping ``Abt Associates, Inc`` from being read as family ``Abt Associates``."""
+    """``Family, Given, Suffix`` for persons; an organisation as one name without a comma.
+
+    Readers take a name without a comma for an organisation (Zotero, citation-js) and split
+    every other name at its commas into family, given and suffix; RIS has no escape. So a
+    comma inside an organisation's name becomes a space: ``Abt Associates, Inc`` is written
+    ``Abt Associates Inc`` rather than read back as a person named Inc Abt Associates."""
     if name.kind == "organization" or not name.family:
-        return f"{name.name},"
+        return " ".join(name.name.replace(",", " ").split())
     return ", ".join(part for part in (name.family, name.given, name.suffix) if part)
 
 
@@ -245,6 +250,18 @@ def ris_url(url: str) -> str:
     return url.replace(";", "%3B")
 
 
+def ris_start_page(record: ExportRecord) -> str | None:
+    """``SP``: the pages of an article or chapter; a book's or report's number of pages, as
+    the RIS specification ("Number of Pages", "Pages") and Zotero's RIS translator write
+    them. An article's or chapter's own page count has no RIS tag: the custom tags mean
+    something else per type (``C4`` is a book's or chapter's reviewer, read as its author)."""
+    if record.pages:
+        return record.pages
+    if record.kind in ("book", "report") and record.page_count is not None:
+        return str(record.page_count)
+    return None
+
+
 def ris_entry(record: ExportRecord) -> dict[str, Any]:
     """A rispy entry (keys are rispy's names for RIS tags), every value on one line."""
     entry: dict[str, Any] = {
@@ -258,7 +275,7 @@ def ris_entry(record: ExportRecord) -> dict[str, Any]:
         "secondary_title": record.book_title,
         "volume": record.journal_volume,
         "number": record.journal_issue,
-        "start_page": record.pages,
+        "start_page": ris_start_page(record),
         "year": str(record.published_year) if record.published_year is not None else None,
         "date": ris_date(record),
         "abstract": record.abstract,
@@ -272,7 +289,6 @@ def ris_entry(record: ExportRecord) -> dict[str, Any]:
         "custom1": LIST_SEPARATOR.join(record.sponsoring_agencies) or None,
         "custom2": LIST_SEPARATOR.join(record.grant_numbers) or None,
         "custom3": LIST_SEPARATOR.join(record.agencies) or None,
-        "custom4": str(record.page_count) if record.page_count is not None else None,
         "name_of_database": DATABASE_NAME,
     }
     one_line = {
@@ -298,10 +314,16 @@ _NO_LIGATURES = UnicodeToLatexConversionRule(
     rule_type=RULE_REGEX,
     rule=[(re.compile(r"([-`'!?])(?=[-`'])"), r"\1{}"), (re.compile('"'), '"')],
 )
+# pylatexenc writes an accented i on a dotless i (\'\i), the plain-TeX way; readers then give
+# back a dotless i and a combining accent (ı́) for í. \'i is what LaTeX and readers take.
+_ACCENTED_I = UnicodeToLatexConversionRule(
+    rule_type=RULE_DICT,
+    rule={ord("í"): r"\'i", ord("ì"): r"\`i", ord("î"): r"\^i", ord("ï"): r"\"i"},
+)
 _LATEX = UnicodeToLatexEncoder(
     non_ascii_only=False,
     unknown_char_policy="keep",
-    conversion_rules=[_NO_LIGATURES, "defaults"],
+    conversion_rules=[_NO_LIGATURES, _ACCENTED_I, "defaults"],
 )
 
 
@@ -341,23 +363,80 @@ def bibtex_name(name: Name) -> str:
     return ", ".join(latex(part) for part in parts if part)
 
 
+_WORD = re.compile(r"[^\W_]+")  # a run of letters and digits
+
+
+def case_protected(value: str) -> str:
+    """LaTeX for a title whose letter case must survive: every word holding a capital is
+    braced, as Zotero's BibTeX export does, because BibTeX styles and pandoc lower-case
+    unbraced words (``FINDINGS FROM {A} SURVEY``, ``{DNA} {Evidence}``). A title's first
+    word is left bare when its only capital is its first letter: sentence case keeps it."""
+    parts: list[str] = []
+    position = 0
+    for match in _WORD.finditer(value):
+        parts.append(latex(value[position : match.start()]))
+        word, encoded = match.group(), latex(match.group())
+        initial_only = match.start() == 0 and not any(c.isupper() for c in word[1:])
+        if any(c.isupper() for c in word) and not initial_only:
+            # A group that starts with a backslash is one accented letter to BibTeX, whose
+            # case it does change: an empty group first keeps it an ordinary, protected one.
+            encoded = "{" + ("{}" if encoded.startswith("\\") else "") + encoded + "}"
+        parts.append(encoded)
+        position = match.end()
+    parts.append(latex(value[position:]))
+    return "".join(parts)
+
+
+def bibtex_pages(pages: str) -> str:
+    """A page range with BibTeX's ``--`` (Zotero writes it so): ``5-40`` -> ``5--40``."""
+    return "--".join(latex(part) for part in re.split(r"\s*[-\u2010-\u2015]+\s*", pages))
+
+
+def bibtex_institution(record: ExportRecord) -> str | None:
+    """A report's ``institution`` (required by @techreport): its publisher (where Zotero puts
+    a report's publisher), else the first organisation that wrote it, else the first agency
+    that sponsored it (BibTeX's definition: "the sponsoring institution of a technical
+    report"). One name: biblatex reads the field as a list split at ``and``."""
+    names = [record.publisher] if record.publisher else []
+    names += [n.name for n in record.corporate_authors] + record.sponsoring_agencies
+    return names[0] if names else None
+
+
+def bibtex_literal(value: str) -> str:
+    """An organisation's name in braces: biblatex (and pandoc, citation-js) read publisher and
+    institution as lists split at ``and`` ("Home Office Research and Planning Unit")."""
+    return "{" + latex(value) + "}"
+
+
+def bibtex_type(record: ExportRecord) -> str:
+    """A report without any institution is a @misc: @techreport requires one, and an
+    invented institution would be wrong."""
+    if record.kind == "report" and bibtex_institution(record) is None:
+        return "misc"
+    return _BIBTEX_TYPES[record.kind]
+
+
 def bibtex_entry(record: ExportRecord) -> Entry:
     """A bibtexparser entry, values LaTeX-encoded; key ``ncj<number>``."""
+    # Zotero's convention: a report's publisher is its institution.
+    report = record.kind == "report"
+    institution = bibtex_institution(record) if report else None
     values: dict[str, str | None] = {
-        "title": latex(record.title),
+        "title": case_protected(record.title),
         "author": " and ".join(bibtex_name(n) for n in record.authors + record.corporate_authors),
         "editor": " and ".join(bibtex_name(n) for n in record.editors),
         "journal": record.journal_name and latex(record.journal_name),
-        "booktitle": record.book_title and latex(record.book_title),
+        "booktitle": record.book_title and case_protected(record.book_title),
         "volume": record.journal_volume and latex(record.journal_volume),
         "number": record.journal_issue and latex(record.journal_issue),
-        "pages": record.pages and latex(record.pages),
+        "pages": record.pages and bibtex_pages(record.pages),
         "year": str(record.published_year) if record.published_year is not None else None,
         "month": str(record.published_month) if record.published_month else None,
         "abstract": record.abstract and latex(record.abstract),
         "annote": record.annotation and latex(record.annotation),
         "note": record.note and latex(record.note),
-        "publisher": record.publisher and latex(record.publisher),
+        "publisher": None if report else record.publisher and bibtex_literal(record.publisher),
+        "institution": institution and bibtex_literal(institution),
         "language": record.language and latex(record.language),
         "type": record.publication_type and latex(record.publication_type),
         "keywords": latex(", ".join(record.subjects)) if record.subjects else None,
@@ -369,7 +448,7 @@ def bibtex_entry(record: ExportRecord) -> Entry:
         "pagetotal": str(record.page_count) if record.page_count is not None else None,
     }
     fields = [Field(key, value) for key, value in values.items() if value]
-    return Entry(_BIBTEX_TYPES[record.kind], f"ncj{record.ncj_number}", fields)
+    return Entry(bibtex_type(record), f"ncj{record.ncj_number}", fields)
 
 
 _CSL_TYPES = {
@@ -389,9 +468,11 @@ def csl_name(name: Name) -> dict[str, str]:
 
 
 def csl_issued(record: ExportRecord) -> dict[str, Any] | None:
-    """CSL date: the parts the page gives; a season as ``season`` 1-4; else the text."""
+    """CSL date: the parts the page gives; a season as ``season`` 1-4. An undated record has
+    no ``issued``: a literal such as the page's "Unknown" would be printed as the date
+    (citeproc prints "Unknown." where a style wants a year, and "n.d." when there is none)."""
     if record.published_year is None:
-        return {"literal": record.published_text} if record.published_text else None
+        return None
     parts = [record.published_year, record.published_month, record.published_day]
     while parts[-1] is None:
         parts.pop()

@@ -26,7 +26,7 @@ from pylatexenc.latex2text import LatexNodes2Text
 from sqlalchemy import Engine
 
 from harvester.db import ensure_schema
-from harvester.exports import _LATEX, FORMATS, export, latex, neutralize_cell
+from harvester.exports import _LATEX, FORMATS, case_protected, export, latex, neutralize_cell
 from harvester.items import JournalCitation, Person, Record
 from tests.support import fixture_records, store_records
 
@@ -103,7 +103,7 @@ def test_ris_round_trips_the_crosswalk_fields(stored: tuple[Engine, dict[int, Re
         assert entry["title"] == one_line(record.title)
         people = [
             ", ".join(p for p in (a.family, a.given, a.suffix) if p) for a in record.authors
-        ] + [f"{name}," for name in record.corporate_authors]
+        ] + [" ".join(name.replace(",", " ").split()) for name in record.corporate_authors]
         assert entry.get("authors", []) == people
         assert entry.get("secondary_authors", []) == [
             ", ".join(p for p in (e.family, e.given, e.suffix) if p) for e in record.editors
@@ -113,15 +113,16 @@ def test_ris_round_trips_the_crosswalk_fields(stored: tuple[Engine, dict[int, Re
         assert entry.get("volume") == (journal.volume if journal else None)
         assert entry.get("number") == (journal.issue if journal else None)
         chapter_pages = record.chapter_of.pages if record.chapter_of else None
-        assert entry.get("start_page") == ((journal.pages if journal else None) or chapter_pages)
+        pages = (journal.pages if journal else None) or chapter_pages
+        if entry["type_of_reference"] in ("BOOK", "RPRT") and record.page_count is not None:
+            pages = str(record.page_count)  # SP: a book's or report's number of pages
+        assert entry.get("start_page") == pages
         year = record.published.year if record.published else None
         assert entry.get("year") == (str(year) if year is not None else None)
         assert entry.get("abstract") == one_line(record.abstract)
         assert entry["urls"][0] == record.source_url.replace(";", "%3B")
         assert entry.get("custom1") == ("; ".join(record.sponsoring_agencies) or None)
-        assert entry.get("custom4") == (
-            str(record.page_count) if record.page_count is not None else None
-        )
+        assert "custom4" not in entry  # C4 is a book's or chapter's reviewer in RIS
     tricky = next(e for e in entries if e["accession_number"] == "999001")
     assert tricky["type_of_reference"] == "JOUR"
     assert "unknown_tag" not in tricky  # the abstract's "ER  - " and "TY  - " stayed inside it
@@ -356,3 +357,59 @@ def test_the_cli_writes_each_format(
 @given(st.text(alphabet=string.printable))
 def test_ascii_latex_fast_path_matches_pylatexenc(value: str) -> None:
     assert latex(value) == _LATEX.unicode_to_latex(value)
+
+
+# --- reference-manager conventions (Zotero's RIS and BibTeX translators) ------------------------
+
+
+@pytest.mark.parametrize(
+    ("title", "latex_title"),
+    [
+        ("Late Enforcement Profiles", "Late {Enforcement} {Profiles}"),
+        ("FINDINGS FROM A SURVEY", "{FINDINGS} {FROM} {A} {SURVEY}"),
+        ("DNA evidence in iPhone cases", "{DNA} evidence in {iPhone} cases"),
+        ("Étude des ÉCOLES -- 50%", r"\'Etude des {{}\'ECOLES} -{}- 50\%"),
+        ("lower case only", "lower case only"),
+    ],
+)
+def test_bibtex_titles_brace_every_word_with_a_capital(title: str, latex_title: str) -> None:
+    assert case_protected(title) == latex_title
+
+
+def test_undated_records_have_no_date_and_reports_an_institution_or_misc(
+    engine: Engine,
+) -> None:
+    ensure_schema(engine, auto_migrate=True)
+    base = {"source_url": "https://www.ojp.gov/ncjrs/virtual-library/abstracts/u",
+            "fetched_at": T0, "layout": "current"}  # fmt: skip
+    store_records(
+        engine,
+        [
+            Record(ncj_number=1, title="Undated", **base),
+            Record(ncj_number=2, title="Sponsored", sponsoring_agencies=["NIJ"], **base),
+            Record(
+                ncj_number=3,
+                title="Written",
+                corporate_authors=["Abt Associates, Inc"],
+                sponsoring_agencies=["NIJ"],
+                page_count=12,
+                **base,
+            ),
+        ],
+        T0,
+    )
+    csl = {item["id"]: item for item in json.loads(run_export(engine, "csl-json"))}
+    assert "issued" not in csl["NCJ-1"]
+    entries = {e["accession_number"]: e for e in rispy.loads(run_export(engine, "ris"))}
+    assert "year" not in entries["1"]
+    assert "date" not in entries["1"]
+    assert entries["3"]["authors"] == ["Abt Associates Inc"]
+    assert entries["3"]["start_page"] == "12"
+    library = bibtexparser.parse_string(run_export(engine, "bibtex"))
+    by_key = {e.key: e for e in library.entries}
+    assert by_key["ncj1"].entry_type == "misc"
+    assert "year" not in by_key["ncj1"].fields_dict
+    assert by_key["ncj2"].entry_type == "techreport"
+    assert by_key["ncj2"]["institution"] == "{NIJ}"
+    assert by_key["ncj3"]["institution"] == "{Abt Associates, Inc}"
+    assert by_key["ncj3"]["author"] == "{Abt Associates, Inc}"
