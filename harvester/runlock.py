@@ -115,6 +115,20 @@ def _try_lock(connection: Connection) -> bool:
     return taken
 
 
+# The server frees a killed client's advisory lock only once its backend notices the dropped
+# connection, which takes a moment: a crawl restarted right after `kill -9` waits that long.
+_DEAD_HOLDER_GRACE = 3.0
+
+
+def _try_lock_within(connection: Connection, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not _try_lock(connection):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def acquire_run_lock(engine: Engine, *, heartbeat_interval: float = 5.0) -> RunLock:
     """Take the database's crawl lock, or raise CrawlAlreadyRunning saying who holds it."""
     url = make_url(engine.url)
@@ -135,7 +149,7 @@ def acquire_run_lock(engine: Engine, *, heartbeat_interval: float = 5.0) -> RunL
         for attempt in (1, 2):
             connection = engine.connect()
             try:
-                if not _try_lock(connection):
+                if not _try_lock_within(connection, _DEAD_HOLDER_GRACE):
                     raise CrawlAlreadyRunning(_held_message(engine, "a PostgreSQL advisory lock"))
             except BaseException:
                 connection.close()
