@@ -39,8 +39,6 @@ RECORDS: Table = models.Record.__table__  # type: ignore[assignment]
 VERSIONS: Table = models.RecordVersion.__table__
 # Read with each stored record's hash and layout, to decide what to note for unchanged ones.
 STORED_COLUMNS: tuple[Column[Any], ...] = (RECORDS.c.parser_version, RECORDS.c.raw_page_sha256)
-# Written with every new or changed record.
-REWRITTEN = ("parser_version", "raw_page_sha256")
 
 
 def first_sighting(content: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,9 +140,10 @@ class RecordHistory:
         return {"last_seen_at": now} if self.sighting else {}
 
     def rewritten(self, columns: Iterable[str]) -> list[str]:
-        """The columns an upsert of a new or changed record rewrites."""
+        """Of the columns an upsert of a new or changed record rewrites, the ones this writer
+        rewrites: a re-derivation saw nothing on the site, so ``last_seen_at`` stays."""
         kept = () if self.sighting else ("last_seen_at",)
-        return [name for name in (*columns, *REWRITTEN) if name not in kept]
+        return [name for name in columns if name not in kept]
 
     def quarantine_rows(
         self, connection: Connection, rows: Sequence[dict[str, Any]]
