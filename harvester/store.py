@@ -74,7 +74,8 @@ KEPT_ON_REWRITE: dict[str, str] = {
     "withdrawn_at": "the tombstone, set and cleared by harvester.urlstate from URL evidence",
 }
 _REWRITTEN = tuple(c.name for c in RECORDS.columns if c.name not in KEPT_ON_REWRITE)
-_CHILD_TABLES = (RECORD_CONTRIBUTORS, RECORD_AGENCIES, RECORD_GRANTS, RECORD_SUBJECTS)
+# A record's lists: replaced as a whole when the record changes.
+LIST_TABLES = (RECORD_CONTRIBUTORS, RECORD_AGENCIES, RECORD_GRANTS, RECORD_SUBJECTS)
 
 
 def normalized_name(name: str) -> str:
@@ -273,7 +274,7 @@ def write_batch(
         stmt,
         [record_row(r, digest, now, run_id) | written.values_for(r) for r, digest in writes],
     )
-    for table in _CHILD_TABLES:
+    for table in LIST_TABLES:
         for chunk in chunks(changed):
             connection.execute(delete(table).where(table.c.ncj_number.in_(chunk)))
     _write_lists(connection, [record for record, _ in writes])

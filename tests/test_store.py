@@ -30,10 +30,7 @@ from harvester.normalize import content_hash, normalize_record
 from harvester.parsing import parse_page
 from harvester.store import (
     KEPT_ON_REWRITE,
-    RECORD_AGENCIES,
-    RECORD_CONTRIBUTORS,
-    RECORD_GRANTS,
-    RECORD_SUBJECTS,
+    LIST_TABLES,
     RECORDS,
     RecordWriter,
     normalized_name,
@@ -358,7 +355,6 @@ def test_writing_a_changed_record_rewrites_every_stored_column(schema: Engine) -
     """Every column of `records` but the documented keep-first ones takes the new version's
     value, and so does every column of its list tables: a column added to the schema and
     forgotten in the upsert fails here."""
-    tables = [RECORD_CONTRIBUTORS, RECORD_AGENCIES, RECORD_GRANTS, RECORD_SUBJECTS]
 
     def write_version(variant: int, ncj_number: int = 4242) -> dict[str, Any]:
         run_id = start_run(schema, f"run {variant}", {})
@@ -391,7 +387,7 @@ def test_writing_a_changed_record_rewrites_every_stored_column(schema: Engine) -
                         select(table).where(table.c.ncj_number == ncj_number)
                     )
                 }
-                for table in tables
+                for table in LIST_TABLES
             }
         return row, lists
 
@@ -413,7 +409,7 @@ def test_writing_a_changed_record_rewrites_every_stored_column(schema: Engine) -
     write_version(2, ncj_number=4343)
     _, fresh_lists = read(4343)
     assert lists == fresh_lists
-    for table in tables:
+    for table in LIST_TABLES:
         columns = [c.name for c in table.columns if c.name != "ncj_number"]
         for index, name in enumerate(columns):
             before = {values[index] for values in first_lists[table.name]}
