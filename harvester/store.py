@@ -34,6 +34,8 @@ from harvester.db import WRITE_TRANSACTION_OPTION, chunks, insert_for
 from harvester.history import STORED_COLUMNS, RecordHistory
 from harvester.items import (
     LAYOUT_RANK,
+    AgencyRole,
+    ContributorRole,
     FetchedPage,
     PageVisit,
     Person,
@@ -282,7 +284,7 @@ def write_batch(
     return counts
 
 
-def _people(record: Record) -> list[tuple[str, int, Person | str]]:
+def _people(record: Record) -> list[tuple[ContributorRole, int, Person | str]]:
     return [
         *(("author", i, p) for i, p in enumerate(record.authors)),
         *(("editor", i, p) for i, p in enumerate(record.editors)),
@@ -329,7 +331,11 @@ def _write_lists(connection: Connection, records: Sequence[Record]) -> None:
                     "position": position,
                 }
             )
-        for role, names in (("sponsor", record.sponsoring_agencies), ("agency", record.agencies)):
+        agency_roles: tuple[tuple[AgencyRole, list[str]], ...] = (
+            ("sponsor", record.sponsoring_agencies),
+            ("agency", record.agencies),
+        )
+        for role, names in agency_roles:
             for position, name in enumerate(names):
                 agency_links.append(
                     {

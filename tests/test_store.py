@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -17,9 +17,11 @@ from harvester import models
 from harvester.db import ensure_schema
 from harvester.history import RecordHistory
 from harvester.items import (
+    LAYOUT_RANK,
     ChapterOf,
     FetchedPage,
     JournalCitation,
+    Layout,
     PartialDate,
     Person,
     RawRecord,
@@ -243,6 +245,11 @@ def test_a_timer_flush_during_a_waiting_flush_loses_no_counts(schema: Engine) ->
     counts = writer.close()
     assert counts.new == 5
     assert count(schema, models.Record) == 5
+
+
+def test_every_layout_has_a_rank() -> None:
+    # A layout without one would rank lowest unnoticed: never replacing any stored page.
+    assert set(LAYOUT_RANK) == set(get_args(Layout))
 
 
 def test_a_poorer_page_never_replaces_a_richer_stored_one(schema: Engine) -> None:
