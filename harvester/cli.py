@@ -17,8 +17,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from harvester import models
+from harvester import settings as defaults
 from harvester.config import database_url
 from harvester.db import create_engine_for
+from harvester.exports import FORMATS
 
 # A local site is ours to load: no throttling, many requests at once. robots.txt still counts.
 LOCAL_SITE_SETTINGS: dict[str, Any] = {
@@ -278,7 +280,12 @@ def _current_database() -> Any:
 
 
 @main.command()
-@click.option("--batch-size", default=500, show_default=True, help="Records per transaction.")
+@click.option(
+    "--batch-size",
+    default=defaults.HARVESTER_BATCH_SIZE,
+    show_default=True,
+    help="Records per transaction.",
+)
 def reparse(batch_size: int) -> None:
     """Re-derive every record from its stored page, with no request; version what changed."""
     from harvester.reparse import reparse as reparse_all
@@ -502,7 +509,7 @@ def search(words: tuple[str, ...], limit: int, as_json: bool) -> None:
 @click.option(
     "--format",
     "export_format",
-    type=click.Choice(["ris", "bibtex", "csl-json", "jsonl", "csv"]),
+    type=click.Choice(FORMATS),
     required=True,
 )
 @click.option(

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Column, Connection, Table, bindparam, delete, func, insert, select, update
 
 from harvester import models
 from harvester.db import chunks
@@ -278,6 +278,12 @@ def _stored_versions(
         for key, version, run_id, changes in connection.execute(query):
             found.setdefault(key, []).append(_StoredVersion(version, run_id, changes))
     return found
+
+
+def versions_of_run(connection: Connection, run_id: int) -> int:
+    """How many versions a run left."""
+    query = select(func.count()).select_from(VERSIONS).where(VERSIONS.c.crawl_run_id == run_id)
+    return int(connection.scalar(query) or 0)
 
 
 def record_history(connection: Connection, ncj_number: int) -> list[dict[str, Any]]:

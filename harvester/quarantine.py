@@ -29,18 +29,28 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select, update
 
+from harvester import settings as defaults
 from harvester.conflicts import RunSightings
 from harvester.db import WRITE_TRANSACTION_OPTION
-from harvester.history import VERSIONS, RecordHistory
+from harvester.history import RecordHistory, versions_of_run
 from harvester.items import FetchedPage, RawRecord, Record
 from harvester.judge import Judgement, Parser, judge_page, judge_raw
 from harvester.parsing import PARSER_VERSION, parse_page
 from harvester.rawpages import PageCodec
-from harvester.store import QUARANTINE, WriteCounts, finish_run, now_utc, start_run, write_batch
+from harvester.store import (
+    QUARANTINE,
+    WriteCounts,
+    finish_run,
+    now_utc,
+    start_run,
+    write_batch,
+    written_figures,
+)
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 500
+# Records per transaction, as in the crawl.
+BATCH_SIZE: int = defaults.HARVESTER_BATCH_SIZE
 _RAW_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(RawRecord)) - {"fetched_page"}
 _RAW_RECORD_REQUIRED = frozenset({"url", "final_url", "status", "fetched_at", "layout"})
 
@@ -168,8 +178,7 @@ def replay(
             _judge(row, pages, parse, chunk, sightings, report)
         _write(engine, chunk, history, run_id, counted, report)
     with engine.connect() as connection:
-        query = select(func.count()).select_from(VERSIONS).where(VERSIONS.c.crawl_run_id == run_id)
-        report.versions = int(connection.scalar(query) or 0)
+        report.versions = versions_of_run(connection, run_id)
     report.seconds = time.monotonic() - started
     finish_run(
         engine,
@@ -177,9 +186,7 @@ def replay(
         {
             "finished_at": now_utc(),
             "finish_reason": "finished",
-            "records_new": report.counts.new,
-            "records_updated": report.counts.updated,
-            "records_unchanged": report.counts.unchanged,
+            **written_figures(report.counts),
             "errors": report.failed,
             "conflicts": report.conflicts,
             "stats": {

@@ -25,16 +25,26 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from harvester import settings as defaults
 from harvester.conflicts import RunSightings
-from harvester.history import VERSIONS, RecordHistory
+from harvester.history import RecordHistory, versions_of_run
 from harvester.judge import Judgement, Parser, judge_page
 from harvester.parsing import PARSER_VERSION, parse_page
 from harvester.rawpages import RAW_PAGES, PageCodec
-from harvester.store import RECORDS, RecordWriter, finish_run, now_utc, start_run
+from harvester.store import (
+    RECORDS,
+    RecordWriter,
+    WriteCounts,
+    finish_run,
+    now_utc,
+    start_run,
+    written_figures,
+)
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 500
+# Records per transaction, as in the crawl.
+BATCH_SIZE: int = defaults.HARVESTER_BATCH_SIZE
 
 
 @dataclass
@@ -116,9 +126,10 @@ def reparse(
         counts = writer.close()
     report.new, report.updated = counts.new, counts.updated
     report.unchanged, report.quarantined = counts.unchanged, counts.quarantined
-    report.versions = _versions_of_run(engine, run_id)
+    with engine.connect() as connection:
+        report.versions = versions_of_run(connection, run_id)
     report.seconds = time.monotonic() - started
-    finish_run(engine, run_id, _run_figures(report, writer.failed_batches))
+    finish_run(engine, run_id, _run_figures(report, counts, writer.failed_batches))
     logger.info("%s", report.summary())
     return report
 
@@ -154,21 +165,12 @@ def _offer(
     return writer.add(record, judgement.page, judgement.digest)
 
 
-def _versions_of_run(engine: Engine, run_id: int) -> int:
-    with engine.connect() as connection:
-        query = select(func.count()).select_from(VERSIONS).where(VERSIONS.c.crawl_run_id == run_id)
-        return int(connection.scalar(query) or 0)
-
-
-def _run_figures(report: ReparseReport, failed_batches: int) -> dict[str, Any]:
+def _run_figures(report: ReparseReport, counts: WriteCounts, failed_batches: int) -> dict[str, Any]:
     return {
         "finished_at": now_utc(),
         "finish_reason": "finished",
         "pages_fetched": 0,
-        "records_new": report.new,
-        "records_updated": report.updated,
-        "records_unchanged": report.unchanged,
-        "records_quarantined": report.quarantined,
+        **written_figures(counts),
         "errors": failed_batches,
         "conflicts": report.conflicts,
         "stats": {

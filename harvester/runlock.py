@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from harvester import models
+from harvester import settings as defaults
 from harvester.db import display_url
 
 logger = logging.getLogger(__name__)
@@ -115,7 +116,9 @@ def _try_lock(connection: Connection) -> bool:
     return taken
 
 
-def acquire_run_lock(engine: Engine, *, heartbeat_interval: float = 5.0) -> RunLock:
+def acquire_run_lock(
+    engine: Engine, *, heartbeat_interval: float = defaults.HARVESTER_HEARTBEAT_INTERVAL
+) -> RunLock:
     """Take the database's crawl lock, or raise CrawlAlreadyRunning saying who holds it."""
     url = make_url(engine.url)
     backend = url.get_backend_name()

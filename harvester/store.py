@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from harvester import models
+from harvester import settings as defaults
 from harvester.db import WRITE_TRANSACTION_OPTION, chunks, insert_for
 from harvester.history import STORED_COLUMNS, RecordHistory
 from harvester.items import (
@@ -180,6 +181,17 @@ class WriteCounts:
         self.unwritten_visits += other.unwritten_visits
         self.failed_batches += other.failed_batches
         self.refused += other.refused
+
+
+def written_figures(counts: WriteCounts) -> dict[str, int]:
+    """The ``crawl_runs`` columns that count what a run's writes did."""
+    return {
+        "records_new": counts.new,
+        "records_updated": counts.updated,
+        "records_unchanged": counts.unchanged,
+        "records_quarantined": counts.quarantined,
+        "pages_not_modified": counts.not_modified,
+    }
 
 
 def write_batch(
@@ -446,7 +458,7 @@ class RecordWriter:
         withdrawal: Withdrawal = DEFAULT_WITHDRAWAL,
         history: RecordHistory | None = None,
         retry: GapRetry = DEFAULT_GAP_RETRY,
-        retry_seconds: float = 300.0,
+        retry_seconds: float = defaults.HARVESTER_DB_RETRY_SECONDS,
         on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.engine = engine
