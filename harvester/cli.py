@@ -258,7 +258,8 @@ def capture(
 
 def _current_database() -> Any:
     """An engine on DATABASE_URL, refused with a clear message unless its schema is current."""
-    from harvester.db import DatabaseUnavailable, SchemaError, ensure_schema, normalize_url
+    from harvester.db import ensure_schema, normalize_url
+    from harvester.errors import DatabaseUnavailable, SchemaError
 
     url = normalize_url(database_url())
     sqlite_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
@@ -483,7 +484,7 @@ def search(words: tuple[str, ...], limit: int, as_json: bool) -> None:
     Every word must occur; `word*` matches words starting with `word`. Results: every word in
     the title first, then in the title or people, then anywhere; newest NCJ number first.
     """
-    from harvester.search import SearchError
+    from harvester.errors import SearchError
     from harvester.search import search as run_search
 
     engine = _current_database()
@@ -529,8 +530,8 @@ def export(export_format: str, since: Any, query: str | None, output: Path | Non
     import io
     from datetime import UTC
 
+    from harvester.errors import SearchError
     from harvester.exports import export as run_export
-    from harvester.search import SearchError
 
     since_utc = since.replace(tzinfo=UTC) if since is not None else None
     engine = _current_database()

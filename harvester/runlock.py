@@ -39,16 +39,13 @@ from sqlalchemy.exc import DBAPIError
 from harvester import models
 from harvester import settings as defaults
 from harvester.db import display_url
+from harvester.errors import CrawlAlreadyRunning
 
 logger = logging.getLogger(__name__)
 
 _PG_CRAWL_LOCK_KEY = int.from_bytes(
     hashlib.sha256(b"ncjrs-harvester crawl").digest()[:8], "big", signed=True
 )
-
-
-class CrawlAlreadyRunning(RuntimeError):
-    """Another crawl holds the database's crawl lock."""
 
 
 LockState = Literal["ok", "retaken", "lost"]

@@ -392,10 +392,6 @@ def _ensure_named(
     return ids
 
 
-class DatabaseRefusesWrites(RuntimeError):
-    """The database takes no writes at all (disk full, read-only): the crawl must stop."""
-
-
 ErrorKind = Literal["transient", "fatal", "refused"]
 
 # SQLite says what went wrong only in its message.
@@ -417,8 +413,6 @@ def error_kind(error: BaseException) -> ErrorKind:
     ``refused``: this data is refused (a constraint, a value out of range, a trigger's RAISE):
     write the rest, quarantine what is refused.
     """
-    if isinstance(error, DatabaseRefusesWrites):
-        return "fatal"
     if not isinstance(error, DBAPIError):
         return "refused"  # e.g. an integer the driver cannot bind
     original = error.orig
