@@ -24,7 +24,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select, update
@@ -33,7 +32,7 @@ from harvester import settings as defaults
 from harvester.conflicts import RunSightings
 from harvester.db import WRITE_TRANSACTION_OPTION
 from harvester.history import RecordHistory, versions_of_run
-from harvester.items import FetchedPage, RawRecord, Record
+from harvester.items import FetchedPage, Record
 from harvester.judge import Judgement, Parser, judge_page, judge_raw
 from harvester.parsing import PARSER_VERSION, parse_page
 from harvester.rawpages import PageCodec
@@ -42,6 +41,7 @@ from harvester.store import (
     WriteCounts,
     finish_run,
     now_utc,
+    raw_from_json,
     start_run,
     write_batch,
     written_figures,
@@ -51,8 +51,6 @@ logger = logging.getLogger(__name__)
 
 # Records per transaction, as in the crawl.
 BATCH_SIZE: int = defaults.HARVESTER_BATCH_SIZE
-_RAW_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(RawRecord)) - {"fetched_page"}
-_RAW_RECORD_REQUIRED = frozenset({"url", "final_url", "status", "fetched_at", "layout"})
 
 
 def list_rows(
@@ -90,15 +88,6 @@ def count_open(engine: Engine, reason: str | None = None) -> dict[str, int]:
         query = query.where(QUARANTINE.c.reason == reason)
     with engine.connect() as connection:
         return {name: int(count) for name, count in connection.execute(query)}
-
-
-def raw_record_from_json(raw: Mapping[str, Any] | None) -> RawRecord | None:
-    """The RawRecord a quarantine row kept as JSON (``store.raw_to_json``), if it kept one."""
-    if not raw or not raw.keys() >= _RAW_RECORD_REQUIRED:
-        return None
-    values = {name: value for name, value in raw.items() if name in _RAW_RECORD_FIELDS}
-    values["fetched_at"] = datetime.fromisoformat(values["fetched_at"])
-    return RawRecord(**values)
 
 
 @dataclasses.dataclass
@@ -216,7 +205,7 @@ def _judge(
     judgement: Judgement
     if page is not None:
         judgement = judge_page(page, parse=parse)
-    elif (raw := raw_record_from_json(row.raw)) is not None:
+    elif (raw := raw_from_json(row.raw)) is not None:
         judgement = judge_raw(raw)
     else:
         report.not_replayable += 1

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_type_hints
 
 from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -143,15 +143,42 @@ def record_row(record: Record, digest: str, now: datetime, run_id: int | None) -
     }
 
 
+# How a RawRecord is kept in quarantine.raw: its fields but the page (stored in raw_pages and
+# referenced by the row), datetimes as ISO text.
+_RAW_JSON_FIELDS = tuple(f.name for f in dataclasses.fields(RawRecord) if f.name != "fetched_page")
+_RAW_REQUIRED = frozenset(
+    f.name
+    for f in dataclasses.fields(RawRecord)
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+)
+_RAW_DATETIMES = tuple(
+    name
+    for name, hint in get_type_hints(RawRecord).items()
+    if name in _RAW_JSON_FIELDS and datetime in (hint, *get_args(hint))
+)
+
+
 def raw_to_json(raw: RawRecord | None) -> dict[str, Any] | None:
+    """A RawRecord as quarantine.raw keeps it; ``raw_from_json`` reads it back."""
     if raw is None:
         return None
     data = dataclasses.asdict(dataclasses.replace(raw, fetched_page=None))
-    del data["fetched_page"]  # stored in raw_pages, referenced by the quarantine row
-    data["fetched_at"] = raw.fetched_at.isoformat()
-    if raw.sitemap_lastmod is not None:
-        data["sitemap_lastmod"] = raw.sitemap_lastmod.isoformat()
+    del data["fetched_page"]
+    for name in _RAW_DATETIMES:
+        if data[name] is not None:
+            data[name] = data[name].isoformat()
     return data
+
+
+def raw_from_json(data: Mapping[str, Any] | None) -> RawRecord | None:
+    """The RawRecord ``raw_to_json`` kept, if the JSON holds one (older rows may not)."""
+    if not data or not data.keys() >= _RAW_REQUIRED:
+        return None
+    values = {name: data[name] for name in _RAW_JSON_FIELDS if name in data}
+    for name in _RAW_DATETIMES:
+        if values.get(name) is not None:
+            values[name] = datetime.fromisoformat(values[name])
+    return RawRecord(**values)
 
 
 @dataclasses.dataclass

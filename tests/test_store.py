@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
@@ -36,6 +37,8 @@ from harvester.store import (
     RECORDS,
     RecordWriter,
     normalized_name,
+    raw_from_json,
+    raw_to_json,
     record_row,
     start_run,
     write_batch,
@@ -245,6 +248,16 @@ def test_a_timer_flush_during_a_waiting_flush_loses_no_counts(schema: Engine) ->
     counts = writer.close()
     assert counts.new == 5
     assert count(schema, models.Record) == 5
+
+
+def test_raw_values_kept_in_quarantine_read_back_as_they_were() -> None:
+    page = parse_page(response_from_file("current_78126"))
+    assert isinstance(page, RawRecord)
+    page.sitemap_lastmod = T0 + timedelta(hours=5)
+    page.etag = '"abc"'
+    kept = json.loads(json.dumps(raw_to_json(page)))  # as the JSON column hands it back
+    assert raw_from_json(kept) == page
+    assert raw_from_json({"normalized": {"title": "x"}}) is None  # a row without raw values
 
 
 def test_every_layout_has_a_rank() -> None:
