@@ -23,10 +23,8 @@ from urllib.parse import parse_qsl, urlsplit
 from scrapy import Request, Spider
 from scrapy.http import Response, TextResponse
 
-from harvester.items import NonRecordPage
-from harvester.normalize import normalize_record, record_content
-from harvester.parsing import parse_page
-from harvester.validate import validate
+from harvester.judge import judge_response
+from harvester.normalize import record_content
 
 
 def fixture_name(url: str) -> str:
@@ -41,7 +39,7 @@ def fixture_name(url: str) -> str:
 
 def golden_for(response: TextResponse) -> dict[str, Any]:
     """The golden file of a fetched page: what the harvester reads from it today."""
-    page = parse_page(response)
+    judgement = judge_response(response, keep_page=False)
     golden: dict[str, Any] = {
         "sample": None,
         "markup": "other",
@@ -50,15 +48,16 @@ def golden_for(response: TextResponse) -> dict[str, Any]:
         or "text/html; charset=utf-8",
         "captured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    if isinstance(page, NonRecordPage):
-        return {**golden, "kind": page.reason, "rejection": None, "layout": None, "expected": None}
-    record = normalize_record(page)
-    rejection = validate(record)
+    record = judgement.record
+    if record is None:
+        kind = judgement.not_record
+        return {**golden, "kind": kind, "rejection": None, "layout": None, "expected": None}
+    rejection = judgement.rejection
     return {
         **golden,
         "kind": "rejected" if rejection else "record",
         "rejection": rejection.reason if rejection else None,
-        "layout": page.layout,
+        "layout": record.layout,
         "expected": None if rejection else record_content(record),
     }
 

@@ -17,8 +17,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from harvester import models
+from harvester import settings as defaults
 from harvester.config import database_url
 from harvester.db import create_engine_for
+from harvester.exports import FORMATS
 
 # A local site is ours to load: no throttling, many requests at once. robots.txt still counts.
 LOCAL_SITE_SETTINGS: dict[str, Any] = {
@@ -256,7 +258,8 @@ def capture(
 
 def _current_database() -> Any:
     """An engine on DATABASE_URL, refused with a clear message unless its schema is current."""
-    from harvester.db import DatabaseUnavailable, SchemaError, ensure_schema, normalize_url
+    from harvester.db import ensure_schema, normalize_url
+    from harvester.errors import DatabaseUnavailable, SchemaError
 
     url = normalize_url(database_url())
     sqlite_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
@@ -278,7 +281,12 @@ def _current_database() -> Any:
 
 
 @main.command()
-@click.option("--batch-size", default=500, show_default=True, help="Records per transaction.")
+@click.option(
+    "--batch-size",
+    default=defaults.HARVESTER_BATCH_SIZE,
+    show_default=True,
+    help="Records per transaction.",
+)
 def reparse(batch_size: int) -> None:
     """Re-derive every record from its stored page, with no request; version what changed."""
     from harvester.reparse import reparse as reparse_all
@@ -476,7 +484,7 @@ def search(words: tuple[str, ...], limit: int, as_json: bool) -> None:
     Every word must occur; `word*` matches words starting with `word`. Results: every word in
     the title first, then in the title or people, then anywhere; newest NCJ number first.
     """
-    from harvester.search import SearchError
+    from harvester.errors import SearchError
     from harvester.search import search as run_search
 
     engine = _current_database()
@@ -502,7 +510,7 @@ def search(words: tuple[str, ...], limit: int, as_json: bool) -> None:
 @click.option(
     "--format",
     "export_format",
-    type=click.Choice(["ris", "bibtex", "csl-json", "jsonl", "csv"]),
+    type=click.Choice(FORMATS),
     required=True,
 )
 @click.option(
@@ -522,8 +530,8 @@ def export(export_format: str, since: Any, query: str | None, output: Path | Non
     import io
     from datetime import UTC
 
+    from harvester.errors import SearchError
     from harvester.exports import export as run_export
-    from harvester.search import SearchError
 
     since_utc = since.replace(tzinfo=UTC) if since is not None else None
     engine = _current_database()

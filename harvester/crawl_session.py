@@ -37,7 +37,8 @@ from twisted.internet.task import LoopingCall
 
 from harvester.config import database_url
 from harvester.coverage import still_missing
-from harvester.db import DatabaseUnavailable, SchemaError, create_engine_for, ensure_schema
+from harvester.db import create_engine_for, ensure_schema
+from harvester.errors import CrawlAlreadyRunning, DatabaseUnavailable, SchemaError
 from harvester.items import FetchedPage, PageVisit, Record, Rejection
 from harvester.monitoring import (
     OK_FINISH_REASONS,
@@ -46,12 +47,7 @@ from harvester.monitoring import (
     check_run_integrity,
     coverage_from_stats,
 )
-from harvester.runlock import (
-    CrawlAlreadyRunning,
-    RunLock,
-    acquire_run_lock,
-    mark_interrupted_runs,
-)
+from harvester.runlock import RunLock, acquire_run_lock, mark_interrupted_runs
 from harvester.store import CRAWL_RUNS, RecordWriter, finish_run, jsonable, now_utc, start_run
 from harvester.urlstate import (
     GapRetry,

@@ -47,6 +47,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
+from harvester.errors import DatabaseUnavailable, SchemaError
+
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -68,14 +70,6 @@ PACKAGED_MIGRATIONS = PACKAGE_DIR / "_migrations"
 _PG_MIGRATION_LOCK_KEY = int.from_bytes(
     hashlib.sha256(b"ncjrs-harvester schema migration").digest()[:8], "big", signed=True
 )
-
-
-class DatabaseUnavailable(RuntimeError):
-    """The database cannot be reached or opened: bad URL, missing directory, refused, ..."""
-
-
-class SchemaError(RuntimeError):
-    """The database is reachable but its schema is not the one this code writes."""
 
 
 # ---------------------------------------------------------------------------------------------

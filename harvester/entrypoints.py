@@ -41,6 +41,7 @@ from twisted.internet.error import TimeoutError as TwistedTimeoutError
 from twisted.python.failure import Failure
 from twisted.web._newclient import ResponseFailed
 
+from harvester.errors import SitemapUnreadable
 from harvester.urls import allowed_domains
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -166,15 +167,6 @@ def failure_reason(failure: Failure) -> str | None:
 
 
 # --- Reading sitemaps ---------------------------------------------------------------------
-
-
-class SitemapUnreadable(Exception):
-    """Nothing could be read from this body: ``reason`` (too_large, not_xml, not_a_sitemap)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,6 @@ from sqlalchemy import Connection, Integer, Select, bindparam, column, select, t
 from harvester import models
 from harvester.search import matching_sql, parse_query
 
-FORMATS = ("ris", "bibtex", "csl-json", "jsonl", "csv")
 CHUNK = 500
 DATABASE_NAME = "NCJRS Virtual Library"
 LIST_SEPARATOR = "; "
@@ -633,6 +632,8 @@ WRITERS: dict[str, Callable[[Iterable[ExportRecord], TextIO], None]] = {
     "jsonl": _write_jsonl,
     "csv": _write_csv,
 }
+# The export formats, as `harvester export --format` offers them: a format is added above.
+FORMATS: tuple[str, ...] = tuple(WRITERS)
 
 
 def export(

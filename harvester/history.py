@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Column, Connection, Table, bindparam, delete, func, insert, select, update
 
 from harvester import models
 from harvester.db import chunks
@@ -39,8 +39,6 @@ RECORDS: Table = models.Record.__table__  # type: ignore[assignment]
 VERSIONS: Table = models.RecordVersion.__table__
 # Read with each stored record's hash and layout, to decide what to note for unchanged ones.
 STORED_COLUMNS: tuple[Column[Any], ...] = (RECORDS.c.parser_version, RECORDS.c.raw_page_sha256)
-# Written with every new or changed record.
-REWRITTEN = ("parser_version", "raw_page_sha256")
 
 
 def first_sighting(content: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,9 +140,10 @@ class RecordHistory:
         return {"last_seen_at": now} if self.sighting else {}
 
     def rewritten(self, columns: Iterable[str]) -> list[str]:
-        """The columns an upsert of a new or changed record rewrites."""
+        """Of the columns an upsert of a new or changed record rewrites, the ones this writer
+        rewrites: a re-derivation saw nothing on the site, so ``last_seen_at`` stays."""
         kept = () if self.sighting else ("last_seen_at",)
-        return [name for name in (*columns, *REWRITTEN) if name not in kept]
+        return [name for name in columns if name not in kept]
 
     def quarantine_rows(
         self, connection: Connection, rows: Sequence[dict[str, Any]]
@@ -279,6 +278,12 @@ def _stored_versions(
         for key, version, run_id, changes in connection.execute(query):
             found.setdefault(key, []).append(_StoredVersion(version, run_id, changes))
     return found
+
+
+def versions_of_run(connection: Connection, run_id: int) -> int:
+    """How many versions a run left."""
+    query = select(func.count()).select_from(VERSIONS).where(VERSIONS.c.crawl_run_id == run_id)
+    return int(connection.scalar(query) or 0)
 
 
 def record_history(connection: Connection, ncj_number: int) -> list[dict[str, Any]]:

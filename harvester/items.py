@@ -12,13 +12,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+# The value lists of the harvester, each defined here once: harvester.models derives its CHECK
+# constraints from them (typing.get_args), so a new value is added here and in a migration.
 Layout = Literal["current", "legacy", "publication", "generic"]
 DatePrecision = Literal["day", "month", "month_range", "season", "year"]
 ContributorKind = Literal["person", "organization"]
+# Where a record names a contributor or an agency (record_contributors.role,
+# record_agencies.role): Record.authors / editors / corporate_authors, sponsoring_agencies /
+# agencies.
+ContributorRole = Literal["author", "editor", "corporate_author"]
+AgencyRole = Literal["sponsor", "agency"]
+# How `harvester quarantine replay` resolved a quarantine row (quarantine.resolution).
+QuarantineResolution = Literal["stored", "not_a_record"]
 
 # Which page of a record to keep when it is reached under several URLs: the layout that shows
 # the most fields. A publication page never replaces a record stored from its abstract page.
-LAYOUT_RANK: dict[str, int] = {"legacy": 3, "current": 2, "generic": 1, "publication": 0}
+LAYOUT_RANK: dict[Layout, int] = {"legacy": 3, "current": 2, "generic": 1, "publication": 0}
 
 
 @dataclass(slots=True, frozen=True)
@@ -72,20 +81,21 @@ class RawRecord:
         return separator.join(values) if values else None
 
 
+NonRecordReason = Literal["soft_404", "no_record_fields", "several_records"]
+
+
 @dataclass(slots=True, frozen=True)
 class NonRecordPage:
     """A fetched page that is not a record (section page, soft 404): skipped, not quarantined."""
 
     url: str
-    reason: Literal["soft_404", "no_record_fields", "several_records"]
+    reason: NonRecordReason
 
 
 PageKind = Literal[
     "record",
     "quarantined",
-    "soft_404",
-    "no_record_fields",
-    "several_records",
+    NonRecordReason,
     "not_html",
     "gone",  # 404 or 410
     "failed",  # never answered (errors, timeouts, robots.txt): see record_urls.gap_reason
@@ -104,7 +114,7 @@ GapReason = Literal[
     "quarantined",  # the record failed validation (its quarantine row says why)
 ]
 # The reasons that are verdicts on a page that was fetched, not failures to fetch it.
-PAGE_VERDICTS = ("not_a_record", "store_error", "quarantined")
+PAGE_VERDICTS: tuple[GapReason, ...] = ("not_a_record", "store_error", "quarantined")
 
 
 @dataclass(slots=True)
@@ -219,18 +229,22 @@ class Record:
         return self.chapter_of.parent_ncj_number if self.chapter_of else None
 
 
+# Why a record is quarantined (quarantine.reason).
+RejectionReason = Literal[
+    "missing_ncj_number",
+    "invalid_ncj_number",
+    "missing_title",
+    "shifted_values",
+    "encoding",
+    "store_error",
+]
+
+
 @dataclass(slots=True, frozen=True)
 class Rejection:
     """Why a page that looks like a record cannot be trusted; stored in quarantine."""
 
-    reason: Literal[
-        "missing_ncj_number",
-        "invalid_ncj_number",
-        "missing_title",
-        "shifted_values",
-        "encoding",
-        "store_error",
-    ]
+    reason: RejectionReason
     detail: str
 
     def __str__(self) -> str:

@@ -58,7 +58,16 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeEngine
 
-from harvester.items import GapReason, PageKind
+from harvester.items import (
+    AgencyRole,
+    ContributorKind,
+    ContributorRole,
+    DatePrecision,
+    GapReason,
+    Layout,
+    PageKind,
+    QuarantineResolution,
+)
 
 # Deterministic constraint names: Alembic can only drop or alter a constraint it can name,
 # and SQLite batch migrations recreate tables by name.
@@ -70,11 +79,17 @@ NAMING_CONVENTION: dict[str, str] = {
     "pk": "pk_%(table_name)s",
 }
 
-PUBLISHED_PRECISIONS = ("day", "month", "month_range", "season", "year")  # items.DatePrecision
-LAYOUTS = ("current", "legacy", "publication", "generic")  # items.Layout
-CONTRIBUTOR_KINDS = ("person", "organization")  # items.ContributorKind
-CONTRIBUTOR_ROLES = ("author", "editor", "corporate_author")
-AGENCY_ROLES = ("sponsor", "agency")
+# The values the CHECK constraints allow, from the one definition of each list (harvester.items).
+PUBLISHED_PRECISIONS: tuple[str, ...] = get_args(DatePrecision)
+LAYOUTS: tuple[str, ...] = get_args(Layout)
+CONTRIBUTOR_KINDS: tuple[str, ...] = get_args(ContributorKind)
+CONTRIBUTOR_ROLES: tuple[str, ...] = get_args(ContributorRole)
+AGENCY_ROLES: tuple[str, ...] = get_args(AgencyRole)
+PAGE_KINDS: tuple[str, ...] = get_args(PageKind)
+# Why the record at a URL is not stored (yet): record_urls.gap_reason (harvester.urlstate).
+GAP_REASONS: tuple[str, ...] = get_args(GapReason)
+# quarantine.resolution; no CHECK constraint holds it (schema 0003 has none).
+QUARANTINE_RESOLUTIONS: tuple[str, ...] = get_args(QuarantineResolution)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -386,12 +401,6 @@ class Quarantine(Base):
         return f"Quarantine(id={self.id!r}, url={self.url!r}, reason={self.reason!r})"
 
 
-PAGE_KINDS: tuple[str, ...] = get_args(PageKind)
-
-# Why the record at a URL is not stored (yet): record_urls.gap_reason (harvester.urlstate).
-GAP_REASONS: tuple[str, ...] = get_args(GapReason)
-
-
 class RecordUrl(Base):
     __tablename__ = "record_urls"
     __table_args__ = (
@@ -433,9 +442,6 @@ class RecordUrl(Base):
 
     def __repr__(self) -> str:
         return f"RecordUrl(url={self.url!r}, ncj_number={self.ncj_number!r}, kind={self.kind!r})"
-
-
-QUARANTINE_RESOLUTIONS = ("stored", "not_a_record")
 
 
 class RawPageDictionary(Base):

@@ -1,10 +1,11 @@
 """`harvester quarantine list` and `harvester quarantine replay`: quarantined pages after a fix.
 
-Replay takes every open quarantine row (``resolved_at IS NULL``), oldest first, and derives its
-record again the way ``harvester reparse`` does: from its stored page (parse -> normalize ->
-validate, no request), or, for a row without a page (quarantined before raw pages were kept, or
-with ``HARVESTER_STORE_RAW_PAGES`` off), from the raw values kept in ``quarantine.raw``
-(normalize -> validate only: a parser fix cannot reach those). Then:
+Replay takes every open quarantine row (``resolved_at IS NULL``), oldest first, and judges it
+again with ``harvester.judge``, as ``harvester reparse`` does: from its stored page
+(``judge_page``: parse -> normalize -> validate, no request), or, for a row without a page
+(quarantined before raw pages were kept, or with ``HARVESTER_STORE_RAW_PAGES`` off), from the
+raw values kept in ``quarantine.raw`` (``judge_raw``: normalize -> validate only, a parser fix
+cannot reach those). Then:
 
 - it passes now: the record goes through the conflict rule and ``store.write_batch`` like any
   crawled record (a version names the replay run), and in the same transaction the row gets
@@ -23,27 +24,33 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select, update
 
+from harvester import settings as defaults
 from harvester.conflicts import RunSightings
 from harvester.db import WRITE_TRANSACTION_OPTION
-from harvester.history import VERSIONS, RecordHistory
-from harvester.items import FetchedPage, NonRecordPage, RawRecord, Record
-from harvester.normalize import content_hash, normalize_record
+from harvester.history import RecordHistory, versions_of_run
+from harvester.items import FetchedPage, Record
+from harvester.judge import Judgement, Parser, judge_page, judge_raw
 from harvester.parsing import PARSER_VERSION, parse_page
 from harvester.rawpages import PageCodec
-from harvester.reparse import Parser, derive
-from harvester.store import QUARANTINE, WriteCounts, finish_run, now_utc, start_run, write_batch
-from harvester.validate import validate
+from harvester.store import (
+    QUARANTINE,
+    WriteCounts,
+    finish_run,
+    now_utc,
+    raw_from_json,
+    start_run,
+    write_batch,
+    written_figures,
+)
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 500
-_RAW_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(RawRecord)) - {"fetched_page"}
-_RAW_RECORD_REQUIRED = frozenset({"url", "final_url", "status", "fetched_at", "layout"})
+# Records per transaction, as in the crawl.
+BATCH_SIZE: int = defaults.HARVESTER_BATCH_SIZE
 
 
 def list_rows(
@@ -81,15 +88,6 @@ def count_open(engine: Engine, reason: str | None = None) -> dict[str, int]:
         query = query.where(QUARANTINE.c.reason == reason)
     with engine.connect() as connection:
         return {name: int(count) for name, count in connection.execute(query)}
-
-
-def raw_record_from_json(raw: Mapping[str, Any] | None) -> RawRecord | None:
-    """The RawRecord a quarantine row kept as JSON (``store.raw_to_json``), if it kept one."""
-    if not raw or not raw.keys() >= _RAW_RECORD_REQUIRED:
-        return None
-    values = {name: value for name, value in raw.items() if name in _RAW_RECORD_FIELDS}
-    values["fetched_at"] = datetime.fromisoformat(values["fetched_at"])
-    return RawRecord(**values)
 
 
 @dataclasses.dataclass
@@ -169,8 +167,7 @@ def replay(
             _judge(row, pages, parse, chunk, sightings, report)
         _write(engine, chunk, history, run_id, counted, report)
     with engine.connect() as connection:
-        query = select(func.count()).select_from(VERSIONS).where(VERSIONS.c.crawl_run_id == run_id)
-        report.versions = int(connection.scalar(query) or 0)
+        report.versions = versions_of_run(connection, run_id)
     report.seconds = time.monotonic() - started
     finish_run(
         engine,
@@ -178,9 +175,7 @@ def replay(
         {
             "finished_at": now_utc(),
             "finish_reason": "finished",
-            "records_new": report.counts.new,
-            "records_updated": report.counts.updated,
-            "records_unchanged": report.counts.unchanged,
+            **written_figures(report.counts),
             "errors": report.failed,
             "conflicts": report.conflicts,
             "stats": {
@@ -207,37 +202,37 @@ def _judge(
 ) -> None:
     """What one quarantine row gives today; adds it to the chunk or to the report."""
     page = pages.get(row.raw_page_sha256) if row.raw_page_sha256 else None
-    derived: Record | NonRecordPage
+    judgement: Judgement
     if page is not None:
-        derived = derive(page, parse)
-    elif (raw := raw_record_from_json(row.raw)) is not None:
-        derived = normalize_record(raw)
+        judgement = judge_page(page, parse=parse)
+    elif (raw := raw_from_json(row.raw)) is not None:
+        judgement = judge_raw(raw)
     else:
         report.not_replayable += 1
         return
-    if isinstance(derived, NonRecordPage):
+    if judgement.verdict == "not_record":
         chunk.not_record_rows.append(row.id)
         return
-    rejection = validate(derived)
-    if rejection is not None:
-        report.still_quarantined[rejection.reason] = (
-            report.still_quarantined.get(rejection.reason, 0) + 1
-        )
+    if judgement.rejection is not None:
+        reason = judgement.rejection.reason
+        report.still_quarantined[reason] = report.still_quarantined.get(reason, 0) + 1
         return
-    assert derived.ncj_number is not None
-    digest = content_hash(derived)
-    verdict = sightings.offer(derived, digest)
+    record, digest = judgement.record, judgement.digest
+    assert record is not None
+    assert record.ncj_number is not None
+    assert digest is not None
+    verdict = sightings.offer(record, digest)
     if verdict.conflict is not None:
         report.conflicts += 1
         logger.info("Conflict: %s", verdict.conflict)
-    chunk.stored_rows.setdefault(derived.ncj_number, []).append(row.id)
+    chunk.stored_rows.setdefault(record.ncj_number, []).append(row.id)
     if verdict.keep:
-        derived.raw = None
-        chunk.records[derived.ncj_number] = (derived, digest)
-        if page is not None:
-            chunk.pages[derived.ncj_number] = page
+        record.raw = None
+        chunk.records[record.ncj_number] = (record, digest)
+        if judgement.page is not None:
+            chunk.pages[record.ncj_number] = judgement.page
         else:
-            chunk.pages.pop(derived.ncj_number, None)
+            chunk.pages.pop(record.ncj_number, None)
 
 
 def _write(

@@ -1,59 +1,50 @@
 """`harvester reparse`: re-derive every stored record from its stored page, with no request.
 
 After a parser fix (and a bump of ``harvester.parsing.PARSER_VERSION``), each record that has a
-stored page (``records.raw_page_sha256``) is read again exactly as the crawl read it: the page
-becomes the Scrapy response the downloader built (``rawpages.response_for``), then
-``parse_page`` -> ``normalize_record`` -> ``validate`` -> the conflict rule -> the record writer,
-the same functions the crawl's pipelines call. The writer compares with what is stored, so
-only records whose content changed are rewritten and get a version; every record gets the new
-parser version. It runs as a crawl run of its own (``crawl_runs.spider = 'reparse'``, no pages
-fetched), so its versions name it.
+stored page (``records.raw_page_sha256``) is read again exactly as the crawl read it:
+``harvester.judge.judge_page`` rebuilds the response the downloader built and judges it with the
+crawl's own function, then the record goes through the conflict rule to the record writer, as
+the crawl's records do. The writer compares with what is stored, so only records whose content
+changed are rewritten and get a version; every record gets the new parser version. It runs as a
+crawl run of its own (``crawl_runs.spider = 'reparse'``, no pages fetched), so its versions name
+it.
 
 What a re-parse never does: fetch anything, touch ``last_seen_at`` (nothing was seen on the
 site), or lose a stored record. A page that no longer gives a valid record goes to quarantine
 (with its page) and the stored record stays as it was; a page that is no longer a record page
-is counted and left alone. Records without a stored page are counted and left alone.
+(or a stored body that is not HTML, "not_html") is counted and left alone. Records without a
+stored page are counted and left alone.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from scrapy.http import Response, TextResponse
 from sqlalchemy import Engine, func, select
 
+from harvester import settings as defaults
 from harvester.conflicts import RunSightings
-from harvester.history import VERSIONS, RecordHistory
-from harvester.items import FetchedPage, NonRecordPage, RawRecord, Record, Rejection
-from harvester.normalize import content_hash, normalize_record
+from harvester.history import RecordHistory, versions_of_run
+from harvester.judge import Judgement, Parser, judge_page
 from harvester.parsing import PARSER_VERSION, parse_page
-from harvester.rawpages import RAW_PAGES, PageCodec, response_for
-from harvester.store import RECORDS, RecordWriter, finish_run, now_utc, start_run
-from harvester.validate import validate
+from harvester.rawpages import RAW_PAGES, PageCodec
+from harvester.store import (
+    RECORDS,
+    RecordWriter,
+    WriteCounts,
+    finish_run,
+    now_utc,
+    start_run,
+    written_figures,
+)
 
 logger = logging.getLogger(__name__)
 
-# What a crawl does with a fetched record page; a test or a new parser can pass another.
-Parser = Callable[[TextResponse], RawRecord | NonRecordPage]
-
-BATCH_SIZE = 500
-
-
-def derive(page: FetchedPage, parse: Parser = parse_page) -> Record | NonRecordPage:
-    """The record a stored page gives today (not yet validated), or why it is not a record."""
-    response: Response = response_for(page)
-    if not isinstance(response, TextResponse):
-        return NonRecordPage(url=page.url, reason="no_record_fields")
-    parsed = parse(response)
-    if isinstance(parsed, NonRecordPage):
-        return parsed
-    parsed.fetched_at = page.fetched_at  # when the page was fetched, not when it was read again
-    parsed.fetched_page = page
-    return normalize_record(parsed)
+# Records per transaction, as in the crawl.
+BATCH_SIZE: int = defaults.HARVESTER_BATCH_SIZE
 
 
 @dataclass
@@ -128,16 +119,17 @@ def reparse(
             after = rows[-1]["ncj_number"]
             for page in pages:
                 report.pages += 1
-                if _offer(writer, sightings, report, derive(page, parse)):
+                if _offer(writer, sightings, report, judge_page(page, parse=parse)):
                     writer.flush_blocking()
             del rows, pages  # the bodies go once their records are buffered
     finally:
         counts = writer.close()
     report.new, report.updated = counts.new, counts.updated
     report.unchanged, report.quarantined = counts.unchanged, counts.quarantined
-    report.versions = _versions_of_run(engine, run_id)
+    with engine.connect() as connection:
+        report.versions = versions_of_run(connection, run_id)
     report.seconds = time.monotonic() - started
-    finish_run(engine, run_id, _run_figures(report, writer.failed_batches))
+    finish_run(engine, run_id, _run_figures(report, counts, writer.failed_batches))
     logger.info("%s", report.summary())
     return report
 
@@ -146,47 +138,39 @@ def _offer(
     writer: RecordWriter,
     sightings: RunSightings,
     report: ReparseReport,
-    derived: Record | NonRecordPage,
+    judgement: Judgement,
 ) -> bool:
     """Hand a re-derived record to the writer; True when its batch is full."""
-    if isinstance(derived, NonRecordPage):
+    if judgement.verdict == "not_record":
+        reason = judgement.not_record or "no_record_fields"
         report.not_records += 1
-        report.not_record_reasons[derived.reason] = (
-            report.not_record_reasons.get(derived.reason, 0) + 1
-        )
-        logger.warning("No longer a record page (%s): %s", derived.reason, derived.url)
+        report.not_record_reasons[reason] = report.not_record_reasons.get(reason, 0) + 1
+        logger.warning("No longer a record page (%s): %s", reason, judgement.url)
         return False
-    rejection: Rejection | None = validate(derived)
-    if rejection is not None:
-        logger.warning("Re-parsed page quarantined (%s): %s", rejection, derived.source_url)
-        return writer.add_quarantined(derived, rejection)
-    digest = content_hash(derived)
-    verdict = sightings.offer(derived, digest)
+    record = judgement.record
+    assert record is not None
+    if judgement.rejection is not None:
+        logger.warning(
+            "Re-parsed page quarantined (%s): %s", judgement.rejection, record.source_url
+        )
+        return writer.add_quarantined(record, judgement.rejection)
+    assert judgement.digest is not None
+    verdict = sightings.offer(record, judgement.digest)
     if verdict.conflict is not None:
         report.conflicts += 1
         logger.info("Conflict: %s", verdict.conflict)
     if not verdict.keep:
         return False
-    page = derived.raw.fetched_page if derived.raw else None
-    derived.raw = None
-    return writer.add(derived, page, digest)
+    record.raw = None
+    return writer.add(record, judgement.page, judgement.digest)
 
 
-def _versions_of_run(engine: Engine, run_id: int) -> int:
-    with engine.connect() as connection:
-        query = select(func.count()).select_from(VERSIONS).where(VERSIONS.c.crawl_run_id == run_id)
-        return int(connection.scalar(query) or 0)
-
-
-def _run_figures(report: ReparseReport, failed_batches: int) -> dict[str, Any]:
+def _run_figures(report: ReparseReport, counts: WriteCounts, failed_batches: int) -> dict[str, Any]:
     return {
         "finished_at": now_utc(),
         "finish_reason": "finished",
         "pages_fetched": 0,
-        "records_new": report.new,
-        "records_updated": report.updated,
-        "records_unchanged": report.unchanged,
-        "records_quarantined": report.quarantined,
+        **written_figures(counts),
         "errors": failed_batches,
         "conflicts": report.conflicts,
         "stats": {

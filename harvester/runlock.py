@@ -37,17 +37,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from harvester import models
+from harvester import settings as defaults
 from harvester.db import display_url
+from harvester.errors import CrawlAlreadyRunning
 
 logger = logging.getLogger(__name__)
 
 _PG_CRAWL_LOCK_KEY = int.from_bytes(
     hashlib.sha256(b"ncjrs-harvester crawl").digest()[:8], "big", signed=True
 )
-
-
-class CrawlAlreadyRunning(RuntimeError):
-    """Another crawl holds the database's crawl lock."""
 
 
 LockState = Literal["ok", "retaken", "lost"]
@@ -129,7 +127,9 @@ def _try_lock_within(connection: Connection, seconds: float) -> bool:
     return True
 
 
-def acquire_run_lock(engine: Engine, *, heartbeat_interval: float = 5.0) -> RunLock:
+def acquire_run_lock(
+    engine: Engine, *, heartbeat_interval: float = defaults.HARVESTER_HEARTBEAT_INTERVAL
+) -> RunLock:
     """Take the database's crawl lock, or raise CrawlAlreadyRunning saying who holds it."""
     url = make_url(engine.url)
     backend = url.get_backend_name()

@@ -28,6 +28,8 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
 
+from harvester.errors import SearchError
+
 # The search tiers: (name, SQLite FTS5 columns, PostgreSQL tsvector column), best first.
 # None: every field.
 TIERS: tuple[tuple[str, str | None, str], ...] = (
@@ -45,10 +47,6 @@ MAX_QUERY_WORDS = 16
 # Letters and digits (Unicode categories L and N, which is what str.isalnum accepts), the same
 # split as the unicode61 tokenizer with categories 'L* N*' and PostgreSQL's [[:alnum:]].
 _WORD = re.compile(r"([^\W_]+)(\*?)")
-
-
-class SearchError(ValueError):
-    """A query that cannot be searched (no words, too many words)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,16 +24,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_type_hints
 
 from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from harvester import models
+from harvester import settings as defaults
 from harvester.db import WRITE_TRANSACTION_OPTION, chunks, insert_for
 from harvester.history import STORED_COLUMNS, RecordHistory
 from harvester.items import (
     LAYOUT_RANK,
+    AgencyRole,
+    ContributorRole,
     FetchedPage,
     PageVisit,
     Person,
@@ -64,47 +67,18 @@ RECORD_SUBJECTS: Table = models.RecordSubject.__table__  # type: ignore[assignme
 QUARANTINE: Table = models.Quarantine.__table__  # type: ignore[assignment]
 CRAWL_RUNS: Table = models.CrawlRun.__table__  # type: ignore[assignment]
 
-# Columns an upsert of a new or changed record rewrites (first_seen_at is kept).
-_REWRITTEN = (
-    "title",
-    "annotation",
-    "abstract",
-    "published_text",
-    "published_year",
-    "published_month",
-    "published_day",
-    "published_precision",
-    "date_created_text",
-    "date_created",
-    "page_count",
-    "journal_citation",
-    "journal_name",
-    "journal_volume",
-    "journal_issue",
-    "journal_dated",
-    "journal_pages",
-    "language",
-    "country",
-    "publication_type",
-    "publication_format",
-    "publication_series",
-    "sale_source",
-    "publisher",
-    "note",
-    "part_of",
-    "part_pages",
-    "book_title",
-    "document_urls",
-    "extra_fields",
-    "text_repairs",
-    "layout",
-    "source_url",
-    "last_seen_at",
-    "last_changed_at",
-    "content_hash",
-    "crawl_run_id",
-)
-_CHILD_TABLES = (RECORD_CONTRIBUTORS, RECORD_AGENCIES, RECORD_GRANTS, RECORD_SUBJECTS)
+# The columns of `records` that writing a new version of a record leaves as they are, and why.
+# Every other column is rewritten from ``record_row`` and the record's provenance
+# (``RecordHistory.prepare``): a new column is rewritten unless it is added here, and
+# tests/test_store.py checks column by column that the upsert rewrites the rest.
+KEPT_ON_REWRITE: dict[str, str] = {
+    "ncj_number": "the key the upsert matches on",
+    "first_seen_at": "when the record was first seen: the first write's",
+    "withdrawn_at": "the tombstone, set and cleared by harvester.urlstate from URL evidence",
+}
+_REWRITTEN = tuple(c.name for c in RECORDS.columns if c.name not in KEPT_ON_REWRITE)
+# A record's lists: replaced as a whole when the record changes.
+LIST_TABLES = (RECORD_CONTRIBUTORS, RECORD_AGENCIES, RECORD_GRANTS, RECORD_SUBJECTS)
 
 
 def normalized_name(name: str) -> str:
@@ -169,15 +143,42 @@ def record_row(record: Record, digest: str, now: datetime, run_id: int | None) -
     }
 
 
+# How a RawRecord is kept in quarantine.raw: its fields but the page (stored in raw_pages and
+# referenced by the row), datetimes as ISO text.
+_RAW_JSON_FIELDS = tuple(f.name for f in dataclasses.fields(RawRecord) if f.name != "fetched_page")
+_RAW_REQUIRED = frozenset(
+    f.name
+    for f in dataclasses.fields(RawRecord)
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+)
+_RAW_DATETIMES = tuple(
+    name
+    for name, hint in get_type_hints(RawRecord).items()
+    if name in _RAW_JSON_FIELDS and datetime in (hint, *get_args(hint))
+)
+
+
 def raw_to_json(raw: RawRecord | None) -> dict[str, Any] | None:
+    """A RawRecord as quarantine.raw keeps it; ``raw_from_json`` reads it back."""
     if raw is None:
         return None
     data = dataclasses.asdict(dataclasses.replace(raw, fetched_page=None))
-    del data["fetched_page"]  # stored in raw_pages, referenced by the quarantine row
-    data["fetched_at"] = raw.fetched_at.isoformat()
-    if raw.sitemap_lastmod is not None:
-        data["sitemap_lastmod"] = raw.sitemap_lastmod.isoformat()
+    del data["fetched_page"]
+    for name in _RAW_DATETIMES:
+        if data[name] is not None:
+            data[name] = data[name].isoformat()
     return data
+
+
+def raw_from_json(data: Mapping[str, Any] | None) -> RawRecord | None:
+    """The RawRecord ``raw_to_json`` kept, if the JSON holds one (older rows may not)."""
+    if not data or not data.keys() >= _RAW_REQUIRED:
+        return None
+    values = {name: data[name] for name in _RAW_JSON_FIELDS if name in data}
+    for name in _RAW_DATETIMES:
+        if values.get(name) is not None:
+            values[name] = datetime.fromisoformat(values[name])
+    return RawRecord(**values)
 
 
 @dataclasses.dataclass
@@ -207,6 +208,17 @@ class WriteCounts:
         self.unwritten_visits += other.unwritten_visits
         self.failed_batches += other.failed_batches
         self.refused += other.refused
+
+
+def written_figures(counts: WriteCounts) -> dict[str, int]:
+    """The ``crawl_runs`` columns that count what a run's writes did."""
+    return {
+        "records_new": counts.new,
+        "records_updated": counts.updated,
+        "records_unchanged": counts.unchanged,
+        "records_quarantined": counts.quarantined,
+        "pages_not_modified": counts.not_modified,
+    }
 
 
 def write_batch(
@@ -303,7 +315,7 @@ def write_batch(
         stmt,
         [record_row(r, digest, now, run_id) | written.values_for(r) for r, digest in writes],
     )
-    for table in _CHILD_TABLES:
+    for table in LIST_TABLES:
         for chunk in chunks(changed):
             connection.execute(delete(table).where(table.c.ncj_number.in_(chunk)))
     _write_lists(connection, [record for record, _ in writes])
@@ -311,7 +323,7 @@ def write_batch(
     return counts
 
 
-def _people(record: Record) -> list[tuple[str, int, Person | str]]:
+def _people(record: Record) -> list[tuple[ContributorRole, int, Person | str]]:
     return [
         *(("author", i, p) for i, p in enumerate(record.authors)),
         *(("editor", i, p) for i, p in enumerate(record.editors)),
@@ -358,7 +370,11 @@ def _write_lists(connection: Connection, records: Sequence[Record]) -> None:
                     "position": position,
                 }
             )
-        for role, names in (("sponsor", record.sponsoring_agencies), ("agency", record.agencies)):
+        agency_roles: tuple[tuple[AgencyRole, list[str]], ...] = (
+            ("sponsor", record.sponsoring_agencies),
+            ("agency", record.agencies),
+        )
+        for role, names in agency_roles:
             for position, name in enumerate(names):
                 agency_links.append(
                     {
@@ -403,10 +419,6 @@ def _ensure_named(
     return ids
 
 
-class DatabaseRefusesWrites(RuntimeError):
-    """The database takes no writes at all (disk full, read-only): the crawl must stop."""
-
-
 ErrorKind = Literal["transient", "fatal", "refused"]
 
 # SQLite says what went wrong only in its message.
@@ -428,8 +440,6 @@ def error_kind(error: BaseException) -> ErrorKind:
     ``refused``: this data is refused (a constraint, a value out of range, a trigger's RAISE):
     write the rest, quarantine what is refused.
     """
-    if isinstance(error, DatabaseRefusesWrites):
-        return "fatal"
     if not isinstance(error, DBAPIError):
         return "refused"  # e.g. an integer the driver cannot bind
     original = error.orig
@@ -469,7 +479,7 @@ class RecordWriter:
         withdrawal: Withdrawal = DEFAULT_WITHDRAWAL,
         history: RecordHistory | None = None,
         retry: GapRetry = DEFAULT_GAP_RETRY,
-        retry_seconds: float = 300.0,
+        retry_seconds: float = defaults.HARVESTER_DB_RETRY_SECONDS,
         on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.engine = engine

@@ -56,13 +56,8 @@ from scrapy.utils.sitemap import sitemap_urls_from_robots
 from twisted.python.failure import Failure
 
 from harvester.crawl_session import CrawlSession
-from harvester.entrypoints import (
-    Scope,
-    SitemapUnreadable,
-    failure_reason,
-    ignored_kind,
-    read_sitemap,
-)
+from harvester.entrypoints import Scope, failure_reason, ignored_kind, read_sitemap
+from harvester.errors import SitemapUnreadable
 from harvester.incremental import RevisitPolicy, parse_lastmod, parse_since, truthy
 from harvester.items import GapReason, PageVisit, RawRecord
 from harvester.parsing import http_validators, parse_page

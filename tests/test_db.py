@@ -21,14 +21,13 @@ from sqlalchemy.orm import Session
 
 from harvester import db
 from harvester.db import (
-    DatabaseUnavailable,
-    SchemaError,
     alembic_config,
     create_engine_for,
     ensure_schema,
     normalize_url,
     session_factory,
 )
+from harvester.errors import DatabaseUnavailable, SchemaError
 from harvester.models import Base, CrawlRun
 from harvester.search import is_search_index_object
 

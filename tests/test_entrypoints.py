@@ -9,13 +9,8 @@ from scrapy.http import Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
-from harvester.entrypoints import (
-    Scope,
-    SitemapUnreadable,
-    failure_reason,
-    ignored_kind,
-    read_sitemap,
-)
+from harvester.entrypoints import Scope, failure_reason, ignored_kind, read_sitemap
+from harvester.errors import SitemapUnreadable
 from harvester.localsite import Site
 from harvester.monitoring import entry_point_alerts, nothing_stored_alerts
 from tests.faultserver import _gzip_bomb, broken_xml, entity_bomb

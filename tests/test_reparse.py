@@ -6,6 +6,8 @@ request a re-parse made would show up there.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -209,6 +211,32 @@ def test_a_page_that_no_longer_passes_keeps_its_record_and_is_quarantined(
         NEXT_VERSION,
     )
     assert row.raw_page_sha256 == before[191386].raw_page_sha256
+
+
+def test_a_stored_body_that_is_not_html_is_counted_and_left_alone(engine: Engine) -> None:
+    ensure_schema(engine, auto_migrate=True)
+    record, page = page_record("current_78126")
+    body = b"%PDF-1.4\n\x00\x01\x02"
+    pdf = dataclasses.replace(
+        page, sha256=hashlib.sha256(body).hexdigest(), body=body, content_type="application/pdf"
+    )
+    with engine.begin() as connection:
+        write_batch(
+            connection,
+            [(record, content_hash(record))],
+            [],
+            now=datetime(2026, 1, 1, tzinfo=UTC),
+            run_id=None,
+            counted=set(),
+            pages={78126: pdf},
+        )
+    before = records(engine)
+    report = reparse(engine, parser_version=NEXT_VERSION)
+    assert (report.pages, report.not_records, report.quarantined) == (1, 1, 0)
+    assert report.not_record_reasons == {"not_html": 1}
+    after = records(engine)
+    assert after[78126].content_hash == before[78126].content_hash
+    assert after[78126].parser_version == PARSER_VERSION
 
 
 def test_the_reparse_command_reports_what_it_did(

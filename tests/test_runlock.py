@@ -12,8 +12,9 @@ from sqlalchemy import Engine, insert, select
 
 from harvester import models
 from harvester.db import ensure_schema
+from harvester.errors import CrawlAlreadyRunning
 from harvester.localsite import serve_site
-from harvester.runlock import CrawlAlreadyRunning, acquire_run_lock, mark_interrupted_runs
+from harvester.runlock import acquire_run_lock, mark_interrupted_runs
 from harvester.store import now_utc
 from tests.support import REPO, scrapy_crawl
 

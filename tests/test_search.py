@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import Engine, inspect, text
 
 from harvester.db import ensure_schema
+from harvester.errors import SearchError
 from harvester.items import Person, Record
-from harvester.search import QueryWord, SearchError, parse_query, search
+from harvester.search import QueryWord, parse_query, search
 from tests.support import fixture_records, store_records
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

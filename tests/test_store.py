@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import json
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any, get_args
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -13,10 +16,33 @@ from sqlalchemy.orm import Session
 
 from harvester import models
 from harvester.db import ensure_schema
-from harvester.items import PartialDate, Person, RawRecord, Record, Rejection
+from harvester.history import RecordHistory
+from harvester.items import (
+    LAYOUT_RANK,
+    ChapterOf,
+    FetchedPage,
+    JournalCitation,
+    Layout,
+    PartialDate,
+    Person,
+    RawRecord,
+    Record,
+    Rejection,
+)
 from harvester.normalize import content_hash, normalize_record
 from harvester.parsing import parse_page
-from harvester.store import RecordWriter, normalized_name, start_run, write_batch
+from harvester.store import (
+    KEPT_ON_REWRITE,
+    LIST_TABLES,
+    RECORDS,
+    RecordWriter,
+    normalized_name,
+    raw_from_json,
+    raw_to_json,
+    record_row,
+    start_run,
+    write_batch,
+)
 from tests.support import response_from_file
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -224,6 +250,21 @@ def test_a_timer_flush_during_a_waiting_flush_loses_no_counts(schema: Engine) ->
     assert count(schema, models.Record) == 5
 
 
+def test_raw_values_kept_in_quarantine_read_back_as_they_were() -> None:
+    page = parse_page(response_from_file("current_78126"))
+    assert isinstance(page, RawRecord)
+    page.sitemap_lastmod = T0 + timedelta(hours=5)
+    page.etag = '"abc"'
+    kept = json.loads(json.dumps(raw_to_json(page)))  # as the JSON column hands it back
+    assert raw_from_json(kept) == page
+    assert raw_from_json({"normalized": {"title": "x"}}) is None  # a row without raw values
+
+
+def test_every_layout_has_a_rank() -> None:
+    # A layout without one would rank lowest unnoticed: never replacing any stored page.
+    assert set(LAYOUT_RANK) == set(get_args(Layout))
+
+
 def test_a_poorer_page_never_replaces_a_richer_stored_one(schema: Engine) -> None:
     current = fixture_record("current_191386")
     write(schema, [current], T0)
@@ -262,3 +303,137 @@ def test_a_row_the_driver_refuses_is_quarantined_and_writing_goes_on(schema: Eng
     assert stored == [1, 3, 4, 5, 6]
     assert quarantined.reason == "store_error"
     assert quarantined.raw["normalized"]["ncj_number"] == 2**64
+
+
+def every_field(variant: int) -> Record:
+    """A record with every stored field set; variants 1 and 2 differ in every one of them.
+
+    Variant 1 names fewer people and agencies, so that even the roles and positions of the
+    list rows differ.
+    """
+    one = variant == 1
+    person = Person(f"J Walsh{variant}", f"Walsh{variant}", "J", "Jr" if one else "Sr")
+    return Record(
+        ncj_number=4242,
+        title=f"Title {variant}",
+        source_url=f"https://www.ojp.gov/ncjrs/virtual-library/abstracts/title-{variant}",
+        fetched_at=T0 + timedelta(days=variant),
+        chapter_of=ChapterOf(1000 + variant, f"Book {variant}", f"{variant}-40"),
+        journal=JournalCitation(
+            f"Journal {variant} V {variant}",
+            f"Journal {variant}",
+            f"{variant}",
+            f"{variant}0",
+            f"May 198{variant}",
+            f"{variant}-9",
+        ),
+        authors=[person] if one else [person, Person("R T Foote", "Foote", "R T")],
+        editors=[] if one else [Person("N Day", "Day", "N")],
+        corporate_authors=[] if one else ["Urban Institute"],
+        published=PartialDate(f"198{variant}", 1980 + variant, variant, variant, "day")
+        if one
+        else PartialDate("Summer 1982", 1982, 6, None, "season"),
+        date_created=PartialDate(
+            f"0{variant}/0{variant}/199{variant}", 1990 + variant, variant, variant, "day"
+        ),
+        page_count=10 * variant,
+        annotation=f"Annotation {variant}",
+        abstract=f"Abstract {variant}",
+        sponsoring_agencies=[f"Agency {variant}"] if one else ["Agency 2", "Agency 3"],
+        agencies=[] if one else ["National Institute of Justice"],
+        grant_numbers=[f"GRANT-{variant}"],
+        sale_source=f"Sale source {variant}",
+        publisher=f"Publisher {variant}",
+        document_urls=[f"https://www.ojp.gov/pdffiles1/{variant}.pdf"],
+        publication_type=f"Type {variant}",
+        publication_format=f"Format {variant}",
+        language=f"Language {variant}",
+        country=f"Country {variant}",
+        publication_series=f"Series {variant}",
+        note=f"Note {variant}",
+        subjects=[f"Subject {variant}"],
+        extra_fields={f"Label {variant}": [f"value {variant}"]},
+        layout="current" if one else "legacy",  # legacy ranks higher: it replaces current
+        text_repairs=[f"title: mojibake {variant} -> text"],
+    )
+
+
+def stored_page(variant: int) -> FetchedPage:
+    body = f"<html><body>page {variant}</body></html>".encode()
+    return FetchedPage(
+        sha256=hashlib.sha256(body).hexdigest(),
+        body=body,
+        url=f"https://www.ojp.gov/page-{variant}",
+        status=200,
+        content_type="text/html; charset=utf-8",
+        encoding="utf-8",
+        fetched_at=T0,
+    )
+
+
+def test_writing_a_changed_record_rewrites_every_stored_column(schema: Engine) -> None:
+    """Every column of `records` but the documented keep-first ones takes the new version's
+    value, and so does every column of its list tables: a column added to the schema and
+    forgotten in the upsert fails here."""
+
+    def write_version(variant: int, ncj_number: int = 4242) -> dict[str, Any]:
+        run_id = start_run(schema, f"run {variant}", {})
+        record = dataclasses.replace(every_field(variant), ncj_number=ncj_number)
+        page = stored_page(variant)
+        now = T0 + timedelta(days=variant)
+        with schema.begin() as connection:
+            write_batch(
+                connection,
+                [(record, content_hash(record))],
+                [],
+                now=now,
+                run_id=run_id,
+                counted=set(),
+                pages={ncj_number: page},
+                history=RecordHistory(parser_version=variant),
+            )
+        # What the upsert is given for the record; the test checks the row holds it.
+        provenance = {"parser_version": variant, "raw_page_sha256": page.sha256}
+        return record_row(record, content_hash(record), now, run_id) | provenance
+
+    def read(ncj_number: int = 4242) -> tuple[dict[str, Any], dict[str, set[tuple[Any, ...]]]]:
+        with schema.connect() as connection:
+            query = select(RECORDS).where(RECORDS.c.ncj_number == ncj_number)
+            row = dict(connection.execute(query).mappings().one())
+            lists = {
+                table.name: {
+                    tuple(getattr(r, c.name) for c in table.columns if c.name != "ncj_number")
+                    for r in connection.execute(
+                        select(table).where(table.c.ncj_number == ncj_number)
+                    )
+                }
+                for table in LIST_TABLES
+            }
+        return row, lists
+
+    write_version(1)
+    first_row, first_lists = read()
+    given = write_version(2)
+    row, lists = read()
+    for column in RECORDS.columns:
+        name = column.name
+        if name in KEPT_ON_REWRITE:
+            assert row[name] == first_row[name], f"records.{name} must keep its first value"
+            continue
+        assert name in given, f"records.{name} is not written (store.record_row?)"
+        assert row[name] != first_row[name], f"records.{name} kept its first value"
+        assert row[name] == given[name], f"records.{name} did not take the new value"
+
+    # The list rows are what writing the new version afresh gives (shared contributors and
+    # agencies keep their ids), and none of their columns kept a first-version value set.
+    write_version(2, ncj_number=4343)
+    _, fresh_lists = read(4343)
+    assert lists == fresh_lists
+    for table in LIST_TABLES:
+        columns = [c.name for c in table.columns if c.name != "ncj_number"]
+        for index, name in enumerate(columns):
+            before = {values[index] for values in first_lists[table.name]}
+            after = {values[index] for values in lists[table.name]}
+            assert before, f"{table.name}: the first version leaves it empty"
+            assert after, f"{table.name}: the second version leaves it empty"
+            assert after != before, f"{table.name}.{name} kept its first values"
