@@ -62,8 +62,6 @@ DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
     "harvester.entrypoints.OffsiteMiddleware": 50,
     "harvester.politeness.RequestBudgetMiddleware": 110,
-    # Closer to the downloader than RetryMiddleware (550): the pause is set before the retry.
-    "harvester.politeness.HostBackoffMiddleware": 560,
 }
 # Incremental crawls send the stored ETag / Last-Modified; False always fetches bodies.
 HARVESTER_CONDITIONAL_REQUESTS = True
@@ -86,6 +84,10 @@ ITEM_PIPELINES = {
 EXTENSIONS = {
     # The run's owner: lock and heartbeat, writer, watchdog, checks, summary (crawl_session.py).
     "harvester.crawl_session.CrawlRun": 100,
+    # Pauses a host on 429/503 and keeps its Crawl-delay (politeness.py). It acts on the
+    # response_downloaded signal, whose handlers run in the order they were connected: after
+    # AutoThrottle (an extension of order 0 in EXTENSIONS_BASE) has set the slot's delay.
+    "harvester.politeness.HostBackoff": 200,
     "harvester.extensions.CrawlSummary": 500,
     "harvester.extensions.CrawlProgress": 510,
 }
