@@ -75,20 +75,20 @@ TELNETCONSOLE_ENABLED = False
 # scheduling overhead here (scrapy#5182).
 CONCURRENT_ITEMS = 8
 
+# A fetched page -> a verdict -> one record per NCJ number -> the database (pipelines.py).
 ITEM_PIPELINES = {
-    "harvester.pipelines.NormalizePipeline": 100,
-    "harvester.pipelines.ValidatePipeline": 200,
+    "harvester.pipelines.JudgePipeline": 100,
     "harvester.pipelines.DedupePipeline": 300,
     "harvester.pipelines.StorePipeline": 400,
 }
 EXTENSIONS = {
-    # The run's owner: lock and heartbeat, writer, watchdog, checks, summary (crawl_session.py).
+    # The run's owner: lock and heartbeat, writer, frontier, watchdog, counters, checks,
+    # summary (crawl_session.py).
     "harvester.crawl_session.CrawlRun": 100,
     # Pauses a host on 429/503 and keeps its Crawl-delay (politeness.py). It acts on the
     # response_downloaded signal, whose handlers run in the order they were connected: after
     # AutoThrottle (an extension of order 0 in EXTENSIONS_BASE) has set the slot's delay.
     "harvester.politeness.HostBackoff": 200,
-    "harvester.extensions.CrawlSummary": 500,
     "harvester.extensions.CrawlProgress": 510,
 }
 # A progress line (pages done, pages/s, left, ETA) this often; 0 turns it off.
