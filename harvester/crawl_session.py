@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
 import time
+from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -66,6 +68,9 @@ EXIT_CHECKS_FAILED = 3  # harvester.commands.crawl's status for a run that faile
 # How long a run that stopped itself waits for Scrapy to close the spider before it closes
 # the run itself and stops the reactor.
 STOP_GRACE_SECONDS = 30
+# Judging processes that died (killed, out of memory) are replaced this often; past that, the
+# run judges its pages in its own process.
+MAX_JUDGE_POOL_RESTARTS = 3
 
 
 class CrawlRun:
@@ -94,6 +99,9 @@ class CrawlRun:
         self.run_id: int | None = None
         self.writer: RecordWriter | None = None
         self.frontier: Frontier | None = None
+        self.judge_processes = settings.getint("HARVESTER_JUDGE_PROCESSES")
+        self._judge_pool: ProcessPoolExecutor | None = None
+        self._judge_pool_breaks = 0
         self.closed = False
         self.stop_reason: str | None = None  # why the run stopped itself
         self.stop_message: str | None = None
@@ -127,6 +135,41 @@ class CrawlRun:
             stats=self.crawler.stats,
         )
         return self.frontier
+
+    # --- what the pipelines use -----------------------------------------------------------
+
+    def judge_pool(self) -> Executor | None:
+        """The processes that judge pages off the reactor thread (HARVESTER_JUDGE_PROCESSES),
+        started on first use and shut down with the run; None: judge in the reactor thread."""
+        if self.judge_processes <= 0 or self.closed:
+            return None
+        if self._judge_pool_breaks > MAX_JUDGE_POOL_RESTARTS:
+            return None
+        if self._judge_pool is None:
+            # Spawned, not forked: a fork would copy the reactor, the writer thread and open
+            # database connections into the child.
+            self._judge_pool = ProcessPoolExecutor(
+                self.judge_processes, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._judge_pool
+
+    def judge_pool_broke(self, pool: Executor) -> None:
+        """A judging process died: the pages it held are judged again by the caller, and a new
+        pool takes the next ones. Every page waiting on the dead pool reports it; it counts once."""
+        if pool is not self._judge_pool:
+            return
+        self._judge_pool = None
+        self._judge_pool_breaks += 1
+        pool.shutdown(wait=False, cancel_futures=True)
+        if self.crawler.stats is not None:
+            self.crawler.stats.inc_value("harvester/judge_pool_broken")
+        logger.error(
+            "A judging process died (killed, out of memory?): its pages are judged again in "
+            "the crawl's process%s",
+            ", and a new one is started"
+            if self._judge_pool_breaks <= MAX_JUDGE_POOL_RESTARTS
+            else f"; after {self._judge_pool_breaks} deaths, every page from now on",
+        )
 
     # --- what the pipelines hand over --------------------------------------------------
 
@@ -341,6 +384,9 @@ class CrawlRun:
         for timer in self._timers:
             if timer.running:
                 timer.stop()
+        if self._judge_pool is not None:
+            self._judge_pool.shutdown(wait=True, cancel_futures=True)
+            self._judge_pool = None
         stats = self.crawler.stats
         if self.writer is not None:
             counts = self.writer.close()

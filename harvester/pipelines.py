@@ -13,12 +13,15 @@ write goes through its interface, none through another pipeline.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.http import HtmlResponse, Request
+from scrapy.utils.asyncio import is_asyncio_available
 
 from harvester.conflicts import RunSightings
 from harvester.crawl_session import CrawlRun, run_of
@@ -67,13 +70,19 @@ def judge_fetched(fetched: FetchedResponse, keep_page: bool) -> Judgement:
 class JudgePipeline:
     """A fetched page -> a record, a quarantined record, or URL state (harvester.judge).
 
-    Raw pages are kept with their records when HARVESTER_STORE_RAW_PAGES says so.
+    Raw pages are kept with their records when HARVESTER_STORE_RAW_PAGES says so. The
+    judgement (parse, normalize, validate, hash: most of the CPU a page costs) is made in the
+    run's judging processes (HARVESTER_JUDGE_PROCESSES), so the reactor thread is left to
+    fetch; a judgement depends on its page alone, so the order they come back in is of no
+    matter. A page whose judging process died is judged here instead.
     """
 
     def __init__(self, crawler: Crawler, run: CrawlRun) -> None:
         self.crawler = crawler
         self.run = run
         self.keep_pages = crawler.settings.getbool("HARVESTER_STORE_RAW_PAGES")
+        # Awaiting a process's answer needs asyncio's loop (Scrapy's default reactor).
+        self.off_thread = is_asyncio_available()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> JudgePipeline:
@@ -82,8 +91,17 @@ class JudgePipeline:
     async def process_item(self, item: Any) -> Any:
         if not isinstance(item, FetchedResponse):
             return item
-        judgement = judge_fetched(item, self.keep_pages)
-        return self.verdict(item, judgement)
+        return self.verdict(item, await self.judge(item))
+
+    async def judge(self, fetched: FetchedResponse) -> Judgement:
+        pool = self.run.judge_pool() if self.off_thread else None
+        if pool is None:
+            return judge_fetched(fetched, self.keep_pages)
+        try:
+            return await asyncio.wrap_future(pool.submit(judge_fetched, fetched, self.keep_pages))
+        except BrokenProcessPool:
+            self.run.judge_pool_broke(pool)
+            return judge_fetched(fetched, self.keep_pages)
 
     def verdict(self, fetched: FetchedResponse, judgement: Judgement) -> Record | PageVisit:
         """What a judgement passes on (or drops), counted where runs are looked at."""

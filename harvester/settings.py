@@ -81,6 +81,9 @@ ITEM_PIPELINES = {
     "harvester.pipelines.DedupePipeline": 300,
     "harvester.pipelines.StorePipeline": 400,
 }
+# Processes that judge fetched pages (parse, normalize, validate, hash) off the reactor
+# thread, so that fetching and judging use two cores; 0 judges them in the reactor thread.
+HARVESTER_JUDGE_PROCESSES = 1
 EXTENSIONS = {
     # The run's owner: lock and heartbeat, writer, frontier, watchdog, counters, checks,
     # summary (crawl_session.py).
