@@ -27,6 +27,8 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import datetime, timedelta
@@ -149,7 +151,10 @@ class CrawlRun:
             # Spawned, not forked: a fork would copy the reactor, the writer thread and open
             # database connections into the child.
             self._judge_pool = ProcessPoolExecutor(
-                self.judge_processes, mp_context=multiprocessing.get_context("spawn")
+                self.judge_processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=judging_process_started,
+                initargs=(os.getpid(),),
             )
         return self._judge_pool
 
@@ -541,6 +546,26 @@ class CrawlRun:
             rows = connection.execute(query).all()
         healthy = [{"coverage": row.coverage} for row in rows if not row.alerts]
         return healthy[: thresholds.history]
+
+
+def judging_process_started(crawl_pid: int) -> None:
+    """In a judging process: leave the signals to the crawl, and end with it.
+
+    Ctrl-C and a service manager's SIGTERM reach every process of the group: the crawl shuts
+    down gracefully and shuts its pool down, so the worker must not die first (its pages
+    would be judged again). A crawl killed outright (SIGKILL) cannot shut the pool down, and
+    a worker holds both ends of its task queue, so it would wait forever, holding the crawl's
+    stderr open: it ends once its parent is gone.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == crawl_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="crawl-watch", daemon=True).start()
 
 
 def run_of(crawler: Crawler) -> CrawlRun:
