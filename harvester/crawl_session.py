@@ -5,9 +5,13 @@ checks and the summary line.
 It is a Scrapy extension (EXTENSIONS in settings.py), created before the engine starts, so a
 database that cannot be opened, one at another schema revision, or one another crawl is
 writing stops the crawl before anything is fetched, with a message that says what to do.
-It closes the writer itself before it finishes the run, so nothing depends on the order in
-which Scrapy closes pipelines and extensions. The pipelines hand it records, quarantined
-records and URL states (``store``, ``quarantine``, ``note_visit``); none of them owns a writer.
+The other components find it with ``run_of(crawler)`` (Scrapy's ``crawler.get_extension``):
+the item pipelines hand it records, quarantined records and URL states (``store``,
+``store_visit``, ``quarantine``, ``note_visit``), none of them owns a writer; the spider opens
+the run's frontier (harvester/frontier.py), whose sitemap ledger the run saves at close. It
+counts what Scrapy leaves uncounted (field coverage of the stored records, pipeline errors)
+for its checks. It closes the writer itself before it finishes the run, so nothing depends on
+the order in which Scrapy closes pipelines and extensions.
 
 It stops the crawl itself, each with its own finish reason (never an "ok" one, so the run
 fails its checks and exits 3): ``database_error`` when the database refuses all writes,
@@ -21,14 +25,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
-from weakref import WeakKeyDictionary
+from typing import Any
 
-from scrapy import signals
+from scrapy import Spider, signals
 from scrapy.crawler import Crawler
 from scrapy.utils.defer import deferred_from_coro
 from sqlalchemy import Engine, select, update
@@ -38,7 +44,9 @@ from twisted.internet.task import LoopingCall
 from harvester.config import database_url
 from harvester.coverage import still_missing
 from harvester.db import create_engine_for, ensure_schema
+from harvester.entrypoints import Scope
 from harvester.errors import CrawlAlreadyRunning, DatabaseUnavailable, SchemaError
+from harvester.frontier import Frontier
 from harvester.items import FetchedPage, PageVisit, Record, Rejection
 from harvester.monitoring import (
     OK_FINISH_REASONS,
@@ -46,28 +54,21 @@ from harvester.monitoring import (
     check_run,
     check_run_integrity,
     coverage_from_stats,
+    covered_fields,
 )
 from harvester.runlock import RunLock, acquire_run_lock, mark_interrupted_runs
 from harvester.store import CRAWL_RUNS, RecordWriter, finish_run, jsonable, now_utc, start_run
-from harvester.urlstate import (
-    GapRetry,
-    KnownPage,
-    Withdrawal,
-    forget_sitemaps,
-    known_pages,
-    read_sitemaps,
-    save_sitemaps,
-)
+from harvester.urlstate import GapRetry, Withdrawal, forget_sitemaps, save_sitemaps
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 EXIT_CHECKS_FAILED = 3  # harvester.commands.crawl's status for a run that failed its checks
 # How long a run that stopped itself waits for Scrapy to close the spider before it closes
 # the run itself and stops the reactor.
 STOP_GRACE_SECONDS = 30
-
-_OPEN: WeakKeyDictionary[Crawler, CrawlRun] = WeakKeyDictionary()
+# Judging processes that died (killed, out of memory) are replaced this often; past that, the
+# run judges its pages in its own process.
+MAX_JUDGE_POOL_RESTARTS = 3
 
 
 class CrawlRun:
@@ -82,7 +83,7 @@ class CrawlRun:
             auto_migrate = make_url(self.url).get_backend_name() == "sqlite"
         else:
             auto_migrate = settings.getbool("HARVESTER_AUTO_MIGRATE")
-        self.heartbeat_interval = settings.getfloat("HARVESTER_HEARTBEAT_INTERVAL", 5.0)
+        self.heartbeat_interval = settings.getfloat("HARVESTER_HEARTBEAT_INTERVAL")
         try:
             self.engine: Engine = create_engine_for(self.url)
             ensure_schema(self.engine, auto_migrate=auto_migrate)
@@ -95,50 +96,81 @@ class CrawlRun:
         mark_interrupted_runs(self.engine, stale_after=self.lock.stale_after)
         self.run_id: int | None = None
         self.writer: RecordWriter | None = None
+        self.frontier: Frontier | None = None
+        self.judge_processes = settings.getint("HARVESTER_JUDGE_PROCESSES")
+        self._judge_pool: ProcessPoolExecutor | None = None
+        self._judge_pool_breaks = 0
         self.closed = False
         self.stop_reason: str | None = None  # why the run stopped itself
         self.stop_message: str | None = None
         self._timers: list[LoopingCall] = []
         self._beating = False
-        self.no_progress_timeout = settings.getfloat("HARVESTER_NO_PROGRESS_TIMEOUT", 900.0)
+        self.no_progress_timeout = settings.getfloat("HARVESTER_NO_PROGRESS_TIMEOUT")
         self._progress_mark: tuple[int, ...] = ()
         self._progress_at = time.monotonic()
         self.started = time.monotonic()
 
     @classmethod
-    def for_crawler(cls, crawler: Crawler) -> CrawlRun:
-        run = _OPEN.get(crawler)
-        if run is None:
-            run = _OPEN[crawler] = cls(crawler)
-        return run
-
-    @classmethod
-    def of(cls, crawler: Crawler) -> CrawlRun | None:
-        """The crawler's run, if it was opened."""
-        return _OPEN.get(crawler)
-
-    @classmethod
     def from_crawler(cls, crawler: Crawler) -> CrawlRun:
-        run = cls.for_crawler(crawler)
+        run = cls(crawler)
         crawler.signals.connect(run.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(run.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(run.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(run.item_error, signal=signals.item_error)
         return run
 
-    # --- what the spider reads ---------------------------------------------------------
+    # --- what the spider asks -------------------------------------------------------------
 
-    def known_pages(self, canonical_urls: list[str]) -> dict[str, KnownPage]:
-        """Stored URL state, for the spider's decision to skip or revalidate pages."""
-        with self.engine.connect() as connection:
-            return known_pages(connection, canonical_urls)
+    def open_frontier(self, scope: Scope, full: bool, since: datetime | None) -> Frontier:
+        """The run's URL knowledge, for a spider that collects on ``scope``'s hosts; the run
+        saves its sitemap ledger at close."""
+        self.frontier = Frontier.from_settings(
+            self.crawler.settings,
+            self.engine,
+            scope,
+            full=full,
+            since=since,
+            stats=self.crawler.stats,
+        )
+        return self.frontier
 
-    def query(self, reader: Callable[..., T], *arguments: Any) -> T:
-        """Run a read of harvester.urlstate (``reader(connection, *arguments)``) for the spider."""
-        with self.engine.connect() as connection:
-            return reader(connection, *arguments)
+    # --- what the pipelines use -----------------------------------------------------------
 
-    def read_sitemaps(self, canonical_urls: list[str]) -> dict[str, tuple[datetime, int]]:
-        with self.engine.connect() as connection:
-            return read_sitemaps(connection, canonical_urls)
+    def judge_pool(self) -> Executor | None:
+        """The processes that judge pages off the reactor thread (HARVESTER_JUDGE_PROCESSES),
+        started on first use and shut down with the run; None: judge in the reactor thread."""
+        if self.judge_processes <= 0 or self.closed:
+            return None
+        if self._judge_pool_breaks > MAX_JUDGE_POOL_RESTARTS:
+            return None
+        if self._judge_pool is None:
+            # Spawned, not forked: a fork would copy the reactor, the writer thread and open
+            # database connections into the child.
+            self._judge_pool = ProcessPoolExecutor(
+                self.judge_processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=judging_process_started,
+                initargs=(os.getpid(),),
+            )
+        return self._judge_pool
+
+    def judge_pool_broke(self, pool: Executor) -> None:
+        """A judging process died: the pages it held are judged again by the caller, and a new
+        pool takes the next ones. Every page waiting on the dead pool reports it; it counts once."""
+        if pool is not self._judge_pool:
+            return
+        self._judge_pool = None
+        self._judge_pool_breaks += 1
+        pool.shutdown(wait=False, cancel_futures=True)
+        if self.crawler.stats is not None:
+            self.crawler.stats.inc_value("harvester/judge_pool_broken")
+        logger.error(
+            "A judging process died (killed, out of memory?): its pages are judged again in "
+            "the crawl's process%s",
+            ", and a new one is started"
+            if self._judge_pool_breaks <= MAX_JUDGE_POOL_RESTARTS
+            else f"; after {self._judge_pool_breaks} deaths, every page from now on",
+        )
 
     # --- what the pipelines hand over --------------------------------------------------
 
@@ -191,21 +223,34 @@ class CrawlRun:
                 batch_size=settings.getint("HARVESTER_BATCH_SIZE"),
                 batch_seconds=settings.getfloat("HARVESTER_BATCH_SECONDS"),
                 withdrawal=Withdrawal(
-                    after_runs=settings.getint("HARVESTER_WITHDRAW_AFTER_RUNS", 3),
+                    after_runs=settings.getint("HARVESTER_WITHDRAW_AFTER_RUNS"),
                     min_interval=timedelta(
-                        seconds=settings.getfloat("HARVESTER_WITHDRAW_MIN_INTERVAL", 86400.0)
+                        seconds=settings.getfloat("HARVESTER_WITHDRAW_MIN_INTERVAL")
                     ),
                 ),
                 retry=GapRetry(
-                    base=timedelta(seconds=settings.getfloat("HARVESTER_GAP_RETRY_BASE", 3600.0)),
-                    cap=timedelta(seconds=settings.getfloat("HARVESTER_GAP_RETRY_MAX", 604800.0)),
+                    base=timedelta(seconds=settings.getfloat("HARVESTER_GAP_RETRY_BASE")),
+                    cap=timedelta(seconds=settings.getfloat("HARVESTER_GAP_RETRY_MAX")),
                 ),
-                retry_seconds=settings.getfloat("HARVESTER_DB_RETRY_SECONDS", 300.0),
+                retry_seconds=settings.getfloat("HARVESTER_DB_RETRY_SECONDS"),
                 on_fatal=self._refused_writes,
             )
         return self.writer
 
     # --- while it runs -----------------------------------------------------------------
+
+    def item_scraped(self, item: object, response: object, spider: Spider) -> None:
+        # Field coverage of the stored records, for the drift checks (harvester.monitoring).
+        if isinstance(item, Record) and self.crawler.stats is not None:
+            stats = self.crawler.stats
+            stats.inc_value("harvester/coverage/records")
+            for name in covered_fields(item):
+                stats.inc_value(f"harvester/coverage/{name}")
+
+    def item_error(self, item: object, response: object, spider: Spider, failure: object) -> None:
+        # An exception in a pipeline (not a DropItem) leaves no stat of its own in Scrapy.
+        if self.crawler.stats is not None:
+            self.crawler.stats.inc_value("harvester/item_errors")
 
     def _refused_writes(self, message: str) -> None:
         """From the writer thread: the database takes no writes."""
@@ -340,6 +385,9 @@ class CrawlRun:
         for timer in self._timers:
             if timer.running:
                 timer.stop()
+        if self._judge_pool is not None:
+            self._judge_pool.shutdown(wait=True, cancel_futures=True)
+            self._judge_pool = None
         stats = self.crawler.stats
         if self.writer is not None:
             counts = self.writer.close()
@@ -459,17 +507,21 @@ class CrawlRun:
     def _save_sitemaps(self) -> None:
         """Sitemaps whose every page was handled and stored: the next run may skip them.
         Those with a page that failed or is gone are forgotten: the next run reads them."""
-        spider = self.crawler.spider
-        if self.writer is None or not hasattr(spider, "completed_sitemaps"):
+        frontier = self.frontier
+        if self.writer is None or frontier is None:
             return
         with self.engine.begin() as connection:
             counts = self.writer.counts
             if self.writer.failed_batches or counts.unwritten or counts.unwritten_visits:
                 # What their pages gave may not be stored: read them all again next time.
-                forget_sitemaps(connection, spider.sitemaps_read())
+                forget_sitemaps(connection, frontier.sitemaps_read())
                 return
-            forget_sitemaps(connection, spider.sitemaps_to_forget())
-            save_sitemaps(connection, spider.completed_sitemaps(), now_utc(), self.run_id)
+            forget_sitemaps(connection, frontier.sitemaps_to_forget())
+            completed = [
+                (sitemap.url, sitemap.lastmod, sitemap.entries)
+                for sitemap in frontier.completed_sitemaps()
+            ]
+            save_sitemaps(connection, completed, now_utc(), self.run_id)
 
     def _healthy_runs(self, thresholds: Thresholds) -> list[dict[str, Any]]:
         """Earlier runs that passed their checks on enough records, newest first."""
@@ -492,5 +544,40 @@ class CrawlRun:
         return healthy[: thresholds.history]
 
 
-# The name the spider and older callers use.
-CrawlSession = CrawlRun
+def judging_process_started(crawl_pid: int) -> None:
+    """In a judging process: leave the signals to the crawl, and end with it.
+
+    Ctrl-C and a service manager's SIGTERM reach every process of the group: the crawl shuts
+    down gracefully and shuts its pool down, so the worker must not die first (its pages
+    would be judged again). A crawl killed outright (SIGKILL) cannot shut the pool down, and
+    a worker holds both ends of its task queue, so it would wait forever, holding the crawl's
+    stderr open: it ends once its parent is gone.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == crawl_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="crawl-watch", daemon=True).start()
+
+
+def run_of(crawler: Crawler) -> CrawlRun:
+    """The crawler's run; there is one once its extensions are built (before its engine,
+    item pipelines and spider start)."""
+    run = opened_run(crawler)
+    if run is None:
+        raise RuntimeError(
+            "the crawl has no run: harvester.crawl_session.CrawlRun must be in EXTENSIONS"
+        )
+    return run
+
+
+def opened_run(crawler: Crawler) -> CrawlRun | None:
+    """The crawler's run, or None when the crawl never got as far as opening one."""
+    try:
+        return crawler.get_extension(CrawlRun)
+    except RuntimeError:  # its extensions were never built
+        return None

@@ -1,5 +1,5 @@
-"""Figures for the run's checks and summary (harvester.crawl_session.CrawlRun writes both),
-and a progress line while it runs."""
+"""A progress line while a crawl runs (the run's checks and summary are its owner's:
+harvester.crawl_session.CrawlRun)."""
 
 from __future__ import annotations
 
@@ -11,38 +11,9 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from twisted.internet.task import LoopingCall
 
-from harvester.items import Record
-from harvester.monitoring import covered_fields
+from harvester.crawl_session import opened_run
 
 logger = logging.getLogger(__name__)
-
-
-class CrawlSummary:
-    """Counts what Scrapy leaves uncounted: field coverage of stored records, pipeline errors."""
-
-    def __init__(self, crawler: Crawler) -> None:
-        self.crawler = crawler
-        self.started = time.monotonic()
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> CrawlSummary:
-        extension = cls(crawler)
-        crawler.signals.connect(extension.item_error, signal=signals.item_error)
-        crawler.signals.connect(extension.item_scraped, signal=signals.item_scraped)
-        return extension
-
-    def item_scraped(self, item: object, response: object, spider: Spider) -> None:
-        # Field coverage of the stored records, for the drift checks (harvester.monitoring).
-        if isinstance(item, Record) and self.crawler.stats is not None:
-            stats = self.crawler.stats
-            stats.inc_value("harvester/coverage/records")
-            for name in covered_fields(item):
-                stats.inc_value(f"harvester/coverage/{name}")
-
-    def item_error(self, item: object, response: object, spider: Spider, failure: object) -> None:
-        # An exception in a pipeline (not a DropItem) leaves no stat of its own in Scrapy.
-        if self.crawler.stats is not None:
-            self.crawler.stats.inc_value("harvester/item_errors")
 
 
 class CrawlProgress:
@@ -61,7 +32,7 @@ class CrawlProgress:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CrawlProgress:
-        interval = crawler.settings.getfloat("HARVESTER_PROGRESS_INTERVAL", 60.0)
+        interval = crawler.settings.getfloat("HARVESTER_PROGRESS_INTERVAL")
         if interval <= 0:
             raise NotConfigured
         extension = cls(crawler, interval)
@@ -89,7 +60,9 @@ class CrawlProgress:
         rate = (done - self.last_done) / max(now - self.last_time, 1e-9)
         self.last_done, self.last_time = done, now
         left = max(0, queued - done)
-        waiting = len(getattr(self.crawler.spider, "sitemaps_waiting", ()))
+        run = opened_run(self.crawler)
+        frontier = run.frontier if run is not None else None
+        waiting = len(frontier.sitemaps_waiting) if frontier is not None else 0
         eta = f"ETA {_duration(left / rate)}" if rate > 0 and left else "ETA unknown"
         logger.info(
             "Progress: %d record pages done, %.1f pages/s, %d left%s, %s; %d skipped as unchanged",

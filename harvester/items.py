@@ -249,3 +249,27 @@ class Rejection:
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.detail}"
+
+
+@dataclass(slots=True)
+class FetchedResponse:
+    """A record page as the spider received it (HTTP 200, HTML), to be judged by the item
+    pipelines (harvester.pipelines.JudgePipeline, which calls harvester.judge). Plain data,
+    no Scrapy response, so that it pickles: the judgement may be made in another process."""
+
+    url: str  # where redirects ended
+    status: int
+    body: bytes
+    fetched_at: datetime  # UTC
+    content_type: str | None = None  # the headers parsing and the next request need
+    etag: str | None = None
+    last_modified: str | None = None  # HTTP date, verbatim
+    redirect_urls: list[str] = field(default_factory=list)  # the first is the URL requested
+    sitemap_lastmod: datetime | None = None
+    sitemap_url: str | None = None  # the sitemap that listed the page (canonical)
+    from_sitemap: str | None = None  # the sitemap, as read, waiting for this page's answer
+    was_record: bool = False  # a stored record's page (a soft 404 then counts for its sitemap)
+
+    @property
+    def requested_url(self) -> str:
+        return self.redirect_urls[0] if self.redirect_urls else self.url

@@ -1,69 +1,147 @@
 """The item pipelines, one job each, in this order (see ITEM_PIPELINES in settings.py):
 
-    RawRecord -> NormalizePipeline -> ValidatePipeline -> DedupePipeline -> StorePipeline
+    FetchedResponse -> JudgePipeline -> Record -> DedupePipeline -> StorePipeline
+                                     -> PageVisit ------------------> StorePipeline
 
-Rejected records go to the ``quarantine`` table with their raw values; duplicates of a record
-already passed on in this crawl are dropped, unless they are richer than what was passed on.
-All of them write through the crawl's run (harvester.crawl_session.CrawlRun), which owns the
-writer: no pipeline reaches into another's.
+``JudgePipeline`` turns the page the spider fetched into a verdict (harvester.judge): a
+record goes on, a quarantined record is handed to the run and dropped, a page that holds no
+record goes on as URL state. ``DedupePipeline`` drops the duplicates of a record already
+passed on in this crawl, unless they are richer. ``StorePipeline`` hands records and URL
+states to the run. The crawl's run (harvester.crawl_session.CrawlRun) owns the writer: every
+write goes through its interface, none through another pipeline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
+from scrapy.http import HtmlResponse, Request
+from scrapy.utils.asyncio import is_asyncio_available
 
 from harvester.conflicts import RunSightings
-from harvester.crawl_session import CrawlRun
-from harvester.items import PageVisit, RawRecord, Record
-from harvester.normalize import content_hash, normalize_record
+from harvester.crawl_session import CrawlRun, run_of
+from harvester.items import FetchedResponse, PageVisit, Record
+from harvester.judge import Judgement, judge_response
+from harvester.normalize import content_hash
 from harvester.urlstate import visit_of
-from harvester.validate import validate
 
 logger = logging.getLogger(__name__)
 
 
-class NormalizePipeline:
-    def __init__(self, crawler: Crawler) -> None:
+def response_of(fetched: FetchedResponse) -> HtmlResponse:
+    """The response the spider received, as ``harvester.parsing.parse_page`` reads it: body,
+    headers, and the request's meta (redirects, the sitemap that listed it)."""
+    headers = {
+        name: value
+        for name, value in (
+            ("Content-Type", fetched.content_type),
+            ("ETag", fetched.etag),
+            ("Last-Modified", fetched.last_modified),
+        )
+        if value is not None
+    }
+    request = Request(
+        fetched.requested_url,
+        meta={
+            "redirect_urls": list(fetched.redirect_urls),
+            "sitemap_lastmod": fetched.sitemap_lastmod,
+            "sitemap_url": fetched.sitemap_url,
+        },
+    )
+    return HtmlResponse(
+        url=fetched.url,
+        status=fetched.status,
+        headers=headers,
+        body=fetched.body,
+        request=request,
+    )
+
+
+def judge_fetched(fetched: FetchedResponse, keep_page: bool) -> Judgement:
+    """The verdict on a fetched page; ``keep_page`` keeps the page for re-parsing."""
+    return judge_response(response_of(fetched), keep_page=keep_page, fetched_at=fetched.fetched_at)
+
+
+class JudgePipeline:
+    """A fetched page -> a record, a quarantined record, or URL state (harvester.judge).
+
+    Raw pages are kept with their records when HARVESTER_STORE_RAW_PAGES says so. The
+    judgement (parse, normalize, validate, hash: most of the CPU a page costs) is made in the
+    run's judging processes (HARVESTER_JUDGE_PROCESSES), so the reactor thread is left to
+    fetch; a judgement depends on its page alone, so the order they come back in is of no
+    matter. A page whose judging process died is judged here instead.
+    """
+
+    def __init__(self, crawler: Crawler, run: CrawlRun) -> None:
         self.crawler = crawler
+        self.run = run
+        self.keep_pages = crawler.settings.getbool("HARVESTER_STORE_RAW_PAGES")
+        # Awaiting a process's answer needs asyncio's loop (Scrapy's default reactor).
+        self.off_thread = is_asyncio_available()
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler) -> NormalizePipeline:
-        return cls(crawler)
+    def from_crawler(cls, crawler: Crawler) -> JudgePipeline:
+        return cls(crawler, run_of(crawler))
 
-    def process_item(self, item: Any) -> Any:
-        if not isinstance(item, RawRecord):
+    async def process_item(self, item: Any) -> Any:
+        if not isinstance(item, FetchedResponse):
             return item
-        record = normalize_record(item)
-        if record.text_repairs and item.encoding_problem is None:
+        return self.verdict(item, await self.judge(item))
+
+    async def judge(self, fetched: FetchedResponse) -> Judgement:
+        pool = self.run.judge_pool() if self.off_thread else None
+        if pool is None:
+            return judge_fetched(fetched, self.keep_pages)
+        try:
+            return await asyncio.wrap_future(pool.submit(judge_fetched, fetched, self.keep_pages))
+        except BrokenProcessPool:
+            self.run.judge_pool_broke(pool)
+            return judge_fetched(fetched, self.keep_pages)
+
+    def verdict(self, fetched: FetchedResponse, judgement: Judgement) -> Record | PageVisit:
+        """What a judgement passes on (or drops), counted where runs are looked at."""
+        stats = self.crawler.stats
+        record = judgement.record
+        if record is None:
+            reason = judgement.not_record or "no_record_fields"
+            if stats is not None:
+                stats.inc_value(f"harvester/non_record/{reason}")
+            logger.debug("Not a record page (%s): %s", reason, fetched.url)
+            if reason == "soft_404" and self.run.frontier is not None:
+                self.run.frontier.still_gone(fetched.from_sitemap, fetched.was_record)
+            return PageVisit(
+                url=fetched.url,
+                status=fetched.status,
+                fetched_at=fetched.fetched_at,
+                kind=reason,
+                redirect_urls=list(fetched.redirect_urls),
+                etag=fetched.etag,
+                last_modified=fetched.last_modified,
+                sitemap_lastmod=fetched.sitemap_lastmod,
+                sitemap_url=fetched.sitemap_url,
+            )
+        if stats is not None:
+            stats.inc_value("harvester/record_pages")
+            for label in judgement.unknown_labels:  # new labels on the site, in crawl_runs
+                stats.inc_value(f"harvester/unknown_label/{label}")
+        if record.text_repairs and record.raw is not None and record.raw.encoding_problem is None:
             # A repaired text is stored: say so where runs are looked at (crawl_runs.stats).
-            logger.info("Text repaired at %s: %s", item.final_url, "; ".join(record.text_repairs))
-            if self.crawler.stats:
-                self.crawler.stats.inc_value("harvester/encoding_repaired")
+            logger.info(
+                "Text repaired at %s: %s", record.source_url, "; ".join(record.text_repairs)
+            )
+            if stats is not None:
+                stats.inc_value("harvester/encoding_repaired")
+        if judgement.rejection is not None:
+            self.run.quarantine(record, judgement.rejection)
+            if stats is not None:
+                stats.inc_value(f"harvester/quarantined/{judgement.rejection.reason}")
+            raise DropItem(f"Quarantined {record.source_url}: {judgement.rejection}")
         return record
-
-
-class ValidatePipeline:
-    def __init__(self, crawler: Crawler) -> None:
-        self.crawler = crawler
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> ValidatePipeline:
-        return cls(crawler)
-
-    def process_item(self, item: Any) -> Any:
-        if not isinstance(item, Record):
-            return item
-        rejection = validate(item)
-        if rejection is None:
-            return item
-        CrawlRun.for_crawler(self.crawler).quarantine(item, rejection)
-        if self.crawler.stats:
-            self.crawler.stats.inc_value(f"harvester/quarantined/{rejection.reason}")
-        raise DropItem(f"Quarantined {item.source_url}: {rejection}")
 
 
 class DedupePipeline:
@@ -73,13 +151,14 @@ class DedupePipeline:
     harvester.conflicts; the last page passed on, the one stored, is the best of them all.
     """
 
-    def __init__(self, crawler: Crawler) -> None:
+    def __init__(self, crawler: Crawler, run: CrawlRun) -> None:
         self.crawler = crawler
+        self.run = run
         self.sightings = RunSightings()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> DedupePipeline:
-        return cls(crawler)
+        return cls(crawler, run_of(crawler))
 
     def process_item(self, item: Any) -> Any:
         if not isinstance(item, Record) or item.ncj_number is None:
@@ -92,7 +171,7 @@ class DedupePipeline:
         if not verdict.keep:
             # The page is not stored, but its URL is one the record lives under: remember it,
             # so the next crawl does not fetch it again.
-            CrawlRun.for_crawler(self.crawler).note_visit(visit_of(item))
+            self.run.note_visit(visit_of(item))
             raise DropItem(
                 f"Duplicate NCJ {item.ncj_number} at {item.source_url}", log_level="DEBUG"
             )
@@ -102,13 +181,12 @@ class DedupePipeline:
 class StorePipeline:
     """Hands records and URL states to the run's writer; the run opens and closes it."""
 
-    def __init__(self, crawler: Crawler) -> None:
-        self.crawler = crawler
-        self.run = CrawlRun.for_crawler(crawler)
+    def __init__(self, run: CrawlRun) -> None:
+        self.run = run
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
-        return cls(crawler)
+        return cls(run_of(crawler))
 
     async def process_item(self, item: Any) -> Any:
         if isinstance(item, PageVisit):

@@ -1,6 +1,6 @@
 """Politeness Scrapy does not give out of the box (enabled in harvester/settings.py).
 
-``HostBackoffMiddleware`` (a downloader middleware only to be enabled with the others)
+``HostBackoff`` (an extension: it acts on signals, not on requests)
     A 429 or 503 pauses every request to that host: for as long as its ``Retry-After`` says
     (seconds or an HTTP date, capped by ``HARVESTER_RETRY_AFTER_MAX``), or, without the header,
     for an exponentially growing, jittered time that starts again from
@@ -66,15 +66,15 @@ def backoff_seconds(strikes: int, base: float, cap: float, rng: random.Random) -
     return min(cap, exact * rng.uniform(0.5, 1.5))
 
 
-class HostBackoffMiddleware:
+class HostBackoff:
     def __init__(self, crawler: Crawler) -> None:
         settings = crawler.settings
         self.crawler = crawler
-        self.retry_after_max = settings.getfloat("HARVESTER_RETRY_AFTER_MAX", 600.0)
-        self.base = settings.getfloat("HARVESTER_BACKOFF_BASE", 5.0)
-        self.cap = settings.getfloat("HARVESTER_BACKOFF_MAX", 300.0)
-        self.quiet = settings.getfloat("HARVESTER_BACKOFF_RESET", 120.0)
-        self.max_crawl_delay = settings.getfloat("HARVESTER_MAX_CRAWL_DELAY", 30.0)
+        self.retry_after_max = settings.getfloat("HARVESTER_RETRY_AFTER_MAX")
+        self.base = settings.getfloat("HARVESTER_BACKOFF_BASE")
+        self.cap = settings.getfloat("HARVESTER_BACKOFF_MAX")
+        self.quiet = settings.getfloat("HARVESTER_BACKOFF_RESET")
+        self.max_crawl_delay = settings.getfloat("HARVESTER_MAX_CRAWL_DELAY")
         self.user_agent = settings.get("ROBOTSTXT_USER_AGENT") or settings.get("USER_AGENT")
         self.rng = random.Random()
         self.strikes: dict[str, int] = {}  # slot -> header-less busy answers in a row
@@ -82,14 +82,14 @@ class HostBackoffMiddleware:
         self.floors: dict[str, float] = {}  # slot -> robots.txt Crawl-delay
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler) -> HostBackoffMiddleware:
-        middleware = cls(crawler)
-        crawler.signals.connect(middleware.robots_parsed, signal=signals.robots_parsed)
+    def from_crawler(cls, crawler: Crawler) -> HostBackoff:
+        extension = cls(crawler)
+        crawler.signals.connect(extension.robots_parsed, signal=signals.robots_parsed)
         # The downloader sends this before it hands the slot its next request, and after
-        # AutoThrottle (an extension, connected first) has set the slot's delay: the one
-        # moment a pause or a floor takes effect before anything else goes out.
-        crawler.signals.connect(middleware.response_downloaded, signal=signals.response_downloaded)
-        return middleware
+        # AutoThrottle (an extension built, so connected, before this one) has set the slot's
+        # delay: the one moment a pause or a floor takes effect before anything else goes out.
+        crawler.signals.connect(extension.response_downloaded, signal=signals.response_downloaded)
+        return extension
 
     def robots_parsed(self, robotparser: RobotParser, request: Request) -> None:
         delay = robotparser.crawl_delay(self.user_agent)
@@ -163,7 +163,7 @@ class HostBackoffMiddleware:
 class RobotsTxtMiddleware(ScrapyRobotsTxt):
     def __init__(self, crawler: Crawler) -> None:
         super().__init__(crawler)
-        self.retry_seconds = crawler.settings.getfloat("HARVESTER_ROBOTS_RETRY", 300.0)
+        self.retry_seconds = crawler.settings.getfloat("HARVESTER_ROBOTS_RETRY")
         self._unavailable_until: dict[str, float] = {}
 
     async def process_request(self, request: Request, spider: Spider | None = None) -> None:
@@ -210,7 +210,7 @@ class RobotsTxtMiddleware(ScrapyRobotsTxt):
 class RequestBudgetMiddleware:
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
-        self.setting = crawler.settings.getint("HARVESTER_MAX_REQUESTS", 0) or None
+        self.setting = crawler.settings.getint("HARVESTER_MAX_REQUESTS") or None
         self.sent = 0
         self.closing = False
 

@@ -62,8 +62,6 @@ DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
     "harvester.entrypoints.OffsiteMiddleware": 50,
     "harvester.politeness.RequestBudgetMiddleware": 110,
-    # Closer to the downloader than RetryMiddleware (550): the pause is set before the retry.
-    "harvester.politeness.HostBackoffMiddleware": 560,
 }
 # Incremental crawls send the stored ETag / Last-Modified; False always fetches bodies.
 HARVESTER_CONDITIONAL_REQUESTS = True
@@ -80,16 +78,23 @@ REMOTE_CONTROL_ENABLED = False
 # scheduling overhead here (scrapy#5182).
 CONCURRENT_ITEMS = 8
 
+# A fetched page -> a verdict -> one record per NCJ number -> the database (pipelines.py).
 ITEM_PIPELINES = {
-    "harvester.pipelines.NormalizePipeline": 100,
-    "harvester.pipelines.ValidatePipeline": 200,
+    "harvester.pipelines.JudgePipeline": 100,
     "harvester.pipelines.DedupePipeline": 300,
     "harvester.pipelines.StorePipeline": 400,
 }
+# Processes that judge fetched pages (parse, normalize, validate, hash) off the reactor
+# thread, so that fetching and judging use two cores; 0 judges them in the reactor thread.
+HARVESTER_JUDGE_PROCESSES = 1
 EXTENSIONS = {
-    # The run's owner: lock and heartbeat, writer, watchdog, checks, summary (crawl_session.py).
+    # The run's owner: lock and heartbeat, writer, frontier, watchdog, counters, checks,
+    # summary (crawl_session.py).
     "harvester.crawl_session.CrawlRun": 100,
-    "harvester.extensions.CrawlSummary": 500,
+    # Pauses a host on 429/503 and keeps its Crawl-delay (politeness.py). It acts on the
+    # response_downloaded signal, whose handlers run in the order they were connected: after
+    # AutoThrottle (an extension of order 0 in EXTENSIONS_BASE) has set the slot's delay.
+    "harvester.politeness.HostBackoff": 200,
     "harvester.extensions.CrawlProgress": 510,
 }
 # A progress line (pages done, pages/s, left, ETA) this often; 0 turns it off.

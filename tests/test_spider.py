@@ -7,7 +7,7 @@ from pathlib import Path
 from scrapy.settings import Settings
 
 from harvester import settings as project_settings
-from spiders.ncjrs import NcjrsSpider
+from spiders.ncjrs import NcjrsSpider, SpiderArguments
 
 
 def settings(**overrides: object) -> Settings:
@@ -56,3 +56,12 @@ def test_an_explicit_user_agent_wins() -> None:
     values = settings(HARVESTER_CONTACT="x@example.org", USER_AGENT="mine/1.0")
     NcjrsSpider.update_settings(values)
     assert values["USER_AGENT"] == "mine/1.0"
+
+
+def test_the_arguments_are_listed_once_and_only_those_given_are_recorded() -> None:
+    assert SpiderArguments.names() == tuple(SpiderArguments.help())
+    assert all(SpiderArguments.help().values())
+    spider = NcjrsSpider(sitemap="http://h/sitemap.xml", full="1", custom="kept")
+    assert spider.arguments == {"sitemap": "http://h/sitemap.xml", "full": "1"}
+    assert spider.full
+    assert spider.custom == "kept"  # type: ignore[attr-defined]  # Scrapy keeps other -a's

@@ -33,10 +33,10 @@ class Command(ScrapyCrawl):
 def failed_checks(crawler: Crawler) -> int:
     """The number of checks the run failed; a run stopped by force (Scrapy's unclean shutdown
     skips spider_closed) is finished here and counts as failed whatever it wrote."""
-    from harvester.crawl_session import CrawlRun
+    from harvester.crawl_session import opened_run
     from harvester.monitoring import OK_FINISH_REASONS
 
-    run = CrawlRun.of(crawler)
+    run = opened_run(crawler)
     forced = run is not None and run.run_id is not None and not run.closed
     if forced:
         assert run is not None

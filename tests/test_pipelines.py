@@ -1,0 +1,109 @@
+"""The item pipelines: pages judged in another process, and what happens when it dies (real
+`scrapy crawl` processes over the local site, as in test_crawl.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from harvester import models
+from harvester.items import FetchedResponse
+from harvester.localsite import serve_site
+from harvester.pipelines import judge_fetched
+from harvester.store import now_utc
+from tests.support import assert_matches_truth, crawl, start_scrapy_crawl
+
+RECORDS = 150
+
+
+def judging_processes(pid: int) -> list[int]:
+    """The pool workers among a process's children (not multiprocessing's resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = next(line for line in status.splitlines() if line.startswith("PPid:"))
+        if int(parent.split()[1]) == pid and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_judgement_made_from_the_fetched_page_reads_its_meta() -> None:
+    body = (Path(__file__).parent / "fixtures" / "pages").glob("*.html")
+    page = next(iter(sorted(body)))
+    fetched = FetchedResponse(
+        url="https://www.ojp.gov/ncjrs/virtual-library/abstracts/x",
+        status=200,
+        body=page.read_bytes(),
+        fetched_at=now_utc(),
+        content_type="text/html; charset=utf-8",
+        etag='"e1"',
+        last_modified="Wed, 01 May 2024 00:00:00 GMT",
+        redirect_urls=["https://www.ncjrs.gov/App/Publications/abstract.aspx?ID=1"],
+        sitemap_url="https://www.ojp.gov/sitemap.xml",
+    )
+    judgement = judge_fetched(fetched, keep_page=True)
+    assert judgement.record is not None, judgement
+    assert judgement.record.requested_url == fetched.redirect_urls[0]
+    assert judgement.record.source_url == fetched.url
+    assert judgement.record.etag == '"e1"'
+    assert judgement.record.sitemap_url == fetched.sitemap_url
+    assert judgement.record.fetched_at == fetched.fetched_at
+    assert judgement.page is not None
+    assert judgement.page.body == fetched.body
+    assert judge_fetched(fetched, keep_page=False).page is None
+
+
+@pytest.mark.parametrize("processes", ["0", "1"])
+def test_judging_in_a_process_or_in_the_crawl_stores_the_same(
+    processes: str, database_url: str, engine_for: Engine
+) -> None:
+    with serve_site(records=60, seed=11) as site:
+        log = crawl(
+            database_url,
+            f"sitemap={site.base_url}/sitemap.xml",
+            settings={"HARVESTER_JUDGE_PROCESSES": processes},
+        )
+        assert_matches_truth(engine_for, site)
+    assert "Crawl run 1 finished" in log
+
+
+def test_a_killed_judging_process_loses_no_record(database_url: str, engine_for: Engine) -> None:
+    with serve_site(records=RECORDS, seed=12) as site:
+        process = start_scrapy_crawl(
+            database_url,
+            f"sitemap={site.base_url}/sitemap.xml",
+            # Slow enough that the crawl is still judging pages when the worker dies.
+            settings={
+                "HARVESTER_JUDGE_PROCESSES": "1",
+                "CONCURRENT_REQUESTS_PER_DOMAIN": "2",
+                "DOWNLOAD_DELAY": "0.01",
+            },
+        )
+        killed = None
+        deadline = time.monotonic() + 120
+        while killed is None and process.poll() is None and time.monotonic() < deadline:
+            for worker in judging_processes(process.pid):
+                os.kill(worker, signal.SIGKILL)
+                killed = worker
+            time.sleep(0.02)
+        _, log = process.communicate(timeout=300)
+        assert killed is not None, log[-3000:]
+        assert process.returncode == 0, log[-3000:]
+        assert_matches_truth(engine_for, site)
+    assert "A judging process died" in log
+    with Session(engine_for) as session:
+        run = session.scalars(select(models.CrawlRun)).one()
+    assert run.stats["harvester/judge_pool_broken"] >= 1
+    assert run.finish_reason == "finished"
