@@ -14,7 +14,7 @@ record) over the first --naive-records of the same pages (it is slow). Records/s
 included. Prints the ratios project/bare (target >= 0.9, aim > 1.0) and project/naive (target >= 4).
 
 --memory: the project crawl of a 5,000-record site and of a --records site (50,000, say),
-sampling the RSS of the crawl process and its children every 0.1 s and the stored records
+sampling the RSS of the crawl process and its children every 0.25 s and the stored records
 every second; reports peak RSS and its growth in MiB per 1,000 records (target < 0.1).
 
 --profile FILE: one project crawl under cProfile (the main thread: Scrapy's reactor), then

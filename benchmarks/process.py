@@ -55,7 +55,7 @@ def measure(
     *,
     counter: Callable[[], int] | None = None,
     count_every: float = 1.0,
-    sample_every: float = 0.1,
+    sample_every: float = 0.25,
 ) -> Measurement:
     """Run `command` to its end, sampling the RSS of its process tree every `sample_every` s.
 
