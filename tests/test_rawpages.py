@@ -9,8 +9,8 @@ import pytest
 from scrapy.http import HtmlResponse, Request
 from sqlalchemy import Engine, func, select, update
 
+from benchmarks.pages import bench_pages
 from harvester import models
-from harvester.bench import bench_pages
 from harvester.db import ensure_schema
 from harvester.history import RecordHistory
 from harvester.items import FetchedPage, RawRecord, Record, Rejection

@@ -282,8 +282,8 @@ CROSS_QUERIES = [
 def test_both_databases_rank_the_same_records_in_the_same_order(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
+    from benchmarks.generated_records import generated_records
     from harvester.db import create_engine_for
-    from harvester.generated_records import generated_records
     from tests.conftest import drop_postgres_database, new_postgres_database, postgres_server_url
 
     server = postgres_server_url()

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
+from benchmarks.pages import bench_pages
 from harvester import db, models
-from harvester.bench import bench_pages
 from harvester.db import create_engine_for, ensure_schema
 from harvester.items import FetchedPage, RawRecord, Record
 from harvester.normalize import normalize_record

@@ -1,12 +1,14 @@
-"""The naive baseline of the crawl benchmark: requests + BeautifulSoup, one commit per record.
+"""The crawl benchmark's naive baseline: requests + BeautifulSoup, one commit per record.
 
-`python -m harvester.bench_naive SITEMAP_URL LIMIT` walks the sitemap, fetches record pages one
+`python -m benchmarks.naive SITEMAP_URL LIMIT` walks the sitemap, fetches record pages one
 after another, reads the labelled fields with BeautifulSoup and stores each record with its own
-ORM session commit (DATABASE_URL). Prints the number of records stored. For comparison only.
+ORM session commit (DATABASE_URL): the way a first scraper is usually written. Prints one JSON
+line with the number of records stored. For comparison only.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from datetime import UTC, datetime
@@ -26,6 +28,7 @@ LOC = re.compile(r"<loc>\s*([^<\s]+)\s*</loc>")
 def record_urls(session: requests.Session, sitemap: str) -> list[str]:
     urls: list[str] = []
     for loc in LOC.findall(session.get(sitemap, timeout=30).text):
+        loc = loc.replace("&amp;", "&")
         if loc.endswith(".xml"):
             urls += record_urls(session, loc)
         elif is_record_url(loc):
@@ -73,7 +76,7 @@ def main(sitemap: str, limit: int) -> int:
             )
             session.commit()
         stored += 1
-    print(stored, file=sys.stderr)  # the benchmark reads stderr
+    print(json.dumps({"records": stored}), flush=True)
     return 0
 
 

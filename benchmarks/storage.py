@@ -1,4 +1,4 @@
-"""`python -m harvester.bench storage`: what record history and raw pages cost.
+"""`python -m benchmarks.storage`: what record history and raw pages cost.
 
 On the local site (served in its own process) it crawls N records with `scrapy crawl ncjrs`
 into a new database and reports:
@@ -20,8 +20,10 @@ pg_total_relation_size (TOAST and indexes included).
 
 from __future__ import annotations
 
+import argparse
 import os
 import sqlite3
+import sys
 import tempfile
 import time
 import uuid
@@ -34,7 +36,7 @@ from scrapy.http import TextResponse
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from harvester.bench_crawl import LOCAL_CRAWL, measure, scrapy_command
+from benchmarks.process import LOCAL_CRAWL, measure, scrapy_command
 from harvester.db import create_engine_for, ensure_schema, normalize_url
 from harvester.items import NonRecordPage, RawRecord
 from harvester.localsite import serve_site
@@ -125,8 +127,8 @@ def crawl(url: str, sitemap: str, settings: dict[str, str]) -> tuple[float, int]
         ensure_schema(engine, auto_migrate=True)
         engine.dispose()
     env = {**os.environ, "DATABASE_URL": url}
-    seconds, rss, _ = measure(scrapy_command(sitemap, {**LOCAL_CRAWL, **settings}), env)
-    return seconds, rss
+    run = measure(scrapy_command(sitemap, {**LOCAL_CRAWL, **settings}), env)
+    return run.seconds, run.peak_rss
 
 
 def database_bytes(url: str, engine: Engine) -> int:
@@ -234,3 +236,16 @@ def report(
             f" {crawl_rss / off_rss - 1:+.0%} peak RSS,"
             f" {(size - off_size) / stored:,.0f} B/record on disk"
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.storage", description=__doc__)
+    parser.add_argument("--records", type=int, default=20000)
+    parser.add_argument("--compare-off", action="store_true", help="also crawl with raw pages off")
+    parser.add_argument("--postgres-server", help="run on a new database on this server")
+    args = parser.parse_args(argv)
+    return run_storage_bench(args.records, args.compare_off, args.postgres_server)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,6 @@
-"""Search and export benchmarks: `python -m harvester.bench search|export`.
+"""Search and export benchmarks: `python -m benchmarks search|export`.
 
-The database is filled from the local site generator's truth (``harvester.generated_records``)
+The database is filled from the local site generator's truth (``benchmarks.generated_records``)
 through ``store.write_batch`` directly, not by a crawl, so that 200,000 records take minutes.
 A database that already holds the requested number of records is reused, so ``search`` and
 ``export`` can run one after the other on one fill.
@@ -14,6 +14,7 @@ export: each format written to a file by ``harvester export`` in its own subproc
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -29,8 +30,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from benchmarks.generated_records import generated_records
 from harvester.db import create_engine_for, display_url, ensure_schema
-from harvester.generated_records import generated_records
 from harvester.normalize import content_hash
 from harvester.store import RECORDS, now_utc, write_batch
 
@@ -211,3 +212,20 @@ def run(command: str, url: str, records: int, repeats: int = REPEATS) -> int:
         return 0 if report["search"]["median_ms"] <= TARGET_SEARCH_MS else 1
     worst = max(r["peak_rss_mb"] for r in report["export"]["formats"].values())
     return 0 if worst < TARGET_EXPORT_RSS_MB else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.search", description=__doc__)
+    parser.add_argument("command", choices=("search", "export"))
+    parser.add_argument("--records", type=int, default=DEFAULT_RECORDS)
+    parser.add_argument(
+        "--database-url",
+        default="sqlite:///bench-search.sqlite",
+        help="filled with --records generated records unless it already holds records",
+    )
+    args = parser.parse_args(argv)
+    return run(args.command, args.database_url, args.records)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""`python -m harvester.bench incremental`: what a scheduled re-run costs.
+"""`python -m benchmarks.incremental`: what a scheduled re-run costs.
 
 On one local site (default 20,000 records) and one SQLite file, three `scrapy crawl` processes:
 
@@ -14,14 +14,16 @@ and fetches no record page body; run 3 fetches exactly the changed pages.
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import sqlite3
+import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from harvester.bench_crawl import LOCAL_CRAWL, measure, scrapy_command
+from benchmarks.process import LOCAL_CRAWL, measure, scrapy_command
 from harvester.localsite import SiteHandle, serve_site
 from harvester.urls import is_record_url
 
@@ -44,12 +46,13 @@ def run_incremental_bench(records: int, changed_share: float, seed: int = 1) -> 
         env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}"}
         command = scrapy_command(f"{site.base_url}/sitemap.xml", LOCAL_CRAWL)
 
-        full_s, full_rss, _ = measure(command, env)
+        full = measure(command, env)
+        full_s, full_rss = full.seconds, full.peak_rss
         full_crawl_s = _last_run_seconds(database)
         full_requests = len(_record_requests(site))
         site.clear_requests()
 
-        same_s, _, _ = measure(command, env)
+        same_s = measure(command, env).seconds
         same_crawl_s = _last_run_seconds(database)
         same = _record_requests(site)
         bodies = sum(1 for _, status in same if status == 200)
@@ -61,7 +64,7 @@ def run_incremental_bench(records: int, changed_share: float, seed: int = 1) -> 
             t["publication"]["url"] for t in changed if t["publication"]
         }
         site.clear_requests()
-        delta_s, _, _ = measure(command, env)
+        delta_s = measure(command, env).seconds
         delta_crawl_s = _last_run_seconds(database)
         delta = _record_requests(site)
         fetched = {site.url(target) for target, _ in delta}
@@ -85,3 +88,15 @@ def run_incremental_bench(records: int, changed_share: float, seed: int = 1) -> 
     )
     print("  targets: nothing changed <= 2% of the full crawl and 0 bodies; changed: exactly those")
     return 0 if exact and bodies == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.incremental", description=__doc__)
+    parser.add_argument("--records", type=int, default=20000)
+    parser.add_argument("--changed", type=float, default=0.01, help="share of records")
+    args = parser.parse_args(argv)
+    return run_incremental_bench(args.records, args.changed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

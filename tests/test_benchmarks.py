@@ -1,0 +1,64 @@
+"""The crawl benchmark's parts: its baseline fetches and judges every record page of the site,
+and the nginx snapshot serves what the local site serves. A wrong baseline makes every ratio
+the benchmark prints wrong, so it is checked against the site's truth."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from benchmarks.process import last_json_line
+from benchmarks.site import bench_site, nginx_binary
+from harvester.localsite import serve_site
+
+
+def test_bare_spider_judges_every_record_page_of_the_site() -> None:
+    # seed 4: a rejected record and publication pages among 40, so every verdict shows
+    with bench_site(40, seed=4, use_nginx=False) as site, serve_site(records=40, seed=4) as ref:
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bare_spider", site.sitemap],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        truth = ref.truth()
+        soft_404s = ref.site.options.soft_404_count
+    result = last_json_line(done.stdout)
+    records = {t["ncj_number"] for t in truth if t["kind"] == "record"}
+    rejected = [t for t in truth if t["kind"] == "rejected"]
+    publications = [t for t in truth if t["publication"]]
+    assert result["finish_reason"] == "finished"
+    assert result["records"] == len(records)
+    # every record page the sitemaps list, once: records, their publication pages, soft 404s
+    assert result["pages"] == len(truth) + len(publications) + soft_404s
+    assert result["verdicts"] == {
+        "record": len(truth) + len(publications) - len(rejected),
+        "quarantined": len(rejected),
+        "not_record": soft_404s,
+    }
+
+
+@pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
+def test_nginx_serves_the_local_sites_pages_byte_for_byte() -> None:
+    with bench_site(30, seed=2) as site, serve_site(records=30, seed=2) as ref:
+        assert site.server == "nginx"
+        served = 0
+        for entry in ref.truth():
+            for url in (
+                entry["url"],
+                *([entry["publication"]["url"]] if entry["publication"] else []),
+            ):
+                path = url.removeprefix(ref.base_url)
+                with urllib.request.urlopen(ref.url(path)) as expected:
+                    want = expected.read().replace(ref.base_url.encode(), b"BASE")
+                    modified = expected.headers["Last-Modified"]
+                with urllib.request.urlopen(site.base_url + path) as answer:
+                    assert answer.read().replace(site.base_url.encode(), b"BASE") == want
+                    assert answer.headers["Last-Modified"] == modified
+                    assert answer.headers["Content-Type"] == "text/html; charset=utf-8"
+                served += 1
+        assert served >= 30
