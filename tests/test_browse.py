@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from benchmarks.generated_records import generated_records
 from harvester import browse
 from harvester.cli import main
 from harvester.db import create_engine_for, ensure_schema
-from harvester.generated_records import generated_records
 from harvester.search import search
 from tests.conftest import in_ci
 from tests.support import REPO, fixture_records, store_records
