@@ -190,6 +190,8 @@ class RobotsTxtMiddleware(ScrapyRobotsTxt):
         deferred = self._parsers[netloc]
         parser = build_from_crawler(self._parserimpl, self.crawler, _DISALLOW_ALL)
         self._parsers[netloc] = parser
+        # Scrapy types the entry as parser | Deferred | None; while robots.txt is being fetched
+        # (the only time this runs) it is the Deferred the waiting requests hold.
         deferred.callback(parser)  # type: ignore[union-attr]
 
     def _unavailable(self, netloc: str, why: str) -> None:
