@@ -36,7 +36,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
 from harvester.db import display_url, schema_state, script_heads, upgrade_command
-from harvester.search import SQLITE_FTS_TABLE, QueryWord, SearchError, parse_query
+from harvester.errors import SearchError
+from harvester.search import SQLITE_FTS_TABLE, QueryWord, parse_query
 
 if TYPE_CHECKING:
     from datasette.app import Datasette

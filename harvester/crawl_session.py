@@ -256,7 +256,7 @@ class CrawlRun:
         """From the writer thread: the database takes no writes."""
         from twisted.internet import reactor  # the crawl's reactor, installed by now
 
-        reactor.callFromThread(self.stop, "database_error", message)  # type: ignore[attr-defined]
+        reactor.callFromThread(self.stop, "database_error", message)
 
     def _flush_stale(self) -> None:
         if self.writer is not None and self.writer.is_stale():
@@ -305,7 +305,7 @@ class CrawlRun:
     def _watch_progress(self) -> None:
         stats = self.crawler.stats
         engine = self.crawler.engine
-        if stats is None or engine is None or self.closed:
+        if self.closed:
             return
         mark = (
             int(stats.get_value("response_received_count", 0)),
@@ -342,7 +342,9 @@ class CrawlRun:
             deferred_from_coro(engine.close_spider_async(reason=reason))
         from twisted.internet import reactor
 
-        reactor.callLater(STOP_GRACE_SECONDS, self._stop_unclean, reason)  # type: ignore[attr-defined]
+        # Twisted declares callLater on a zope Interface, without self: mypy (no zope plugin)
+        # takes its first parameter, the delay, for self and wants the callable there.
+        reactor.callLater(STOP_GRACE_SECONDS, self._stop_unclean, reason)  # type: ignore[arg-type]
 
     def _stop_unclean(self, reason: str) -> None:
         """Scrapy waits for the downloads under way before it closes the spider, however long
@@ -443,7 +445,7 @@ class CrawlRun:
 
     def finish(self, reason: str) -> dict[str, Any]:
         """Record the run's figures and return them; the writer must be closed already."""
-        stats: dict[str, Any] = dict(self.crawler.stats.get_stats()) if self.crawler.stats else {}
+        stats: dict[str, Any] = dict(self.crawler.stats.get_stats())
         counts = self.writer.counts if self.writer else None
         figures = {
             "finished_at": now_utc(),

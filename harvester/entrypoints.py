@@ -123,7 +123,7 @@ class OffsiteMiddleware(ScrapyOffsiteMiddleware):
 def ignored_kind(failure: Failure) -> str | None:
     """For an ignored request (not an HTTP error): robots, offsite, too_large,
     redirect_limit, budget or other. None when the failure is not an ignored request."""
-    if not failure.check(IgnoreRequest) or failure.check(HttpError):
+    if not isinstance(failure.value, IgnoreRequest) or isinstance(failure.value, HttpError):
         return None
     message = failure.getErrorMessage()
     if "robots.txt" in message:
@@ -155,13 +155,13 @@ def failure_reason(failure: Failure) -> str | None:
         return None
     if kind is not None:
         return _IGNORED_REASONS.get(kind, "fetch_failed")
-    if failure.check(DownloadTimeoutError, TwistedTimeoutError):
+    if isinstance(failure.value, (DownloadTimeoutError, TwistedTimeoutError)):
         return "timeout"
-    if failure.check(ResponseDataLossError):
+    if isinstance(failure.value, ResponseDataLossError):
         return "data_loss"
-    if failure.check(DownloadCancelledError):
+    if isinstance(failure.value, DownloadCancelledError):
         return "too_large"  # the download handler's DOWNLOAD_MAXSIZE
-    if failure.check(ResponseFailed) and "DataLoss" in repr(failure.value):
+    if isinstance(failure.value, ResponseFailed) and "DataLoss" in repr(failure.value):
         return "data_loss"
     return "fetch_failed"
 
@@ -222,8 +222,8 @@ def read_sitemap(body: bytes, max_size: int) -> SitemapDocument:
     if dtd is not None and any(True for _ in dtd.iterentities()):
         # A sitemap never needs one: at best noise, at worst a "billion laughs".
         damage, detail = "entity_declarations", "declares XML entities (not expanded)"
-    elif error := _first_error(parser):
-        damage, detail = "broken_xml", error
+    elif first_error := _first_error(parser):
+        damage, detail = "broken_xml", first_error
     return SitemapDocument(kind, entries, damage, detail)
 
 

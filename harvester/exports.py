@@ -19,10 +19,10 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
-import bibtexparser
 import rispy
+from bibtexparser.entrypoint import write_string
 from bibtexparser.library import Library
 from bibtexparser.model import Entry, Field
 from pylatexenc.latexencode import (
@@ -31,7 +31,16 @@ from pylatexenc.latexencode import (
     UnicodeToLatexConversionRule,
     UnicodeToLatexEncoder,
 )
-from sqlalchemy import Connection, Integer, Select, bindparam, column, select, text
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Integer,
+    Select,
+    bindparam,
+    column,
+    select,
+    text,
+)
 
 from harvester import models
 from harvester.search import matching_sql, parse_query
@@ -167,7 +176,7 @@ def iter_records(
 
 def _attach_lists(connection: Connection, records: Sequence[ExportRecord]) -> None:
     by_number = {record.ncj_number: record for record in records}
-    numbers = bindparam("numbers", value=list(by_number), expanding=True)
+    numbers: BindParameter[list[int]] = bindparam("numbers", value=list(by_number), expanding=True)
     people = connection.execute(
         text(
             "SELECT rc.ncj_number, rc.role, rc.name_as_shown, c.family, c.given, c.suffix,"
@@ -350,7 +359,8 @@ _LIGATURE = re.compile(r"([-`'!?])(?=[-`'])")
 def latex(value: str) -> str:
     if value.isascii():
         return _LIGATURE.sub(r"\1{}", value.translate(_ASCII_LATEX))
-    return _LATEX.unicode_to_latex(value)
+    # pylatexenc ships no annotations (the override in pyproject.toml)
+    return cast(str, _LATEX.unicode_to_latex(value))
 
 
 def bibtex_name(name: Name) -> str:
@@ -582,7 +592,8 @@ def csv_row(record: ExportRecord) -> list[str]:
 # --- writers ------------------------------------------------------------------------------------
 
 
-class _RisWriter(rispy.RisWriter):
+# rispy ships no annotations, so its writer is Any to mypy
+class _RisWriter(rispy.RisWriter):  # type: ignore[misc]
     """rispy's writer without its ``1.``, ``2.`` counter line before each entry (optional in
     RIS), so that entries written one at a time do not all say ``1.``."""
 
@@ -599,7 +610,7 @@ def _write_ris(records: Iterable[ExportRecord], out: TextIO) -> None:
 
 def _write_bibtex(records: Iterable[ExportRecord], out: TextIO) -> None:
     for record in records:
-        out.write(bibtexparser.write_string(Library([bibtex_entry(record)])))
+        out.write(write_string(Library([bibtex_entry(record)])))
 
 
 def _write_csl_json(records: Iterable[ExportRecord], out: TextIO) -> None:

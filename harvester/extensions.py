@@ -51,8 +51,6 @@ class CrawlProgress:
 
     def log_progress(self) -> None:
         stats = self.crawler.stats
-        if stats is None:
-            return
         done = int(stats.get_value("harvester/record_responses", 0))
         queued = int(stats.get_value("harvester/record_requests", 0))
         skipped = int(stats.get_value("harvester/skipped_unchanged", 0))

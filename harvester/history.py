@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Column, Connection, Table, bindparam, delete, func, insert, select, update
 
@@ -35,7 +35,7 @@ from harvester.normalize import record_content
 from harvester.parsing import PARSER_VERSION
 from harvester.rawpages import PageCodec
 
-RECORDS: Table = models.Record.__table__  # type: ignore[assignment]
+RECORDS: Table = models.Record.__table__
 VERSIONS: Table = models.RecordVersion.__table__
 # Read with each stored record's hash and layout, to decide what to note for unchanged ones.
 STORED_COLUMNS: tuple[Column[Any], ...] = (RECORDS.c.parser_version, RECORDS.c.raw_page_sha256)
@@ -216,7 +216,9 @@ class RecordHistory:
     ) -> WrittenBatch:
         """Store the pages of the records about to be written and work out their versions."""
         self.codec.store(
-            connection, [pages[r.ncj_number] for r, _ in writes if r.ncj_number in pages]
+            connection,
+            # the records written were validated: each has its number
+            [pages[cast(int, r.ncj_number)] for r, _ in writes if r.ncj_number in pages],
         )
         changed = [record.ncj_number for record, _ in writes if record.ncj_number in stored]
         earlier = _stored_versions(connection, changed)

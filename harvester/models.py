@@ -37,7 +37,7 @@ Every timestamp is UTC. ``UTCDateTime`` stores it timezone-aware where the datab
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, get_args
+from typing import Any, ClassVar, get_args
 
 from sqlalchemy import (
     JSON,
@@ -50,6 +50,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     text,
@@ -143,6 +144,9 @@ def json_type(*, none_as_null: bool = True) -> TypeEngine[Any]:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Every model here is mapped to a Table (none to a join or a select), so the code that
+    # writes through SQLAlchemy Core gets a Table, with its columns under .c, without a cast.
+    __table__: ClassVar[Table]
 
 
 class CrawlRun(Base):

@@ -166,8 +166,7 @@ class DedupePipeline:
         verdict = self.sightings.offer(item, content_hash(item))
         if verdict.conflict is not None:
             logger.info("Conflict: %s", verdict.conflict)
-            if self.crawler.stats:
-                self.crawler.stats.inc_value("harvester/conflicts")
+            self.crawler.stats.inc_value("harvester/conflicts")
         if not verdict.keep:
             # The page is not stored, but its URL is one the record lives under: remember it,
             # so the next crawl does not fetch it again.

@@ -62,7 +62,7 @@ def retry_after_seconds(value: str | bytes | None, now: datetime | None = None) 
 
 def backoff_seconds(strikes: int, base: float, cap: float, rng: random.Random) -> float:
     """The pause after ``strikes`` header-less 429/503s in a row: base, 2x, 4x ... jittered."""
-    exact = min(cap, base * 2 ** max(0, strikes - 1))
+    exact: float = min(cap, base * 2 ** max(0, strikes - 1))
     return min(cap, exact * rng.uniform(0.5, 1.5))
 
 
@@ -127,15 +127,14 @@ class HostBackoff:
         asked = retry_after_seconds(response.headers.get(b"Retry-After"))
         if asked is not None:
             pause = min(asked, self.retry_after_max)
-            why = f"Retry-After: {response.headers.get(b'Retry-After', b'').decode('latin-1')}"
+            why = f"Retry-After: {(response.headers.get(b'Retry-After') or b'').decode('latin-1')}"
         else:
             self.strikes[key] = self.strikes.get(key, 0) + 1
             pause = backoff_seconds(self.strikes[key], self.base, self.cap, self.rng)
             why = f"no Retry-After, {self.strikes[key]} in a row"
         if slot is not None:
             self._pause(slot, pause)
-        if self.crawler.stats is not None:
-            self.crawler.stats.inc_value("harvester/backoff_pauses")
+        self.crawler.stats.inc_value("harvester/backoff_pauses")
         logger.warning(
             "%s answered %d (%s): pausing requests to it for %.1f s",
             key,
@@ -156,8 +155,7 @@ class HostBackoff:
         slot.lastseen = max(slot.lastseen, monotonic() + seconds)
 
     def _downloader(self) -> Any:
-        engine = self.crawler.engine
-        return engine.downloader if engine is not None else None
+        return self.crawler.engine.downloader
 
 
 class RobotsTxtMiddleware(ScrapyRobotsTxt):
@@ -192,6 +190,8 @@ class RobotsTxtMiddleware(ScrapyRobotsTxt):
         deferred = self._parsers[netloc]
         parser = build_from_crawler(self._parserimpl, self.crawler, _DISALLOW_ALL)
         self._parsers[netloc] = parser
+        # Scrapy types the entry as parser | Deferred | None; while robots.txt is being fetched
+        # (the only time this runs) it is the Deferred the waiting requests hold.
         deferred.callback(parser)  # type: ignore[union-attr]
 
     def _unavailable(self, netloc: str, why: str) -> None:

@@ -28,27 +28,28 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from scrapy.http import Headers, Request, Response, TextResponse
 from scrapy.responsetypes import responsetypes
-from sqlalchemy import Connection, Engine, Table, insert, select
+from sqlalchemy import Connection, Engine, RowMapping, Table, insert, select
 
 from harvester import models
 from harvester.db import WRITE_TRANSACTION_OPTION, chunks, insert_for
 from harvester.items import FetchedPage, RawRecord
 
 try:  # Python >= 3.14
+    # mypy checks as 3.11 (pyproject.toml), whose standard library has no compression package
     from compression import zstd  # type: ignore[import-not-found]
 except ImportError:
-    from backports import zstd  # type: ignore[no-redef]
+    from backports import zstd
 
 logger = logging.getLogger(__name__)
 
-RAW_PAGES: Table = models.RawPage.__table__  # type: ignore[assignment]
-DICTIONARIES: Table = models.RawPageDictionary.__table__  # type: ignore[assignment]
+RAW_PAGES: Table = models.RawPage.__table__
+DICTIONARIES: Table = models.RawPageDictionary.__table__
 
 CODEC = "zstd"
 COMPRESSION_LEVEL = 3  # higher levels cost much more time for a few per cent (see above)
@@ -241,7 +242,7 @@ class PageCodec:
         for dictionary_id, content in connection.execute(query):
             self._dictionaries[dictionary_id] = zstd.ZstdDict(bytes(content))
 
-    def page(self, connection: Connection, row: Mapping[str, Any]) -> FetchedPage:
+    def page(self, connection: Connection, row: RowMapping) -> FetchedPage:
         """A stored page (a ``raw_pages`` row, all columns) decompressed and checked."""
         if row["codec"] != CODEC:
             raise ValueError(f"raw page {row['sha256']}: unknown codec {row['codec']!r}")

@@ -137,12 +137,12 @@ def acquire_run_lock(
         database = url.database
         if not database or database == ":memory:":
             return RunLock(None, None)  # private to this process: nothing to share
-        lock = FileLock(f"{Path(database).resolve()}.crawl.lock")
+        file_lock = FileLock(f"{Path(database).resolve()}.crawl.lock")
         try:
-            lock.acquire(timeout=0)
+            file_lock.acquire(timeout=0)
         except FileLockTimeout:
-            raise CrawlAlreadyRunning(_held_message(engine, lock.lock_file)) from None
-        return RunLock(lock, None)
+            raise CrawlAlreadyRunning(_held_message(engine, file_lock.lock_file)) from None
+        return RunLock(file_lock, None)
     if backend == "postgresql":
         # A few missed beats, and time for the beat's own write.
         stale_after = timedelta(seconds=3 * heartbeat_interval + 5)

@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime
-from typing import Any, Literal, TypeVar, get_args, get_type_hints
+from functools import partial
+from typing import Any, Literal, TypeVar, cast, get_args, get_type_hints
 
 from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -57,15 +58,15 @@ from harvester.urlstate import (
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RECORDS: Table = models.Record.__table__  # type: ignore[assignment]
-CONTRIBUTORS: Table = models.Contributor.__table__  # type: ignore[assignment]
-RECORD_CONTRIBUTORS: Table = models.RecordContributor.__table__  # type: ignore[assignment]
-AGENCIES: Table = models.Agency.__table__  # type: ignore[assignment]
-RECORD_AGENCIES: Table = models.RecordAgency.__table__  # type: ignore[assignment]
-RECORD_GRANTS: Table = models.RecordGrant.__table__  # type: ignore[assignment]
-RECORD_SUBJECTS: Table = models.RecordSubject.__table__  # type: ignore[assignment]
-QUARANTINE: Table = models.Quarantine.__table__  # type: ignore[assignment]
-CRAWL_RUNS: Table = models.CrawlRun.__table__  # type: ignore[assignment]
+RECORDS: Table = models.Record.__table__
+CONTRIBUTORS: Table = models.Contributor.__table__
+RECORD_CONTRIBUTORS: Table = models.RecordContributor.__table__
+AGENCIES: Table = models.Agency.__table__
+RECORD_AGENCIES: Table = models.RecordAgency.__table__
+RECORD_GRANTS: Table = models.RecordGrant.__table__
+RECORD_SUBJECTS: Table = models.RecordSubject.__table__
+QUARANTINE: Table = models.Quarantine.__table__
+CRAWL_RUNS: Table = models.CrawlRun.__table__
 
 # The columns of `records` that writing a new version of a record leaves as they are, and why.
 # Every other column is rewritten from ``record_row`` and the record's provenance
@@ -285,7 +286,7 @@ def write_batch(
     for key in keys:
         if key in counted or key in counts.counted:
             continue
-        counts.counted.add(key)
+        counts.counted.add(cast(int, key))  # validation gave every record here its number
         if key not in stored:
             counts.new += 1
         elif key in changed:
@@ -337,7 +338,7 @@ def _write_lists(connection: Connection, records: Sequence[Record]) -> None:
     for record in records:
         for _, _, who in _people(record):
             if isinstance(who, Person):
-                row = {"name": who.name, "family": who.family, "given": who.given}
+                row: dict[str, Any] = {"name": who.name, "family": who.family, "given": who.given}
                 row |= {"suffix": who.suffix, "kind": "person"}
             else:
                 row = {"name": who, "family": None, "given": None, "suffix": None}
@@ -374,14 +375,14 @@ def _write_lists(connection: Connection, records: Sequence[Record]) -> None:
             ("sponsor", record.sponsoring_agencies),
             ("agency", record.agencies),
         )
-        for role, names in agency_roles:
+        for agency_role, names in agency_roles:
             for position, name in enumerate(names):
                 agency_links.append(
                     {
                         "ncj_number": key,
                         "agency_id": agency_ids[normalized_name(name)],
                         "name_as_shown": name,
-                        "role": role,
+                        "role": agency_role,
                         "position": position,
                     }
                 )
@@ -667,24 +668,22 @@ class RecordWriter:
         try:
             for row in quarantined:
                 try:
-                    counts.add(attempt(lambda row=row: self._write_in_one_transaction([], [row])))
+                    counts.add(attempt(partial(self._write_in_one_transaction, [], [row])))
                 except Exception as error:  # keep the verdict, lose only what was refused
                     if error_kind(error) != "refused":
                         raise
                     logger.error("Quarantine row for %s could not be stored: %s", row["url"], error)
                     row = {**row, "raw": None, "detail": f"{row['detail']} (raw values refused)"}
                     counts.add(
-                        self._with_retries(
-                            lambda row=row: self._write_in_one_transaction([], [row])
-                        )
+                        self._with_retries(partial(self._write_in_one_transaction, [], [row]))
                     )
                 left -= 1
             for record, digest in records:
                 try:
                     counts.add(
                         attempt(
-                            lambda record=record, digest=digest: self._write_in_one_transaction(
-                                [(record, digest)], [], (), pages
+                            partial(
+                                self._write_in_one_transaction, [(record, digest)], [], (), pages
                             )
                         )
                     )
@@ -725,7 +724,7 @@ class RecordWriter:
         logger.error("NCJ %s could not be stored: %s", record.ncj_number, error)
         rejection = Rejection("store_error", _first_line(error)[:500])
         row = self.quarantine_row(record, rejection)
-        row["fetched_page"] = pages.get(record.ncj_number)
+        row["fetched_page"] = pages.get(cast(int, record.ncj_number))  # a validated record
         visit = visit_of(record, "quarantined")
         visit.ncj_number = None  # the number itself may be what the database refused
         visit.gap_reason = "store_error"
@@ -837,4 +836,4 @@ def finish_run(engine: Engine, run_id: int, values: dict[str, Any]) -> None:
 
 def jsonable(data: dict[str, Any]) -> dict[str, Any]:
     """Scrapy stats hold datetimes and other objects: keep them readable in a JSON column."""
-    return json.loads(json.dumps(data, default=str))
+    return cast(dict[str, Any], json.loads(json.dumps(data, default=str)))

@@ -45,9 +45,9 @@ from harvester.db import chunks, insert_for
 from harvester.items import GapReason, PageKind, PageVisit, Record
 from harvester.urls import canonical_url
 
-RECORD_URLS: Table = models.RecordUrl.__table__  # type: ignore[assignment]
-RECORDS: Table = models.Record.__table__  # type: ignore[assignment]
-CRAWL_RUNS: Table = models.CrawlRun.__table__  # type: ignore[assignment]
+RECORD_URLS: Table = models.RecordUrl.__table__
+RECORDS: Table = models.Record.__table__
+CRAWL_RUNS: Table = models.CrawlRun.__table__
 # Answers that say the page is not there (any other answer says it is).
 GONE_KINDS = ("gone", "soft_404")
 
@@ -134,7 +134,8 @@ class GapRetry:
             attempts += 1
         if attempts <= 1:
             return now
-        return now + min(self.cap, self.base * 2 ** min(attempts - 2, 30))
+        factor: int = 2 ** min(attempts - 2, 30)
+        return now + min(self.cap, self.base * factor)
 
 
 DEFAULT_GAP_RETRY = GapRetry()
@@ -230,28 +231,28 @@ def write_url_states(
         stmt = insert_for(connection, RECORD_URLS)
         excluded = stmt.excluded
         # Not IN (...): an expanding parameter cannot go into an executemany.
-        gone = or_(*(excluded.kind == literal_column(f"'{kind}'") for kind in GONE_KINDS))
+        is_gone = or_(*(excluded.kind == literal_column(f"'{kind}'") for kind in GONE_KINDS))
         stmt = stmt.on_conflict_do_update(
             index_elements=[table.url],
             set_={
                 "ncj_number": func.coalesce(excluded.ncj_number, table.ncj_number),
                 "kind": excluded.kind,
                 # "Seen" is a page that is there: a 404 does not move it.
-                "last_seen_at": case((gone, table.last_seen_at), else_=excluded.last_seen_at),
+                "last_seen_at": case((is_gone, table.last_seen_at), else_=excluded.last_seen_at),
                 "last_status": excluded.last_status,
                 "sitemap_lastmod": func.coalesce(excluded.sitemap_lastmod, table.sitemap_lastmod),
                 "etag": excluded.etag,
                 "last_modified": excluded.last_modified,
                 "redirect_chain": excluded.redirect_chain,
                 "gone_runs": case(
-                    (and_(gone, due), table.gone_runs + 1), (gone, table.gone_runs), else_=0
+                    (and_(is_gone, due), table.gone_runs + 1), (is_gone, table.gone_runs), else_=0
                 ),
                 "gone_since": case(
-                    (gone, func.coalesce(table.gone_since, excluded.gone_since)), else_=null()
+                    (is_gone, func.coalesce(table.gone_since, excluded.gone_since)), else_=null()
                 ),
                 "gone_counted_at": case(
-                    (and_(gone, due), excluded.gone_counted_at),
-                    (gone, table.gone_counted_at),
+                    (and_(is_gone, due), excluded.gone_counted_at),
+                    (is_gone, table.gone_counted_at),
                     else_=null(),
                 ),
                 **_ledger_updates(excluded),
@@ -283,10 +284,10 @@ def write_url_states(
             update(RECORDS).where(RECORDS.c.ncj_number.in_(shown)).values(last_seen_at=now)
         )
     counts.withdrawn = _withdraw(connection, gone_urls, now, withdrawal)
-    for chunk in chunks(sorted(seen_records)):
+    for numbers in chunks(sorted(seen_records)):
         counts.reappeared += connection.execute(
             update(RECORDS)
-            .where(RECORDS.c.ncj_number.in_(chunk), RECORDS.c.withdrawn_at.is_not(None))
+            .where(RECORDS.c.ncj_number.in_(numbers), RECORDS.c.withdrawn_at.is_not(None))
             .values(withdrawn_at=None)
         ).rowcount
     return counts
@@ -383,7 +384,7 @@ def _withdraw(
 
 # --- Sitemaps read to the end (the ``sitemaps`` table) ---------------------------------------
 
-SITEMAPS: Table = models.SitemapState.__table__  # type: ignore[assignment]
+SITEMAPS: Table = models.SitemapState.__table__
 
 
 def read_sitemaps(

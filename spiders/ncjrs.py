@@ -102,6 +102,7 @@ class SpiderArguments:
 class NcjrsSpider(Spider):
     name = "ncjrs"
     frontier: Frontier  # the crawl run's, from start()
+    allowed_domains: list[str]  # the run's scope, from from_crawler (Scrapy's offsite filter)
 
     def __init__(self, **kwargs: Any) -> None:
         given = SpiderArguments.take(kwargs)
@@ -125,7 +126,9 @@ class NcjrsSpider(Spider):
     def update_settings(cls, settings: BaseSettings) -> None:
         super().update_settings(settings)
         contact = settings.get("HARVESTER_CONTACT")
-        if contact and settings.getpriority("USER_AGENT") <= settings.getpriority("BOT_NAME"):
+        # Both are Scrapy defaults, so both have a priority (getpriority is None for unset).
+        user_agent, bot_name = settings.getpriority("USER_AGENT"), settings.getpriority("BOT_NAME")
+        if contact and (user_agent or 0) <= (bot_name or 0):
             settings.set("USER_AGENT", f"{settings['USER_AGENT'][:-1]}; {contact})", "spider")
 
     @classmethod
@@ -447,7 +450,7 @@ class NcjrsSpider(Spider):
         self.frontier.failed(request.meta.get("harvester_from_sitemap") if request else None)
         url = request.url if request is not None else "?"
         message = failure.getErrorMessage()
-        if failure.check(HttpError):
+        if isinstance(failure.value, HttpError):
             message = f"answered HTTP {failure.value.response.status}"
         entry = request.meta.get("harvester_entry") if request is not None else None
         if (kind := ignored_kind(failure)) is not None:

@@ -41,8 +41,8 @@ def failed_checks(crawler: Crawler) -> int:
     if forced:
         assert run is not None
         run.close_after_forced_stop()
-    alerts = int(crawler.stats.get_value("harvester/alerts", 0)) if crawler.stats else 0
-    reason = crawler.stats.get_value("finish_reason") if crawler.stats else None
+    alerts = int(crawler.stats.get_value("harvester/alerts", 0))
+    reason = crawler.stats.get_value("finish_reason")
     if forced or (run is not None and run.closed and reason not in OK_FINISH_REASONS):
         return max(alerts, 1)
     return alerts

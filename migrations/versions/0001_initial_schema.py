@@ -11,6 +11,7 @@ the models use their UTCDateTime decorator (the decorator changes no DDL).
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -22,7 +23,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _json() -> sa.types.TypeEngine:
+def _json() -> sa.types.TypeEngine[Any]:
     return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
@@ -30,7 +31,7 @@ def _timestamp() -> sa.DateTime:
     return sa.DateTime(timezone=True)
 
 
-def _counter(name: str) -> sa.Column:
+def _counter(name: str) -> sa.Column[int]:
     return sa.Column(name, sa.Integer(), server_default=sa.text("0"), nullable=False)
 
 
