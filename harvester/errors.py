@@ -51,3 +51,18 @@ class SearchError(ValueError):
 
     Raised by ``harvester.search``; `harvester search` and `harvester export --query` print it.
     """
+
+
+class BadArgument(ValueError):
+    """A value the user gave cannot be used: a spider argument (``-a ncj=abc``, a missing
+    ``-a urls_file``), a line of an arguments file. A usage error: exit status 2.
+
+    Raised by ``spiders.ncjrs.SpiderArguments.check``, before the crawl starts; `scrapy crawl`
+    and `harvester crawl` print it as one line, each in its own spelling of the argument.
+    """
+
+    def __init__(self, name: str, value: str, reason: str) -> None:
+        super().__init__(f"-a {name}={value}: {reason}")
+        self.name = name
+        self.value = value
+        self.reason = reason

@@ -1,20 +1,42 @@
 """`scrapy crawl`, with an exit status that tells cron and systemd how the run went.
 
 0: the crawl ran and passed its checks (harvester/monitoring.py); 1: it could not start (bad
-database, another crawl running); 2: a usage error (Scrapy's own); 3: it ran, but failed a
-check (drift, error rate, robots.txt unavailable, records not written, stopped itself or by
-force, ...): the log's "Check failed:" lines say which.
+database, another crawl running); 2: a usage error (Scrapy's own, or a spider argument the
+spider cannot use: `-a ncj=abc`); 3: it ran, but failed a check (drift, error rate, robots.txt
+unavailable, records not written, stopped itself or by force, ...): the log's "Check failed:"
+lines say which.
+
+A crawl that cannot start says why in one line ("Not crawling: ..." in the log, "Error: ..."
+for a bad argument) and nothing more: no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
 
 from scrapy.commands.crawl import Command as ScrapyCrawl
-from scrapy.crawler import Crawler
+from scrapy.crawler import Crawler, CrawlerProcessBase
+from scrapy.exceptions import UsageError
+from scrapy.settings import BaseSettings
+from scrapy.spiderloader import get_spider_loader
 from scrapy.spiders import Spider
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
+from harvester.errors import BadArgument, CrawlAlreadyRunning, DatabaseUnavailable, SchemaError
+
+logger = logging.getLogger(__name__)
+
+EXIT_COULD_NOT_START = 1
+EXIT_USAGE = 2
 EXIT_CHECKS_FAILED = 3
+
+# Why a crawl does not start, each already said in one line by the crawl run ("Not crawling:").
+NOT_STARTED = (DatabaseUnavailable, SchemaError, CrawlAlreadyRunning)
 
 
 class Command(ScrapyCrawl):
@@ -24,10 +46,77 @@ class Command(ScrapyCrawl):
         self.crawler = super()._create_crawler(spidercls)
         return self.crawler
 
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        try:
+            super().process_options(args, opts)
+        except UsageError as error:  # `-a foo`: Scrapy's error, in one line
+            if not str(error):
+                raise
+            print(f"Error: {error}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+        # Here, before Scrapy sets up logging and the crawler process: the error is then
+        # all that is printed.
+        if len(args) == 1:
+            assert self.settings is not None
+            try:
+                check_spider_arguments(self.settings, args[0], opts.spargs)
+            except BadArgument as error:
+                print(f"Error: {error}", file=sys.stderr)
+                sys.exit(EXIT_USAGE)
+
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
-        super().run(args, opts)
-        if not self.exitcode and self.crawler is not None and failed_checks(self.crawler):
-            self.exitcode = EXIT_CHECKS_FAILED
+        if len(args) != 1:
+            super().run(args, opts)  # Scrapy's own usage errors
+            return
+        assert self.crawler_process is not None
+        self.exitcode = run_spider(self.crawler_process, self._create_crawler(args[0]), opts.spargs)
+
+
+def check_spider_arguments(settings: BaseSettings, spider: str, arguments: dict[str, Any]) -> None:
+    """BadArgument for a spider argument the spider cannot use, if the spider checks its
+    arguments (a ``check_arguments`` class method). An unknown spider is left to Scrapy."""
+    try:
+        spidercls = get_spider_loader(settings).load(spider)
+    except KeyError:
+        return
+    check = getattr(spidercls, "check_arguments", None)
+    if check is not None:
+        check(arguments)
+
+
+def run_spider(
+    process: CrawlerProcessBase, crawler: Crawler, spider_arguments: dict[str, Any]
+) -> int:
+    """Run one crawl in ``process`` until it ends; its exit status (this module's docstring)."""
+    started = process.crawl(crawler, **spider_arguments)
+    _said_already(started)
+    process.start()
+    if process.bootstrap_failed:
+        return EXIT_COULD_NOT_START
+    return EXIT_CHECKS_FAILED if failed_checks(crawler) else 0
+
+
+def _said_already(started: asyncio.Task[None] | Deferred[Any]) -> None:
+    """A crawl that could not start has said why ("Not crawling: ..."); its exception must not
+    come back as a traceback when Scrapy's runner re-raises it into a task or Deferred that
+    nobody awaits (asyncio's "Task exception was never retrieved", Twisted's "Unhandled error
+    in Deferred"). Any other exception is a bug and keeps its traceback."""
+    if isinstance(started, Deferred):
+
+        def consume(failure: Failure) -> Failure | None:
+            return None if failure.check(*NOT_STARTED) else failure
+
+        started.addErrback(consume)
+        return
+
+    def retrieve(task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()  # retrieved: asyncio no longer reports it on its own
+        if error is not None and not isinstance(error, NOT_STARTED):
+            logger.critical("The crawl could not start", exc_info=error)
+
+    started.add_done_callback(retrieve)
 
 
 def failed_checks(crawler: Crawler) -> int:
