@@ -125,9 +125,10 @@ def run_crawl(spider_arguments: dict[str, str], overrides: dict[str, Any] | None
     BadArgument for a spider argument the spider cannot use."""
     from scrapy.crawler import AsyncCrawlerProcess, CrawlerProcess
 
-    from harvester.commands.crawl import check_spider_arguments, run_spider
+    from harvester.commands.crawl import check_settings, check_spider_arguments, run_spider
 
     settings = project_settings(overrides)
+    check_settings(settings)
     check_spider_arguments(settings, "ncjrs", spider_arguments)
     # The process `scrapy crawl` would run the crawl in (scrapy.cmdline.execute).
     asyncio_process = (
@@ -400,6 +401,8 @@ def crawl(
     try:
         status = run_crawl({k: v for k, v in arguments.items() if v is not None}, overrides)
     except BadArgument as error:
+        if error.option != "-a":
+            raise UsageError(str(error)) from error
         option = CRAWL_OPTIONS.get(error.name, error.name)
         raise UsageError(f"{option} {error.value}: {error.reason}") from error
     sys.exit(status)

@@ -21,12 +21,14 @@ from typing import Any
 from scrapy.commands.crawl import Command as ScrapyCrawl
 from scrapy.crawler import Crawler, CrawlerProcessBase
 from scrapy.exceptions import UsageError
-from scrapy.settings import BaseSettings
+from scrapy.settings import SETTINGS_PRIORITIES, BaseSettings
 from scrapy.spiderloader import get_spider_loader
 from scrapy.spiders import Spider
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from harvester.config import database_url
+from harvester.db import normalize_url
 from harvester.errors import BadArgument, CrawlAlreadyRunning, DatabaseUnavailable, SchemaError
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class Command(ScrapyCrawl):
         if len(args) == 1:
             assert self.settings is not None
             try:
+                check_settings(self.settings)
                 check_spider_arguments(self.settings, args[0], opts.spargs)
             except BadArgument as error:
                 print(f"Error: {error}", file=sys.stderr)
@@ -70,6 +73,31 @@ class Command(ScrapyCrawl):
             return
         assert self.crawler_process is not None
         self.exitcode = run_spider(self.crawler_process, self._create_crawler(args[0]), opts.spargs)
+
+
+def check_settings(settings: BaseSettings) -> None:
+    """BadArgument for a setting given on the command line (``-s NAME=VALUE``) that cannot be
+    read as the kind of value its default is (a number, a yes/no): Scrapy would fail on it
+    with a traceback once the crawl starts, or in the middle of it."""
+    from scrapy.settings import default_settings
+
+    from harvester import settings as project
+
+    # Numbers as floats: Scrapy reads some settings with a whole-number default as floats
+    # (DOWNLOAD_TIMEOUT=2.5 is fine).
+    readers = {bool: settings.getbool, int: settings.getfloat, float: settings.getfloat}
+    kinds = {bool: "a yes/no value (1 or 0)", int: "a number", float: "a number"}
+    for name, value in settings.items():
+        if settings.getpriority(name) != SETTINGS_PRIORITIES["cmdline"]:
+            continue
+        default = getattr(project, name, getattr(default_settings, name, None))
+        kind = type(default)
+        if kind not in readers or not isinstance(value, str):
+            continue
+        try:
+            readers[kind](name)
+        except ValueError:
+            raise BadArgument(name, value, f"not {kinds[kind]}", option="-s") from None
 
 
 def check_spider_arguments(settings: BaseSettings, spider: str, arguments: dict[str, Any]) -> None:
@@ -88,6 +116,13 @@ def run_spider(
     process: CrawlerProcessBase, crawler: Crawler, spider_arguments: dict[str, Any]
 ) -> int:
     """Run one crawl in ``process`` until it ends; its exit status (this module's docstring)."""
+    try:
+        # The crawl run reads the URL before it opens the database; a URL that does not
+        # parse would escape its "Not crawling" as a bare SQLAlchemy traceback.
+        normalize_url(database_url(crawler.settings))
+    except DatabaseUnavailable as error:
+        logger.critical("Not crawling: %s", error)
+        return EXIT_COULD_NOT_START
     started = process.crawl(crawler, **spider_arguments)
     _said_already(started)
     process.start()
