@@ -12,6 +12,7 @@ exits as `scrapy crawl` does (harvester/commands/crawl.py).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shlex
@@ -19,7 +20,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import click
@@ -55,7 +56,7 @@ class HarvesterGroup(click.Group):
     banner (the command's --help is named instead), the harvester's own errors and a
     database that fails under a command without a traceback."""
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -82,7 +83,7 @@ class HarvesterGroup(click.Group):
         sys.exit(status if isinstance(status, int) else 0)
 
 
-def _fail(message: str, status: int) -> None:
+def _fail(message: str, status: int) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(status)
 
@@ -275,9 +276,7 @@ def _print_summary(url: str, database: Path) -> None:
     ris = shlex.quote(str(database.with_suffix(".ris")))
     click.echo(f"  {me} export --database {path} --format ris --output {ris}")
     browse = f"  {me} browse --database {path}"
-    try:
-        import datasette  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("datasette") is None:
         browse += "    (needs: pip install 'ncjrs-harvester[browse]')"
     click.echo(browse)
     click.echo(

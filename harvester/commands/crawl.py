@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from scrapy.commands.crawl import Command as ScrapyCrawl
@@ -107,7 +108,7 @@ def check_spider_arguments(settings: BaseSettings, spider: str, arguments: dict[
         spidercls = get_spider_loader(settings).load(spider)
     except KeyError:
         return
-    check = getattr(spidercls, "check_arguments", None)
+    check: Callable[[dict[str, Any]], None] | None = getattr(spidercls, "check_arguments", None)
     if check is not None:
         check(arguments)
 
@@ -131,7 +132,7 @@ def run_spider(
     return EXIT_CHECKS_FAILED if failed_checks(crawler) else 0
 
 
-def _said_already(started: asyncio.Task[None] | Deferred[Any]) -> None:
+def _said_already(started: object) -> None:
     """A crawl that could not start has said why ("Not crawling: ..."); its exception must not
     come back as a traceback when Scrapy's runner re-raises it into a task or Deferred that
     nobody awaits (asyncio's "Task exception was never retrieved", Twisted's "Unhandled error
@@ -139,9 +140,11 @@ def _said_already(started: asyncio.Task[None] | Deferred[Any]) -> None:
     if isinstance(started, Deferred):
 
         def consume(failure: Failure) -> Failure | None:
-            return None if failure.check(*NOT_STARTED) else failure
+            return None if isinstance(failure.value, NOT_STARTED) else failure
 
         started.addErrback(consume)
+        return
+    if not isinstance(started, asyncio.Task):
         return
 
     def retrieve(task: asyncio.Task[None]) -> None:
