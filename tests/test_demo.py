@@ -156,3 +156,18 @@ def test_serve_prints_a_crawl_command_that_takes_seconds(tmp_path: Path) -> None
     with sqlite3.connect(tmp_path / "ncjrs-local.sqlite") as connection:
         assert connection.execute("SELECT count(*) FROM records").fetchone() == (298,)
     assert elapsed < 60, f"{elapsed:.0f} s"
+
+
+def test_what_the_demo_leaves_is_ignored_by_git(demo: tuple[Path, str]) -> None:
+    """The database, its lock files (crawl and migration locks live as long as the file) and
+    the export the demo suggests, made in the checkout, never show up in `git status`."""
+    folder, _ = demo
+    left = sorted(path.name for path in folder.iterdir())
+    assert {"ncjrs-demo.sqlite", "ncjrs-demo.sqlite.crawl.lock"} <= set(left)
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("needs git and a checkout")
+    for name in left:
+        ignored = subprocess.run(
+            ["git", "check-ignore", "--no-index", "--quiet", name], cwd=REPO, check=False
+        )
+        assert ignored.returncode == 0, f"{name} is not ignored by .gitignore"
