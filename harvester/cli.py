@@ -783,14 +783,13 @@ def export(
                 stack.callback(out.detach)
                 stack.callback(out.flush)
             else:
-                try:
-                    out = stack.enter_context(output.open("w", encoding="utf-8", newline=""))
-                except OSError as error:
-                    raise click.ClickException(
-                        f"cannot write {output}: {error.strerror}"
-                    ) from error
+                out = stack.enter_context(output.open("w", encoding="utf-8", newline=""))
             connection = stack.enter_context(engine.connect())
             count = run_export(connection, export_format, out, since=since_utc, query=query)
+    except OSError as error:  # opening, writing, or flushing as the file closes (a full disk)
+        if output is None:
+            raise  # standard output: a closed pipe is the group's to handle
+        raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from error
     finally:
         engine.dispose()
     click.echo(f"{count} records exported as {export_format}", err=True)

@@ -248,6 +248,12 @@ CASES = [
         "--output {dir}/no/x.ris: there is no folder {dir}/no",
     ),
     Case(
+        "export to a full disk",
+        harvester("export", "--database", "{db}", "--format", "ris", "--output", "/dev/full"),
+        1,
+        "cannot write /dev/full: No space left on device",
+    ),
+    Case(
         "export bad format",
         harvester("export", "--database", "{db}", "--format", "word"),
         2,
