@@ -261,10 +261,13 @@ def _print_summary(url: str, database: Path) -> None:
             ).all()
             for ncj_number, title in sample:
                 click.echo(f"  NCJ {ncj_number}: {title[:90]}")
-            word = "gangs"
-            if sample and not search(connection.connection(), word, 1):
-                # Another seed or size: search for a word the collection surely has.
-                word = max(sample[0][1].split(), key=len).strip(":,.;-").lower()
+            # A word to search for that finds something: a common one, else (a tiny site)
+            # the longest word of the first title.
+            candidates = ["police", "juvenile"]
+            if sample:
+                candidates.append(max(sample[0][1].split(), key=len).strip(":,.;-").lower())
+            hits = (word for word in candidates if search(connection.connection(), word, 1))
+            word = next(hits, candidates[-1])
     finally:
         engine.dispose()
     me, path = invocation(), shlex.quote(str(database))
