@@ -144,6 +144,15 @@ CASES = [
         1,
         "Not crawling: ",
     ),
+    Case(
+        "scrapy site refuses",
+        scrapy(
+            "sitemap=http://127.0.0.1:{closed}/robots.txt",
+            settings={**CRAWL_DB, "RETRY_TIMES": "0"},
+        ),
+        3,  # it ran, and failed its checks
+        "Check failed: robots.txt could not be read",
+    ),
     # --- the same through `harvester crawl`, in its own spelling -------------------------------
     Case("crawl --ncj abc", harvester("crawl", "--ncj", "abc"), 2, "--ncj abc: not an NCJ number"),
     Case("crawl --ncj -5", harvester("crawl", "--ncj=-5"), 2, "--ncj -5: not an NCJ number"),
