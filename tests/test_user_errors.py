@@ -100,6 +100,12 @@ CASES = [
         2,
         "-a sitemaps=http://127.0.0.1:9/robots.txt: no such argument (known: sitemap,",
     ),
+    Case(
+        "scrapy no such spider",
+        [*scrapy(settings=CRAWL_DB)[:4], "ncjr"],
+        2,
+        "no spider named 'ncjr' (spiders: ncjrs)",
+    ),
     Case("scrapy -a without =", scrapy("ncj", settings=CRAWL_DB), 2, "use -a NAME=VALUE"),
     Case(
         "scrapy setting not a number",

@@ -61,6 +61,11 @@ class Command(ScrapyCrawl):
         # all that is printed.
         if len(args) == 1:
             assert self.settings is not None
+            loader = get_spider_loader(self.settings)
+            if args[0] not in loader.list():
+                known = ", ".join(sorted(loader.list()))
+                print(f"Error: no spider named {args[0]!r} (spiders: {known})", file=sys.stderr)
+                sys.exit(EXIT_USAGE)
             try:
                 check_settings(self.settings)
                 check_spider_arguments(self.settings, args[0], opts.spargs)
