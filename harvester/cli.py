@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import click
 from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session
 
 from harvester import models
@@ -72,7 +72,9 @@ class HarvesterGroup(click.Group):
             _fail(_one_line(error), error.exit_code)
         except (DatabaseUnavailable, SchemaError) as error:
             _fail(f"Error: {_squeeze(str(error))}", 1)
-        except OperationalError as error:  # the database failed under the command
+        except DatabaseError as error:
+            if not _database_failure(error):
+                raise  # a statement the database refused: a bug, with its traceback
             _fail(f"Error: the database failed: {_first_line(error.orig or error)}", 1)
         except click.Abort:
             _fail("Aborted!", 1)
@@ -81,6 +83,12 @@ class HarvesterGroup(click.Group):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
         sys.exit(status if isinstance(status, int) else 0)
+
+
+def _database_failure(error: DatabaseError) -> bool:
+    """The database failed under the command (locked, gone, full, read-only, a damaged file:
+    OperationalError, or the driver's plain DatabaseError), rather than refused a statement."""
+    return isinstance(error, OperationalError) or type(error) is DatabaseError
 
 
 def _fail(message: str, status: int) -> NoReturn:

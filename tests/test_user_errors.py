@@ -62,7 +62,6 @@ CASES = [
     # --- the spider's arguments, `scrapy crawl ncjrs -a ...` ----------------------------------
     Case("scrapy ncj=abc", scrapy("ncj=abc", settings=CRAWL_DB), 2, "-a ncj=abc: not an NCJ"),
     Case("scrapy ncj=-5", scrapy("ncj=-5", settings=CRAWL_DB), 2, "-a ncj=-5: not an NCJ"),
-    Case("scrapy ncj=0", scrapy("ncj=0", settings=CRAWL_DB), 2, "-a ncj=0: not an NCJ"),
     Case(
         "scrapy max_requests=x",
         scrapy("max_requests=x", settings=CRAWL_DB),
@@ -113,12 +112,6 @@ CASES = [
         2,
         "-s DOWNLOAD_DELAY=soon: not a number",
     ),
-    Case(
-        "scrapy setting not yes/no",
-        scrapy("ncj=1", settings={**CRAWL_DB, "AUTOTHROTTLE_ENABLED": "maybe"}),
-        2,
-        "-s AUTOTHROTTLE_ENABLED=maybe: not a yes/no value",
-    ),
     # --- a crawl that cannot start: "Not crawling: ...", exit 1, no asyncio traceback ----------
     Case(
         "scrapy database folder missing",
@@ -161,7 +154,6 @@ CASES = [
     ),
     # --- the same through `harvester crawl`, in its own spelling -------------------------------
     Case("crawl --ncj abc", harvester("crawl", "--ncj", "abc"), 2, "--ncj abc: not an NCJ number"),
-    Case("crawl --ncj -5", harvester("crawl", "--ncj=-5"), 2, "--ncj -5: not an NCJ number"),
     Case(
         "crawl --max-requests x",
         harvester("crawl", "--max-requests", "x"),
@@ -181,12 +173,6 @@ CASES = [
         "--urls-file {dir}/missing.txt: no such file",
     ),
     Case("crawl -s without =", harvester("crawl", "-s", "DOWNLOAD_DELAY"), 2, "is not NAME=VALUE"),
-    Case(
-        "crawl -s not a number",
-        harvester("crawl", "--ncj", "1", "-s", "DOWNLOAD_DELAY=soon"),
-        2,
-        "-s DOWNLOAD_DELAY=soon: not a number",
-    ),
     Case(
         "crawl database folder missing",
         harvester("crawl", "--ncj", "1", "-s", f"DATABASE_URL={NO_FOLDER_DB}"),
@@ -244,16 +230,16 @@ CASES = [
         "file is not a database",
     ),
     Case(
+        "coverage damaged file",
+        harvester("coverage", "--database", "{dir}/damaged.sqlite"),
+        1,
+        "database disk image is malformed",
+    ),
+    Case(
         "export no schema",
         harvester("export", "--database", "{dir}/empty.sqlite", "--format", "ris"),
         1,
         "has no tables",
-    ),
-    Case(
-        "reparse no file",
-        harvester("reparse", "--database", "{dir}/missing.sqlite"),
-        1,
-        "no database at",
     ),
     # --- each command's own options ---------------------------------------------------------------
     Case(
@@ -288,12 +274,6 @@ CASES = [
     ),
     Case("search no words", harvester("search", "--database", "{db}", '"'), 2, "no words"),
     Case(
-        "search limit 0",
-        harvester("search", "--database", "{db}", "--limit", "0", "x"),
-        2,
-        "0 is not in the range x>=1",
-    ),
-    Case(
         "show not a number",
         harvester("show", "--database", "{db}", "abc"),
         2,
@@ -301,12 +281,6 @@ CASES = [
     ),
     Case("show missing", harvester("show", "--database", "{db}", "1"), 1, "no record NCJ 1"),
     Case("history missing", harvester("history", "--database", "{db}", "1"), 1, "NCJ 1 has no"),
-    Case(
-        "coverage negative",
-        harvester("coverage", "--database", "{db}", "--top", "-1"),
-        2,
-        "-1 is not in the range x>=0",
-    ),
     Case(
         "reparse batch 0",
         harvester("reparse", "--database", "{db}", "--batch-size", "0"),
@@ -320,7 +294,6 @@ CASES = [
         1,
         "cannot listen on 127.0.0.1:{port}: Address already in use",
     ),
-    Case("serve bad port", harvester("serve", "--port", "70000"), 2, "70000 is not in the range"),
     Case("demo 0 records", harvester("demo", "--records", "0"), 2, "0 is not in the range 1<="),
     Case(
         "demo folder missing",
@@ -362,6 +335,8 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     )
     assert made.returncode == 0, made.stdout + made.stderr
     (folder / "junk.sqlite").write_text("not a database\n")
+    damaged = database.read_bytes()
+    (folder / "damaged.sqlite").write_bytes(damaged[: len(damaged) // 2])  # cut off mid-copy
     (folder / "empty.sqlite").touch()
     (folder / "numbers.txt").write_text("# NCJ numbers\n250714\nNCJ-PENDING\n")
     shutil.copy(database, folder / "locked.sqlite")
