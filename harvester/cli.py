@@ -624,7 +624,7 @@ def _echo_json(data: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @database_option
 def stats(as_json: bool, database: str | None) -> None:
-    """Records, field coverage and the last crawl runs of the database (DATABASE_URL)."""
+    """Records, field coverage and the last crawl runs of the database."""
     from harvester.stats import collect_stats
 
     engine = _open_database(database, read_only=True)
