@@ -141,7 +141,7 @@ CASES = [
         "scrapy another crawl running",
         scrapy("ncj=1", settings={"DATABASE_URL": "sqlite:///{dir}/locked.sqlite"}),
         1,
-        "Not crawling: ",
+        "Not crawling: another crawl is still crawling into sqlite:///",
     ),
     Case(
         "scrapy site refuses",
