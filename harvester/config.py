@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///ncjrs.sqlite"
 
 
-def database_url(settings: Mapping[str, Any] | None = None) -> str:
-    """`-s DATABASE_URL=...` wins over the DATABASE_URL environment variable, then the default.
+def database_url(settings: Mapping[str, Any] | None = None, option: str | None = None) -> str:
+    """The command's ``--database`` option wins, then `-s DATABASE_URL=...`, then the
+    DATABASE_URL environment variable, then the default.
 
-    Scrapy's settings object is passed in from the crawler; Alembic and the CLI pass nothing.
+    The option is a URL or the path of a SQLite file (``ncjrs-demo.sqlite``). Scrapy's
+    settings object is passed in from the crawler; Alembic passes nothing.
     """
+    if option:
+        return option if "://" in option else sqlite_url(option)
     if settings is not None:
         configured = settings.get("DATABASE_URL")
         if configured:
             return str(configured)
     return os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def sqlite_url(path: str | Path) -> str:
+    """The URL of a SQLite file, relative paths staying relative (to the current directory)."""
+    return f"sqlite:///{path}"

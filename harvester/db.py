@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import shlex
 import sqlite3
@@ -32,7 +33,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
@@ -103,11 +105,17 @@ def display_url(url: str | URL) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def create_engine_for(url: str | URL) -> Engine:
+def create_engine_for(url: str | URL, *, read_only: bool = False) -> Engine:
     """An engine for SQLite (a file, tuned for one writer and concurrent readers) or PostgreSQL.
 
-    Raises ``DatabaseUnavailable`` for an unusable URL or a SQLite file whose directory does
-    not exist; a server that refuses connections shows up on first use (see ``ensure_schema``).
+    ``read_only``: for commands that only read (stats, search, export, ...). Nothing they run
+    can write, and they work on a file or folder they may not write to: SQLite connections
+    are ``query_only`` (opened ``mode=ro`` or ``immutable`` when the file or its folder is
+    not writable, see ``sqlite_read_mode``), PostgreSQL transactions are READ ONLY.
+
+    Raises ``DatabaseUnavailable`` for an unusable URL, a SQLite file whose directory does
+    not exist (or, read-only, a file that does not exist); a server that refuses connections
+    shows up on first use (see ``ensure_schema``).
     """
     parsed = normalize_url(url)
     backend = parsed.get_backend_name()
@@ -119,11 +127,24 @@ def create_engine_for(url: str | URL) -> Engine:
     kwargs: dict[str, Any] = {}
     if backend == "sqlite":
         _check_sqlite_path(parsed)
+        path = _sqlite_path(parsed)
+        if read_only and path is not None:
+            if not path.is_file():
+                raise DatabaseUnavailable(
+                    f"no database at {path.resolve()}: crawl into it first (harvester demo, "
+                    "harvester crawl), or pass --database PATH_OR_URL"
+                )
+            mode = sqlite_read_mode(path.resolve())
+            kwargs["creator"] = lambda: sqlite3.connect(
+                sqlite_uri(path.resolve(), mode), uri=True, check_same_thread=False
+            )
     else:
         # Long crawls outlive server restarts and idle timeouts; ping before reuse.
         kwargs["pool_pre_ping"] = True
         if "connect_timeout" not in parsed.query:
             kwargs["connect_args"] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}
+        if read_only:
+            kwargs["execution_options"] = {"postgresql_readonly": True}
     try:
         engine = create_engine(parsed, **kwargs)
     except (NoSuchModuleError, ImportError) as exc:
@@ -132,8 +153,41 @@ def create_engine_for(url: str | URL) -> Engine:
             f"no database driver for {display_url(parsed)}: {exc}{hint}"
         ) from exc
     if backend == "sqlite":
-        _install_sqlite_hooks(engine)
+        _install_sqlite_hooks(engine, read_only=read_only)
     return engine
+
+
+SqliteReadMode = Literal["query_only", "ro", "immutable"]
+
+
+def sqlite_read_mode(path: Path) -> SqliteReadMode:
+    """How to open a SQLite file to read it without leaving a trace.
+
+    ``query_only``: an ordinary connection that refuses to write; SQLite's own locking, and
+    the last connection out removes the -wal and -shm files it made. Only when the file and
+    its folder are ours to write: otherwise (a file or folder made read-only, another user's)
+    ``mode=ro``, which needs the -wal and -shm files to exist already (a crawl has them open)
+    and would otherwise fail or leave them behind, else ``immutable``, which reads the file as
+    it is without any lock or side file.
+    """
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        return "query_only"
+    if Path(f"{path}-wal").is_file() and Path(f"{path}-shm").is_file():
+        try:
+            probe = sqlite3.connect(sqlite_uri(path, "ro"), uri=True)
+            try:
+                probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                probe.close()
+            return "ro"
+        except sqlite3.Error:
+            pass
+    return "immutable"
+
+
+def sqlite_uri(path: Path, mode: SqliteReadMode) -> str:
+    parameter = {"query_only": "", "ro": "?mode=ro", "immutable": "?immutable=1"}[mode]
+    return f"file:{quote(str(path))}{parameter}"
 
 
 def _sqlite_path(url: URL) -> Path | None:
@@ -160,7 +214,7 @@ def _check_sqlite_path(url: URL) -> None:
         )
 
 
-def _install_sqlite_hooks(engine: Engine) -> None:
+def _install_sqlite_hooks(engine: Engine, *, read_only: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # sqlite3's legacy transaction handling never BEGINs before DDL or SELECT, so a failed
@@ -171,6 +225,10 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         try:
             # busy_timeout first, so that even switching to WAL waits for other writers.
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            if read_only:
+                # Any write fails, and the file keeps its journal mode (switching is a write).
+                cursor.execute("PRAGMA query_only = ON")
+                return
             # WAL: readers (exports, the CLI) do not block the crawler's writes and vice versa.
             _enable_wal(cursor)
             # NORMAL is durable across application crashes in WAL mode; only an OS crash or
@@ -351,6 +409,18 @@ def _acquire_file_lock(engine: Engine, path: Path) -> Iterator[None]:
         lock.release()
 
 
+def upgrade_to_head(engine: Engine) -> None:
+    """`alembic upgrade head` on the engine's database, under its migration lock (the one
+    ``ensure_schema`` takes); DatabaseUnavailable when the database cannot be reached."""
+    try:
+        with migration_connection(engine) as connection:
+            command.upgrade(alembic_config(connection), "head")
+    except DBAPIError as exc:
+        if exc.connection_invalidated or _is_connect_error(exc):
+            raise DatabaseUnavailable(_unavailable_message(engine, exc)) from exc
+        raise
+
+
 # ---------------------------------------------------------------------------------------------
 # Schema check
 
@@ -398,7 +468,7 @@ def ensure_schema(engine: Engine, *, auto_migrate: bool) -> None:
     if not auto_migrate:
         raise SchemaError(
             f"database {display_url(engine.url)} has no tables; this harvester will not create "
-            f"them here on its own. Create the schema with:\n    {upgrade_command(engine.url)}"
+            f"them here on its own. Create the schema with: {upgrade_command(engine.url)}"
         )
     _migrate_new_database(engine, heads)
 
@@ -443,9 +513,8 @@ def _describe_mismatch(engine: Engine, state: SchemaState, heads: tuple[str, ...
         return (
             f"database {where} has tables ({tables}) but no Alembic version, so it was not "
             "created by the harvester's migrations; it was left untouched. Point DATABASE_URL at "
-            "a new database (or empty this one) and create the schema with:\n"
-            f"    {fix}\n"
-            "If it does hold exactly this schema, record that with `alembic stamp head` instead."
+            f"a new database (or empty this one) and create the schema with: {fix} (if it does "
+            "hold exactly this schema, record that with `alembic stamp head` instead)"
         )
     current = ", ".join(state.revisions)
     script = ScriptDirectory.from_config(alembic_config())
@@ -456,12 +525,12 @@ def _describe_mismatch(engine: Engine, state: SchemaState, heads: tuple[str, ...
         return (
             f"database {where} is at revision {current}, which this version of the harvester "
             f"does not know (its newest is {head}): it was migrated by newer code. It was left "
-            f"untouched; install the harvester version that has revision {current}, then run:\n"
-            f"    {fix}"
+            f"untouched; install the harvester version that has revision {current}, then run: "
+            f"{fix}"
         )
     return (
         f"database {where} is at revision {current}, but this harvester needs {head}; it was "
-        f"left untouched. Upgrade it with:\n    {fix}"
+        f"left untouched. Upgrade it with: {fix}"
     )
 
 

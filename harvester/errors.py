@@ -51,3 +51,21 @@ class SearchError(ValueError):
 
     Raised by ``harvester.search``; `harvester search` and `harvester export --query` print it.
     """
+
+
+class BadArgument(ValueError):
+    """A value the user gave cannot be used: a spider argument (``-a ncj=abc``, a missing
+    ``-a urls_file``), a line of an arguments file, a setting (``-s DOWNLOAD_DELAY=soon``).
+    A usage error: exit status 2.
+
+    Raised by ``spiders.ncjrs.SpiderArguments.check`` and
+    ``harvester.commands.crawl.check_settings``, before the crawl starts; `scrapy crawl` and
+    `harvester crawl` print it as one line, each in its own spelling of the argument.
+    """
+
+    def __init__(self, name: str, value: str, reason: str, option: str = "-a") -> None:
+        super().__init__(f"{option} {name}={value}: {reason}")
+        self.name = name
+        self.value = value
+        self.reason = reason
+        self.option = option  # "-a": a spider argument; "-s": a setting

@@ -158,6 +158,21 @@ class HostBackoff:
         return self.crawler.engine.downloader
 
 
+class _WithoutTraceback(logging.Filter):
+    """Scrapy's robots.txt middleware logs a robots.txt it could not download with a traceback.
+    The failure is the site's (refused, no such host), not a bug, and ``_unavailable`` says
+    what it means for the crawl: the line is kept, the traceback dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+_SCRAPY_ROBOTS_LOG = logging.getLogger(ScrapyRobotsTxt.__module__)
+_SCRAPY_ROBOTS_LOG.addFilter(_WithoutTraceback())
+
+
 class RobotsTxtMiddleware(ScrapyRobotsTxt):
     def __init__(self, crawler: Crawler) -> None:
         super().__init__(crawler)

@@ -25,10 +25,12 @@ a request that got no answer go out as a ``PageVisit``, which the store keeps as
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 from scrapy import Request, Spider, signals
 from scrapy.crawler import Crawler
@@ -41,7 +43,7 @@ from twisted.python.failure import Failure
 
 from harvester.crawl_session import run_of
 from harvester.entrypoints import Scope, failure_reason, ignored_kind, read_sitemap
-from harvester.errors import SitemapUnreadable
+from harvester.errors import BadArgument, SitemapUnreadable
 from harvester.frontier import NAVIGATION_PRIORITY, Frontier, PageRequest
 from harvester.incremental import parse_since, truthy
 from harvester.items import FetchedResponse, GapReason, PageVisit
@@ -58,6 +60,7 @@ NEXT_PAGE_XPATH = (
 SITEMAP_MAXSIZE = 64 * 1024 * 1024
 # Entry points that failed, listed in the stats (crawl_runs.stats): enough to act on, bounded.
 MAX_LISTED_FAILURES = 100
+T = TypeVar("T")
 
 
 def _help(text: str) -> Any:
@@ -92,11 +95,48 @@ class SpiderArguments:
 
     @classmethod
     def take(cls, kwargs: dict[str, Any]) -> SpiderArguments:
-        """The spider's arguments out of ``kwargs`` (the rest are Scrapy's)."""
+        """The spider's arguments out of ``kwargs``; BadArgument for a name the spider does not
+        know (a typo would otherwise crawl the whole live site). Names starting with ``_`` are
+        left to their owner (scrapyd's ``_job``)."""
+        for name, value in kwargs.items():
+            if name not in cls.names() and not name.startswith("_"):
+                raise BadArgument(name, str(value), f"no such argument (known: {cls._known()})")
         return cls(**{name: kwargs.pop(name) for name in cls.names() if name in kwargs})
+
+    @classmethod
+    def _known(cls) -> str:
+        return ", ".join(cls.names())
 
     def given(self) -> dict[str, str]:
         return {name: value for name in self.names() if (value := getattr(self, name)) is not None}
+
+    def check(self) -> CheckedArguments:
+        """The arguments as the spider uses them; BadArgument for the first that cannot be
+        used, so that a crawl never starts on a value it would misread or fail on later."""
+        return CheckedArguments(
+            sitemap_urls=[_http_url("sitemap", url) for url in _split(self.sitemap)],
+            listing_urls=[_http_url("listing", url) for url in _split(self.listing)],
+            record_urls=[_http_url("url", url) for url in _split(self.url)]
+            + _from_file("urls_file", self.urls_file, _http_url),
+            ncj_numbers=[_ncj_number("ncj", part) for part in _split(self.ncj)]
+            + _from_file("ncj_file", self.ncj_file, _ncj_number),
+            full=_flag("full", self.full),
+            since=_date("since", self.since),
+            max_requests=_count("max_requests", self.max_requests),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedArguments:
+    """``SpiderArguments`` read and checked: what the spider navigates by."""
+
+    sitemap_urls: list[str]
+    listing_urls: list[str]
+    record_urls: list[str]
+    ncj_numbers: list[int]
+    full: bool
+    since: datetime | None
+    max_requests: int | None  # None: the HARVESTER_MAX_REQUESTS setting decides
 
 
 class NcjrsSpider(Spider):
@@ -106,21 +146,29 @@ class NcjrsSpider(Spider):
 
     def __init__(self, **kwargs: Any) -> None:
         given = SpiderArguments.take(kwargs)
+        checked = given.check()
         super().__init__(**kwargs)
         # Recorded with the run (crawl_runs.arguments).
         self.arguments = given.given()
-        self.full = truthy(given.full)
-        self.since = parse_since(given.since) if given.since else None
+        self.full = checked.full
+        self.since = checked.since
         # Read by harvester.politeness.RequestBudgetMiddleware.
-        self.max_requests = int(given.max_requests) if given.max_requests else None
-        self.listing_urls = _split(given.listing)
-        self.record_urls = _split(given.url) + _lines(given.urls_file)
-        self.ncj_numbers = [int(n) for n in _split(given.ncj) + _lines(given.ncj_file)]
+        self.max_requests = checked.max_requests
+        self.listing_urls = checked.listing_urls
+        self.record_urls = checked.record_urls
+        self.ncj_numbers = checked.ncj_numbers
         self.ncj_urls: list[str] = []  # from NCJ_URL_TEMPLATE, once settings are known
-        self.sitemap_urls = _split(given.sitemap)
+        self.sitemap_urls = checked.sitemap_urls
         self.scope = Scope((), frozenset())  # set in from_crawler (harvester.entrypoints)
         if not (self.sitemap_urls or self.listing_urls or self.record_urls or self.ncj_numbers):
             self.sitemap_urls = [LIVE_SITE_ROBOTS]
+
+    @classmethod
+    def check_arguments(cls, arguments: dict[str, Any]) -> None:
+        """BadArgument for the first spider argument this spider cannot use: called by
+        `scrapy crawl` and `harvester crawl` before the crawl starts (a usage error, said in
+        one line), as ``__init__`` would fail later."""
+        SpiderArguments.take(dict(arguments)).check()
 
     @classmethod
     def update_settings(cls, settings: BaseSettings) -> None:
@@ -487,8 +535,71 @@ def _split(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-def _lines(path: str | None) -> list[str]:
+def _from_file(name: str, path: str | None, read: Callable[[str, str], T]) -> list[T]:
+    """The values of an arguments file, one a line (blank lines and ``#`` comments aside)."""
     if not path:
         return []
-    text = Path(path).read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadArgument(name, path, "no such file") from None
+    except IsADirectoryError:
+        raise BadArgument(name, path, "is a directory, not a file") from None
+    except UnicodeDecodeError:
+        raise BadArgument(name, path, "is not UTF-8 text") from None
+    except OSError as error:
+        raise BadArgument(name, path, f"cannot be read ({error.strerror})") from None
+    values = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            values.append(read(name, line))
+        except BadArgument as error:
+            raise BadArgument(name, path, f"line {number}, {line!r}: {error.reason}") from None
+    return values
+
+
+def _ncj_number(name: str, text: str) -> int:
+    number = text.upper().removeprefix("NCJ").strip()
+    if not number.isascii() or not number.isdigit() or int(number) < 1:
+        raise BadArgument(name, text, "not an NCJ number (a whole number above 0, e.g. 250714)")
+    return int(number)
+
+
+def _http_url(name: str, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise BadArgument(name, url, "not an http(s) URL")
+    try:
+        parts.port  # noqa: B018 (reading it checks it)
+    except ValueError:
+        raise BadArgument(name, url, "its port is not a number from 0 to 65535") from None
+    return url
+
+
+def _flag(name: str, text: str | None) -> bool:
+    if truthy(text):
+        return True
+    if (text or "").strip().lower() in ("", "0", "false", "no", "off"):
+        return False
+    raise BadArgument(name, str(text), "not a yes/no value (1 or 0)")
+
+
+def _date(name: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_since(text)
+    except ValueError:
+        raise BadArgument(name, text, "not a date (YYYY-MM-DD)") from None
+
+
+def _count(name: str, text: str | None) -> int | None:
+    if text is None:
+        return None
+    stripped = text.strip()
+    if not stripped.isascii() or not stripped.isdigit():
+        raise BadArgument(name, text, "not a whole number (0 or more; 0: no limit)")
+    return int(stripped) or None

@@ -399,5 +399,8 @@ def test_coverage_refuses_a_missing_database(
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{missing}")
     code, output = invoke("coverage")
     assert code == 1
-    assert output == f"Error: no database at {missing}: crawl into it first, or set DATABASE_URL\n"
+    assert output == (
+        f"Error: no database at {missing}: crawl into it first (harvester demo makes "
+        "ncjrs-demo.sqlite), or pass --database PATH_OR_URL\n"
+    )
     assert not missing.exists()

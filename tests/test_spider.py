@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from scrapy.settings import Settings
 
 from harvester import settings as project_settings
+from harvester.errors import BadArgument
 from spiders.ncjrs import NcjrsSpider, SpiderArguments
 
 
@@ -61,7 +63,9 @@ def test_an_explicit_user_agent_wins() -> None:
 def test_the_arguments_are_listed_once_and_only_those_given_are_recorded() -> None:
     assert SpiderArguments.names() == tuple(SpiderArguments.help())
     assert all(SpiderArguments.help().values())
-    spider = NcjrsSpider(sitemap="http://h/sitemap.xml", full="1", custom="kept")
+    spider = NcjrsSpider(sitemap="http://h/sitemap.xml", full="1", _job="kept")
     assert spider.arguments == {"sitemap": "http://h/sitemap.xml", "full": "1"}
     assert spider.full
-    assert spider.custom == "kept"  # type: ignore[attr-defined]  # Scrapy keeps other -a's
+    assert spider._job == "kept"  # type: ignore[attr-defined]  # scrapyd's, kept by Scrapy
+    with pytest.raises(BadArgument, match="no such argument"):
+        NcjrsSpider(sitemaps="http://h/sitemap.xml")  # a typo must not crawl the live site

@@ -97,7 +97,7 @@ def test_search_command(stored: tuple[Engine, list[Record]]) -> None:
     assert code == 0, output
     assert f"NCJ {hits[0]['ncj_number']}" in output.splitlines()[0]
     code, output = invoke("search", "--", "--")
-    assert code == 1
+    assert code == 2  # a usage error
     assert "no words to search for" in output
 
 
