@@ -34,6 +34,7 @@ from harvester.config import database_url, sqlite_url
 from harvester.db import create_engine_for, display_url
 from harvester.errors import BadArgument, DatabaseUnavailable, SchemaError
 from harvester.exports import FORMATS
+from spiders.arguments import SpiderArguments
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -355,66 +356,49 @@ def _setting_text(value: Any) -> str:
 
 
 # One spelling of each spider argument as a `harvester crawl` option (for its error messages).
-CRAWL_OPTIONS = {
-    "sitemap": "--sitemap",
-    "listing": "--listing",
-    "url": "--url",
-    "urls_file": "--urls-file",
-    "ncj": "--ncj",
-    "ncj_file": "--ncj-file",
-    "full": "--full",
-    "since": "--since",
-    "max_requests": "--max-requests",
-}
+def _crawl_option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _spider_argument_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``harvester crawl``'s options, one per spider argument: SpiderArguments is the one list."""
+    for name, kind in reversed(SpiderArguments.option_kinds().items()):
+        text = SpiderArguments.help()[name]
+        if kind == "repeatable":
+            text += " Repeatable."
+        option = click.option(
+            _crawl_option(name),
+            name,
+            is_flag=kind == "flag",
+            multiple=kind == "repeatable",
+            help=text,
+        )
+        command = option(command)
+    return command
 
 
 @main.command(context_settings={"show_default": True})
-@click.option(
-    "--sitemap", help="A sitemap, sitemap index or robots.txt URL (default: the live site)."
-)
-@click.option("--listing", help="A listing or search-results page; its next pages follow.")
-@click.option("--url", "urls", multiple=True, help="A record page URL (repeatable).")
-@click.option("--urls-file", help="URLs, one a line.")
-@click.option("--ncj", "ncj_numbers", multiple=True, help="An NCJ number (repeatable).")
-@click.option("--ncj-file", help="NCJ numbers, one a line.")
-@click.option("--full", is_flag=True, help="Re-check every page, not only new and changed ones.")
-@click.option("--since", metavar="YYYY-MM-DD", help="Re-check sitemap entries modified since.")
-@click.option("--max-requests", type=click.IntRange(min=0), help="Stop after this many requests.")
+@_spider_argument_options
 @click.option(
     "-s", "--set", "settings", multiple=True, metavar="NAME=VALUE", help="A Scrapy setting."
 )
-def crawl(
-    sitemap: str | None,
-    listing: str | None,
-    urls: tuple[str, ...],
-    urls_file: str | None,
-    ncj_numbers: tuple[str, ...],
-    ncj_file: str | None,
-    full: bool,
-    since: str | None,
-    max_requests: int | None,
-    settings: tuple[str, ...],
-) -> None:
+def crawl(settings: tuple[str, ...], **given: str | tuple[str, ...] | bool | None) -> None:
     """`scrapy crawl ncjrs` by another name: same spider, settings and exit status."""
-    arguments = {
-        "sitemap": sitemap,
-        "listing": listing,
-        "url": ",".join(urls) or None,
-        "urls_file": urls_file,
-        "ncj": ",".join(ncj_numbers) or None,
-        "ncj_file": ncj_file,
-        "full": "1" if full else None,
-        "since": since,
-        "max_requests": str(max_requests) if max_requests else None,
-    }
+    arguments: dict[str, str] = {}
+    for name, value in given.items():
+        if isinstance(value, tuple):
+            value = ",".join(value) or None
+        elif isinstance(value, bool):
+            value = "1" if value else None
+        if value is not None:
+            arguments[name] = value
     overrides: dict[str, Any] = dict(_setting_pairs(settings))
     try:
-        status = run_crawl({k: v for k, v in arguments.items() if v is not None}, overrides)
+        status = run_crawl(arguments, overrides)
     except BadArgument as error:
         if error.option != "-a":
             raise UsageError(str(error)) from error
-        option = CRAWL_OPTIONS.get(error.name, error.name)
-        raise UsageError(f"{option} {error.value}: {error.reason}") from error
+        raise UsageError(f"{_crawl_option(error.name)} {error.value}: {error.reason}") from error
     sys.exit(status)
 
 

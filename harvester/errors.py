@@ -58,7 +58,7 @@ class BadArgument(ValueError):
     ``-a urls_file``), a line of an arguments file, a setting (``-s DOWNLOAD_DELAY=soon``).
     A usage error: exit status 2.
 
-    Raised by ``spiders.ncjrs.SpiderArguments.check`` and
+    Raised by ``spiders.arguments.SpiderArguments.check`` and
     ``harvester.commands.crawl.check_settings``, before the crawl starts; `scrapy crawl` and
     `harvester crawl` print it as one line, each in its own spelling of the argument.
     """

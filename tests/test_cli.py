@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from harvester import models
+from harvester import cli, models
 from harvester.db import create_engine_for
 from harvester.localsite import serve_site
+from spiders.arguments import SpiderArguments
 from tests.support import REPO
 
 HARVESTER = [sys.executable, "-m", "harvester.cli"]
@@ -62,3 +65,19 @@ def test_crawl_refuses_a_setting_without_a_value() -> None:
     done = harvester("crawl", "-s", "DOWNLOAD_DELAY")
     assert done.returncode == 2
     assert "is not NAME=VALUE" in done.stderr
+
+
+def test_crawl_has_one_option_per_spider_argument_and_passes_them_as_given() -> None:
+    command = cli.main.commands["crawl"]
+    options = {param.name for param in command.params} - {"settings"}
+    assert options == set(SpiderArguments.names())
+    passed: list[dict[str, str]] = []
+    runner = CliRunner()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "run_crawl", lambda arguments, overrides: passed.append(arguments) or 0)
+        done = runner.invoke(
+            cli.main,
+            ["crawl", "--url", "http://h/a", "--url", "http://h/b", "--full", "--ncj", "7"],
+        )
+    assert done.exit_code == 0, done.output
+    assert passed == [{"url": "http://h/a,http://h/b", "ncj": "7", "full": "1"}]

@@ -9,7 +9,8 @@ from scrapy.settings import Settings
 
 from harvester import settings as project_settings
 from harvester.errors import BadArgument
-from spiders.ncjrs import NcjrsSpider, SpiderArguments
+from spiders.arguments import SpiderArguments
+from spiders.ncjrs import NcjrsSpider
 
 
 def settings(**overrides: object) -> Settings:

@@ -158,7 +158,7 @@ CASES = [
         "crawl --max-requests x",
         harvester("crawl", "--max-requests", "x"),
         2,
-        "'--max-requests': 'x' is not a valid integer",
+        "--max-requests x: not a whole number",
     ),
     Case(
         "crawl --since yesterday",
