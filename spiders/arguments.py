@@ -37,10 +37,10 @@ class SpiderArguments:
     """
 
     sitemap: str | None = _help("Sitemap, sitemap index or robots.txt URLs, comma-separated.")
-    listing: str | None = _help("Listing or search-results page URLs, comma-separated; next pages follow.")
+    listing: str | None = _help("Listing or search-results page URLs, comma-separated; next pages too.")
     url: str | None = _help("Record page URLs, comma-separated.", "repeatable")
     urls_file: str | None = _help("A file of record page URLs, one a line.")
-    ncj: str | None = _help("NCJ numbers, comma-separated (through NCJ_URL_TEMPLATE).", "repeatable")
+    ncj: str | None = _help("NCJ numbers, comma-separated (via NCJ_URL_TEMPLATE).", "repeatable")
     ncj_file: str | None = _help("A file of NCJ numbers, one a line.")
     full: str | None = _help("Re-check every page, not only new and changed ones (full=1).", "flag")
     since: str | None = _help("YYYY-MM-DD: re-check the sitemap entries modified since.")
