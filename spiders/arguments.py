@@ -37,7 +37,9 @@ class SpiderArguments:
     """
 
     sitemap: str | None = _help("Sitemap, sitemap index or robots.txt URLs, comma-separated.")
-    listing: str | None = _help("Listing or search-results page URLs, comma-separated; next pages too.")
+    listing: str | None = _help(
+        "Listing or search-result page URLs, comma-separated; then next pages."
+    )
     url: str | None = _help("Record page URLs, comma-separated.", "repeatable")
     urls_file: str | None = _help("A file of record page URLs, one a line.")
     ncj: str | None = _help("NCJ numbers, comma-separated (via NCJ_URL_TEMPLATE).", "repeatable")
