@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +281,38 @@ def _current_database() -> Any:
 # reparse, quarantine) -------------------------------------------------------------------------
 
 
+_jobs_option = click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Processes that parse pages (1: no pool).  [default: the cores]",
+)
+
+
+def _jobs(jobs: int | None) -> int:
+    from harvester.reparse import default_jobs
+
+    return jobs if jobs is not None else default_jobs()
+
+
+def _judging_run(what: str, run: Callable[[Any], Any]) -> None:
+    """A re-parse or replay on the current database, its summary printed. One that stops
+    early says so in one line and exits non-zero, with no traceback: nothing written is lost."""
+    from harvester.reparse import JudgingProcessDied
+
+    engine = _current_database()
+    try:
+        click.echo(run(engine).summary())
+    except JudgingProcessDied as error:
+        raise click.ClickException(f"{what} stopped: {error}") from error
+    except KeyboardInterrupt:
+        click.echo(
+            f"{what} interrupted: what was parsed is written; run it again to finish.", err=True
+        )
+        sys.exit(130)
+    finally:
+        engine.dispose()
+
+
 @main.command()
 @click.option(
     "--batch-size",
@@ -287,15 +320,14 @@ def _current_database() -> Any:
     show_default=True,
     help="Records per transaction.",
 )
-def reparse(batch_size: int) -> None:
+@_jobs_option
+def reparse(batch_size: int, jobs: int | None) -> None:
     """Re-derive every record from its stored page, with no request; version what changed."""
     from harvester.reparse import reparse as reparse_all
 
-    engine = _current_database()
-    try:
-        click.echo(reparse_all(engine, batch_size=batch_size).summary())
-    finally:
-        engine.dispose()
+    _judging_run(
+        "Re-parse", lambda engine: reparse_all(engine, batch_size=batch_size, jobs=_jobs(jobs))
+    )
 
 
 @main.command()
@@ -362,15 +394,14 @@ def quarantine_list(reason: str | None, include_resolved: bool, limit: int) -> N
 
 @quarantine.command("replay")
 @click.option("--reason", help="Only rows quarantined for this reason.")
-def quarantine_replay(reason: str | None) -> None:
+@_jobs_option
+def quarantine_replay(reason: str | None, jobs: int | None) -> None:
     """Validate open quarantine rows again from their stored pages; store what passes now."""
     from harvester.quarantine import replay
 
-    engine = _current_database()
-    try:
-        click.echo(replay(engine, reason=reason).summary())
-    finally:
-        engine.dispose()
+    _judging_run(
+        "Quarantine replay", lambda engine: replay(engine, reason=reason, jobs=_jobs(jobs))
+    )
 
 
 # --- Using the data: stats, show, search, export (harvester.stats, .search, .exports) ---------

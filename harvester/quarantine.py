@@ -41,7 +41,6 @@ from harvester.reparse import (
     PageJudge,
     StoredRow,
     stop_reason,
-    stored_dictionaries,
     stored_rows_by_key,
 )
 from harvester.store import (
@@ -176,9 +175,7 @@ def _replay_rows(
     history = RecordHistory(parser_version=parser_version, sighting=False)
     sightings = RunSightings()
     counted: set[int] = set()
-    with engine.connect() as connection:
-        dictionaries = stored_dictionaries(connection)
-    with JudgingPool(jobs, parse, dictionaries) as pool:
+    with JudgingPool(jobs, parse) as pool:
         chunk = _Chunk()
         tasks = _open_rows(engine, pool, reason, batch_size)
         for (rows, last), judgements in pool.map(_judge_rows, tasks):

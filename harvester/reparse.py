@@ -32,6 +32,8 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -45,7 +47,6 @@ from sqlalchemy import Connection, Engine, func, select
 
 from harvester import settings as defaults
 from harvester.conflicts import RunSightings
-from harvester.crawl_session import judging_process_started
 from harvester.db import chunks
 from harvester.history import RecordHistory, versions_of_run
 from harvester.items import FetchedPage
@@ -102,12 +103,11 @@ def default_jobs() -> int:
 
 class PageJudge:
     """Decompresses stored pages and judges them: in the re-parse's own process (one job), or
-    one in each judging process, which is sent the dictionaries once when it starts."""
+    one in each judging process, which learns the zstd dictionaries from the tasks it gets."""
 
-    def __init__(self, parse: Parser, dictionaries: Mapping[int, bytes]) -> None:
+    def __init__(self, parse: Parser) -> None:
         self.parse = parse
         self._dictionaries: dict[int, Any] = {}
-        self.learn(dictionaries)
 
     def learn(self, dictionaries: Mapping[int, bytes]) -> None:
         for dictionary_id, content in dictionaries.items():
@@ -189,24 +189,19 @@ class JudgingPool:
     those waiting are dropped).
     """
 
-    def __init__(self, jobs: int, parse: Parser, dictionaries: Mapping[int, bytes]) -> None:
+    def __init__(self, jobs: int, parse: Parser) -> None:
         if jobs < 1:
             raise ValueError(f"jobs must be at least 1, not {jobs}")
         self.jobs = jobs
-        self._judge = PageJudge(parse, dictionaries)  # one job: this process judges
-        self._known = set(dictionaries)
-        # Dictionaries trained after the processes started (a crawl writing meanwhile): sent
-        # with every task from then on, they are few and small.
-        self._late: dict[int, bytes] = {}
+        self._judge = PageJudge(parse)  # one job: this process judges
+        # The dictionaries of the pages read so far, sent with every task: a database has one
+        # (harvester.rawpages trains one only when there is none), about 110 KiB, which costs
+        # a task of 50 pages well under a millisecond. Sent once when a process starts, it would
+        # not fit the pipe, and each process would wait for the previous one's imports.
+        self._dictionaries: dict[int, bytes] = {}
         self._executor: ProcessPoolExecutor | None = None
         if jobs > 1:
-            # Spawned, not forked: a fork would copy the writer thread and open connections.
-            self._executor = ProcessPoolExecutor(
-                jobs,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_judging_process_started,
-                initargs=(os.getpid(), parse, dict(dictionaries)),
-            )
+            self._executor = _started_pool(jobs, parse)
 
     def __enter__(self) -> JudgingPool:
         return self
@@ -223,13 +218,12 @@ class JudgingPool:
     def learn(self, connection: Connection, rows: Iterable[StoredRow]) -> None:
         """Load the dictionaries of these rows not known yet, before they are handed out."""
         wanted = {r["dictionary_id"] for r in rows if r["dictionary_id"] is not None}
-        wanted -= self._known
+        wanted -= set(self._dictionaries)
         if not wanted:
             return
         loaded = stored_dictionaries(connection, wanted)
-        self._known |= wanted
         self._judge.learn(loaded)
-        self._late.update(loaded)
+        self._dictionaries.update(loaded)
 
     def map(
         self,
@@ -246,8 +240,9 @@ class JudgingPool:
         ahead = self.jobs * TASKS_AHEAD_PER_JOB
         try:
             for key, task in tasks:
-                late = dict(self._late)
-                pending.append((key, self._executor.submit(_in_worker, function, task, late)))
+                dictionaries = dict(self._dictionaries)
+                future = self._executor.submit(_in_worker, function, task, dictionaries)
+                pending.append((key, future))
                 if len(pending) >= ahead:
                     key, future = pending.popleft()
                     yield key, future.result()
@@ -261,23 +256,61 @@ class JudgingPool:
             ) from error
 
 
+def _started_pool(jobs: int, parse: Parser) -> ProcessPoolExecutor:
+    """``jobs`` judging processes, all started now with Ctrl-C ignored from their first
+    instruction: one pressed while they import would otherwise print their tracebacks. (An
+    ignored signal stays ignored across exec, and Python keeps it so.) Ctrl-C pressed in the
+    few milliseconds this takes is lost; the next one is not."""
+    # Spawned, not forked: a fork would copy the writer thread and open connections.
+    context = multiprocessing.get_context("spawn")
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if on_main_thread else None
+    try:
+        executor = ProcessPoolExecutor(
+            jobs,
+            mp_context=context,
+            initializer=_judging_process_started,
+            initargs=(os.getpid(), parse),
+        )
+        for _ in range(jobs):  # one process is started per task handed out, up to jobs
+            executor.submit(int)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGINT, previous)
+    return executor
+
+
 # The judging process's own judge, made once when it starts.
 _process_judge: PageJudge | None = None
 
 
-def _judging_process_started(
-    parent_pid: int, parse: Parser, dictionaries: dict[int, bytes]
-) -> None:
+def _judging_process_started(parent_pid: int, parse: Parser) -> None:
+    """In a judging process: leave Ctrl-C to the parent, and end with it.
+
+    Ctrl-C reaches every process of the terminal's group; the parent stops handing out pages,
+    writes what came back and stops the pool, so a judging process must not die first. A
+    parent killed outright cannot stop the pool, and a process waiting for its next task
+    would wait forever: it ends once its parent is gone. (The crawl's judging processes do the
+    same, ``harvester.crawl_session``; importing that module costs each process half a second.)
+    """
     global _process_judge
-    judging_process_started(parent_pid)  # Ctrl-C is the parent's to handle; end with it
-    _process_judge = PageJudge(parse, dictionaries)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    _process_judge = PageJudge(parse)
 
 
 def _in_worker(
-    function: Callable[[PageJudge, Task], Result], task: Task, late: dict[int, bytes]
+    function: Callable[[PageJudge, Task], Result], task: Task, dictionaries: dict[int, bytes]
 ) -> Result:
     assert _process_judge is not None
-    _process_judge.learn(late)
+    _process_judge.learn(dictionaries)
     return function(_process_judge, task)
 
 
@@ -353,8 +386,7 @@ def reparse(
                 )
                 or 0
             )
-            dictionaries = stored_dictionaries(connection)
-        with JudgingPool(jobs, parse, dictionaries) as pool:
+        with JudgingPool(jobs, parse) as pool:
             for _, judgements in pool.map(_judge_rows, _stored_pages(engine, pool, batch_size)):
                 for judgement in judgements:
                     report.pages += 1
