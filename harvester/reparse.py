@@ -258,11 +258,20 @@ class JudgingPool:
 
 def _started_pool(jobs: int, parse: Parser) -> ProcessPoolExecutor:
     """``jobs`` judging processes, all started now with Ctrl-C ignored from their first
-    instruction: one pressed while they import would otherwise print their tracebacks. (An
-    ignored signal stays ignored across exec, and Python keeps it so.) Ctrl-C pressed in the
-    few milliseconds this takes is lost; the next one is not."""
-    # Spawned, not forked: a fork would copy the writer thread and open connections.
-    context = multiprocessing.get_context("spawn")
+    instruction: one pressed while they start would otherwise print their tracebacks. (An
+    ignored signal stays ignored across fork and exec, and Python keeps it so.) Ctrl-C
+    pressed in the few milliseconds this takes is lost; the next one is not.
+
+    They are forked from a fork server, a fresh process that imports the parser once (most
+    of a second of CPU), rather than spawned, each importing it again; not forked from this
+    process, which has a writer thread and open connections. Where there is no fork server,
+    they are spawned.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context: Any = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+    else:
+        context = multiprocessing.get_context("spawn")
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if on_main_thread else None
     try:
@@ -270,7 +279,7 @@ def _started_pool(jobs: int, parse: Parser) -> ProcessPoolExecutor:
             jobs,
             mp_context=context,
             initializer=_judging_process_started,
-            initargs=(os.getpid(), parse),
+            initargs=(parse,),
         )
         for _ in range(jobs):  # one process is started per task handed out, up to jobs
             executor.submit(int)
@@ -284,18 +293,20 @@ def _started_pool(jobs: int, parse: Parser) -> ProcessPoolExecutor:
 _process_judge: PageJudge | None = None
 
 
-def _judging_process_started(parent_pid: int, parse: Parser) -> None:
+def _judging_process_started(parse: Parser) -> None:
     """In a judging process: leave Ctrl-C to the parent, and end with it.
 
     Ctrl-C reaches every process of the terminal's group; the parent stops handing out pages,
     writes what came back and stops the pool, so a judging process must not die first. A
     parent killed outright cannot stop the pool, and a process waiting for its next task
-    would wait forever: it ends once its parent is gone. (The crawl's judging processes do the
-    same, ``harvester.crawl_session``; importing that module costs each process half a second.)
+    would wait forever: it ends once its parent (the re-parse, or the fork server, which ends
+    with the re-parse) is gone. The crawl's judging processes do the same
+    (``harvester.crawl_session``, whose import would cost each process half a second).
     """
     global _process_judge
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent_pid = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent_pid:
