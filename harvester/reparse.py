@@ -304,8 +304,9 @@ def _judging_process_started(parse: Parser) -> None:
     (``harvester.crawl_session``, whose import would cost each process half a second).
     """
     global _process_judge
+    # SIGTERM stays deadly: a pool whose process died stops the others with it, and waits
+    # for them; the parent itself has no handler for it either.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     parent_pid = os.getppid()
 
     def watch() -> None:
