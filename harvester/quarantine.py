@@ -230,11 +230,19 @@ def _judge_rows(judge: PageJudge, rows: Sequence[_RowToJudge]) -> list[Judgement
     judgements: list[Judgement | None] = []
     for page, raw_json in rows:
         if page is not None:
-            judgements.append(judge.judge(page))
+            judgement = judge.judge(page)
         elif (raw := raw_from_json(raw_json)) is not None:
-            judgements.append(judge_raw(raw))
+            judgement = judge_raw(raw)
         else:
             judgements.append(None)
+            continue
+        # Less to send back: a row that still fails needs only its reason, a record that
+        # passes no longer needs the values as shown.
+        if judgement.rejection is not None:
+            judgement = Judgement(judgement.url, judgement.verdict, rejection=judgement.rejection)
+        elif judgement.record is not None:
+            judgement.record.raw = None
+        judgements.append(judgement)
     return judgements
 
 

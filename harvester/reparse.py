@@ -439,7 +439,12 @@ def _stored_pages(
 
 
 def _judge_rows(judge: PageJudge, rows: Sequence[StoredRow]) -> list[Judgement]:
-    return [judge.judge(row) for row in rows]
+    judgements = [judge.judge(row) for row in rows]
+    for judgement in judgements:
+        if judgement.verdict == "record" and judgement.record is not None:
+            # Only a quarantined record keeps the values as shown: less to send back.
+            judgement.record.raw = None
+    return judgements
 
 
 def _finish(
