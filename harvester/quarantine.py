@@ -40,6 +40,7 @@ from harvester.reparse import (
     JudgingPool,
     PageJudge,
     StoredRow,
+    check_jobs,
     stop_reason,
     stored_rows_by_key,
 )
@@ -149,6 +150,7 @@ def replay(
     no pool; more: ``parse`` must be a module-level function). Rows are judged in order and
     written chunk by chunk by this process, so the outcome does not depend on ``jobs``.
     """
+    check_jobs(jobs, parse)
     started = time.monotonic()
     run_id = start_run(
         engine, "quarantine-replay", {"reason": reason, "jobs": jobs} if reason else {"jobs": jobs}

@@ -32,6 +32,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 import time
@@ -181,6 +182,21 @@ def stored_dictionaries(
     return {int(i): bytes(content) for i, content in connection.execute(query)}
 
 
+def check_jobs(jobs: int, parse: Parser) -> None:
+    """Refuse, before anything starts, what a pool of ``jobs`` processes could not do."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
+    if jobs == 1:
+        return
+    try:
+        pickle.dumps(parse)
+    except (pickle.PicklingError, AttributeError, TypeError) as error:
+        raise ValueError(
+            f"judging in {jobs} processes needs a parser they can import "
+            f"(a module-level function), not {parse!r}: {error}"
+        ) from error
+
+
 class JudgingPool:
     """Judges stored pages in the order they are read: in this process (``jobs=1``), or in
     ``jobs`` spawned processes with a bounded number of tasks handed out ahead.
@@ -190,8 +206,7 @@ class JudgingPool:
     """
 
     def __init__(self, jobs: int, parse: Parser) -> None:
-        if jobs < 1:
-            raise ValueError(f"jobs must be at least 1, not {jobs}")
+        check_jobs(jobs, parse)
         self.jobs = jobs
         self._judge = PageJudge(parse)  # one job: this process judges
         # The dictionaries of the pages read so far, sent with every task: a database has one
@@ -269,7 +284,8 @@ def _started_pool(jobs: int, parse: Parser) -> ProcessPoolExecutor:
     """
     if "forkserver" in multiprocessing.get_all_start_methods():
         context: Any = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
+        # The main module too, as spawned processes import it: a parser may be defined there.
+        context.set_forkserver_preload(["__main__", __name__])
     else:
         context = multiprocessing.get_context("spawn")
     on_main_thread = threading.current_thread() is threading.main_thread()
@@ -380,6 +396,7 @@ def reparse(
     ``jobs``: processes that judge pages (1: this one, no pool); ``parse`` must then be a
     module-level function, which they import.
     """
+    check_jobs(jobs, parse)
     started = time.monotonic()
     run_id = start_run(engine, "reparse", {"parser_version": parser_version, "jobs": jobs})
     report = ReparseReport(run_id=run_id, parser_version=parser_version, jobs=jobs)

@@ -497,3 +497,18 @@ def test_ctrl_c_stops_the_command_cleanly_and_the_judging_processes_with_it(
     out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
     assert f"{len(records(crawled))} stored pages" in out
+
+
+def test_a_parser_the_judging_processes_cannot_import_is_refused_before_anything_starts(
+    engine: Engine,
+) -> None:
+    ensure_schema(engine, auto_migrate=True)
+
+    def local_parser(response: TextResponse) -> RawRecord | NonRecordPage:
+        return parse_page(response)
+
+    with pytest.raises(ValueError, match="needs a parser they can import"):
+        reparse(engine, parse=local_parser, jobs=2)
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(models.CrawlRun)) == 0
+    assert reparse(engine, parse=local_parser, jobs=1).pages == 0  # in-process: any parser
