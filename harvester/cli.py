@@ -284,7 +284,8 @@ def _current_database() -> Any:
 _jobs_option = click.option(
     "--jobs",
     type=click.IntRange(min=1),
-    help="Processes that parse pages (1: no pool).  [default: the cores]",
+    metavar="N",
+    help="Processes that parse pages; 1: this one, no pool.  [default: the cores]",
 )
 
 
