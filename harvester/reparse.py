@@ -199,7 +199,7 @@ def check_jobs(jobs: int, parse: Parser) -> None:
 
 class JudgingPool:
     """Judges stored pages in the order they are read: in this process (``jobs=1``), or in
-    ``jobs`` spawned processes with a bounded number of tasks handed out ahead.
+    ``jobs`` processes (``_started_pool``) with a bounded number of tasks handed out ahead.
 
     A context manager: leaving it stops the processes (the tasks they hold are finished,
     those waiting are dropped).
@@ -211,8 +211,8 @@ class JudgingPool:
         self._judge = PageJudge(parse)  # one job: this process judges
         # The dictionaries of the pages read so far, sent with every task: a database has one
         # (harvester.rawpages trains one only when there is none), about 110 KiB, which costs
-        # a task of 50 pages well under a millisecond. Sent once when a process starts, it would
-        # not fit the pipe, and each process would wait for the previous one's imports.
+        # a task of 50 pages well under a millisecond; and one trained meanwhile (by a crawl
+        # writing to the same database) reaches every process the same way.
         self._dictionaries: dict[int, bytes] = {}
         self._executor: ProcessPoolExecutor | None = None
         if jobs > 1:
