@@ -215,7 +215,9 @@ class JudgingPool:
         # writing to the same database) reaches every process the same way.
         self._dictionaries: dict[int, bytes] = {}
         self._executor: ProcessPoolExecutor | None = None
+        self._children_before: set[Any] = set()
         if jobs > 1:
+            self._children_before = set(multiprocessing.active_children())
             self._executor = _started_pool(jobs, parse)
 
     def __enter__(self) -> JudgingPool:
@@ -265,10 +267,18 @@ class JudgingPool:
                 key, future = pending.popleft()
                 yield key, future.result()
         except BrokenProcessPool as error:
+            self._kill_the_others()
             raise JudgingProcessDied(
                 "a judging process died (killed, out of memory?): what was judged before it "
                 "is written; run the command again to finish"
             ) from error
+
+    def _kill_the_others(self) -> None:
+        """After one judging process died: end the others now. The pool sends them SIGTERM
+        and waits for them; Python 3.11's pool was seen waiting forever on one that lived on
+        (a run stuck for good instead of an error), so they are not left to it."""
+        for child in set(multiprocessing.active_children()) - self._children_before:
+            child.kill()
 
 
 def _started_pool(jobs: int, parse: Parser) -> ProcessPoolExecutor:
