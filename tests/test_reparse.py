@@ -430,6 +430,17 @@ def cli(database_url: str, *arguments: str) -> subprocess.Popen[str]:
     )
 
 
+def finished(command: subprocess.Popen[str]) -> tuple[str, str]:
+    """The command's output once it ends; one still running after two minutes is stuck:
+    it is killed with its processes, and the test fails."""
+    try:
+        return command.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(command.pid, signal.SIGKILL)
+        out, err = command.communicate()
+        raise AssertionError(f"the command did not end:\n{out}\n{err}") from None
+
+
 def judging_processes(command: subprocess.Popen[str], jobs: int) -> list[psutil.Process]:
     """The command's judging processes (forked by its fork server), as soon as they are all
     there: judging the site's pages and writing them takes ten times longer than this polls."""
@@ -460,7 +471,7 @@ def test_the_command_says_in_one_line_that_a_judging_process_died(
 ) -> None:
     command = cli(database_url, "reparse", "--jobs", "2")
     judging_processes(command, 2)[0].kill()
-    out, err = command.communicate(timeout=120)
+    out, err = finished(command)
     assert command.returncode == 1, (out, err)
     said, error = err.strip().splitlines()  # what it wrote, then why it stopped
     assert said.startswith("Stopped (judging_process_died): Re-parse run ")
@@ -470,7 +481,7 @@ def test_the_command_says_in_one_line_that_a_judging_process_died(
     )
     assert last_run(crawled).finish_reason == "judging_process_died"
     again = cli(database_url, "reparse", "--jobs", "2")
-    out, err = again.communicate(timeout=120)
+    out, err = finished(again)
     assert again.returncode == 0, err
     assert f"{len(records(crawled))} stored pages" in out
 
@@ -482,7 +493,7 @@ def test_ctrl_c_stops_the_command_cleanly_and_the_judging_processes_with_it(
     workers = judging_processes(command, 2)
     time.sleep(0.02)  # the command starts them with Ctrl-C ignored for a few milliseconds
     os.killpg(command.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
-    out, err = command.communicate(timeout=120)
+    out, err = finished(command)
     assert command.returncode == 130, (out, err)
     said, interrupted = err.strip().splitlines()
     assert said.startswith("Stopped (shutdown): Re-parse run ")
@@ -494,7 +505,7 @@ def test_ctrl_c_stops_the_command_cleanly_and_the_judging_processes_with_it(
     psutil.wait_procs(workers, timeout=10)
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
     again = cli(database_url, "reparse")
-    out, err = again.communicate(timeout=120)
+    out, err = finished(again)
     assert again.returncode == 0, err
     assert f"{len(records(crawled))} stored pages" in out
 
