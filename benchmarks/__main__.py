@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("parse", "crawl", "incremental", "storage", "search", "export")
+BENCHMARKS = ("parse", "crawl", "incremental", "storage", "search", "export", "reparse")
 
 
 def main(argv: list[str]) -> int:

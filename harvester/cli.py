@@ -495,6 +495,39 @@ def _open_database(database: str | None, *, read_only: bool) -> Engine:
 # reparse, quarantine) -------------------------------------------------------------------------
 
 
+_jobs_option = click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Processes that parse pages; 1: this one, no pool.  [default: the cores]",
+)
+
+
+def _jobs(jobs: int | None) -> int:
+    from harvester.reparse import default_jobs
+
+    return jobs if jobs is not None else default_jobs()
+
+
+def _judging_run(what: str, database: str | None, run: Callable[[Any], Any]) -> None:
+    """A re-parse or replay on the current database, its summary printed. One that stops
+    early says so in one line and exits non-zero, with no traceback: nothing written is lost."""
+    from harvester.reparse import JudgingProcessDied
+
+    engine = _open_database(database, read_only=False)
+    try:
+        click.echo(run(engine).summary())
+    except JudgingProcessDied as error:
+        raise click.ClickException(f"{what} stopped: {error}") from error
+    except KeyboardInterrupt:
+        click.echo(
+            f"{what} interrupted: what was parsed is written; run it again to finish.", err=True
+        )
+        sys.exit(130)
+    finally:
+        engine.dispose()
+
+
 @main.command()
 @click.option(
     "--batch-size",
@@ -503,16 +536,17 @@ def _open_database(database: str | None, *, read_only: bool) -> Engine:
     type=click.IntRange(min=1),
     help="Records per transaction.",
 )
+@_jobs_option
 @database_option
-def reparse(batch_size: int, database: str | None) -> None:
+def reparse(batch_size: int, jobs: int | None, database: str | None) -> None:
     """Re-derive every record from its stored page, with no request; version what changed."""
     from harvester.reparse import reparse as reparse_all
 
-    engine = _open_database(database, read_only=False)
-    try:
-        click.echo(reparse_all(engine, batch_size=batch_size).summary())
-    finally:
-        engine.dispose()
+    _judging_run(
+        "Re-parse",
+        database,
+        lambda engine: reparse_all(engine, batch_size=batch_size, jobs=_jobs(jobs)),
+    )
 
 
 @main.command()
@@ -583,16 +617,17 @@ def quarantine_list(
 
 @quarantine.command("replay")
 @click.option("--reason", help="Only rows quarantined for this reason.")
+@_jobs_option
 @database_option
-def quarantine_replay(reason: str | None, database: str | None) -> None:
+def quarantine_replay(reason: str | None, jobs: int | None, database: str | None) -> None:
     """Validate open quarantine rows again from their stored pages; store what passes now."""
     from harvester.quarantine import replay
 
-    engine = _open_database(database, read_only=False)
-    try:
-        click.echo(replay(engine, reason=reason).summary())
-    finally:
-        engine.dispose()
+    _judging_run(
+        "Quarantine replay",
+        database,
+        lambda engine: replay(engine, reason=reason, jobs=_jobs(jobs)),
+    )
 
 
 # --- Using the data: stats, show, search, export (harvester.stats, .search, .exports) ---------

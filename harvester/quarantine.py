@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select, update
@@ -33,9 +33,17 @@ from harvester.conflicts import RunSightings
 from harvester.db import WRITE_TRANSACTION_OPTION
 from harvester.history import RecordHistory, versions_of_run
 from harvester.items import FetchedPage, Record
-from harvester.judge import Judgement, Parser, judge_page, judge_raw
+from harvester.judge import Judgement, Parser, judge_raw
 from harvester.parsing import PARSER_VERSION, parse_page
-from harvester.rawpages import PageCodec
+from harvester.reparse import (
+    PAGES_PER_TASK,
+    JudgingPool,
+    PageJudge,
+    StoredRow,
+    check_jobs,
+    stop_reason,
+    stored_rows_by_key,
+)
 from harvester.store import (
     QUARANTINE,
     WriteCounts,
@@ -134,15 +142,63 @@ def replay(
     parser_version: int = PARSER_VERSION,
     reason: str | None = None,
     batch_size: int = BATCH_SIZE,
+    jobs: int = 1,
 ) -> ReplayReport:
-    """Replay the open quarantine rows (of one reason, if given); see the module docstring."""
+    """Replay the open quarantine rows (of one reason, if given); see the module docstring.
+
+    ``jobs``: processes that judge the rows, as for ``harvester.reparse.reparse`` (1: this one,
+    no pool; more: ``parse`` must be a module-level function). Rows are judged in order and
+    written chunk by chunk by this process, so the outcome does not depend on ``jobs``.
+    """
+    check_jobs(jobs, parse)
     started = time.monotonic()
-    run_id = start_run(engine, "quarantine-replay", {"reason": reason} if reason else {})
+    run_id = start_run(
+        engine, "quarantine-replay", {"reason": reason, "jobs": jobs} if reason else {"jobs": jobs}
+    )
     report = ReplayReport(run_id=run_id)
+    try:
+        _replay_rows(engine, report, parse, parser_version, reason, batch_size, jobs)
+    except BaseException as error:
+        _finish(engine, report, started, stop_reason(error))
+        raise
+    _finish(engine, report, started, "finished")
+    return report
+
+
+def _replay_rows(
+    engine: Engine,
+    report: ReplayReport,
+    parse: Parser,
+    parser_version: int,
+    reason: str | None,
+    batch_size: int,
+    jobs: int,
+) -> None:
     history = RecordHistory(parser_version=parser_version, sighting=False)
-    codec = PageCodec()
     sightings = RunSightings()
     counted: set[int] = set()
+    with JudgingPool(jobs, parse) as pool:
+        chunk = _Chunk()
+        tasks = _open_rows(engine, pool, reason, batch_size)
+        for (rows, last), judgements in pool.map(_judge_rows, tasks):
+            for row, judgement in zip(rows, judgements, strict=True):
+                report.rows += 1
+                _take(row, judgement, chunk, sightings, report)
+            if last:  # the rows of one read are written in one transaction, as they were read
+                _write(engine, chunk, history, report.run_id, counted, report)
+                chunk = _Chunk()
+
+
+# What a judging process is sent for one quarantine row: its stored page (compressed), or
+# else the raw values the row kept.
+_RowToJudge = tuple[StoredRow | None, Any]
+
+
+def _open_rows(
+    engine: Engine, pool: JudgingPool, reason: str | None, batch_size: int
+) -> Iterator[tuple[tuple[Sequence[Any], bool], list[_RowToJudge]]]:
+    """The open rows, oldest first, a task's worth at a time; each task comes with its rows
+    and whether it ends a chunk (``batch_size`` rows, one transaction)."""
     after = 0
     while True:
         query = (
@@ -156,25 +212,52 @@ def replay(
         with engine.connect() as connection:
             rows = connection.execute(query).all()
             if not rows:
-                break
-            pages = codec.pages(
+                return
+            pages = stored_rows_by_key(
                 connection, [row.raw_page_sha256 for row in rows if row.raw_page_sha256]
             )
+            pool.learn(connection, pages.values())
         after = rows[-1].id
-        chunk = _Chunk()
-        for row in rows:
-            report.rows += 1
-            _judge(row, pages, parse, chunk, sightings, report)
-        _write(engine, chunk, history, run_id, counted, report)
+        for start in range(0, len(rows), PAGES_PER_TASK):
+            part = rows[start : start + PAGES_PER_TASK]
+            to_judge = [
+                (pages.get(row.raw_page_sha256) if row.raw_page_sha256 else None, row.raw)
+                for row in part
+            ]
+            yield (part, start + PAGES_PER_TASK >= len(rows)), to_judge
+
+
+def _judge_rows(judge: PageJudge, rows: Sequence[_RowToJudge]) -> list[Judgement | None]:
+    """What each row gives today: from its page, else from its raw values (None: neither)."""
+    judgements: list[Judgement | None] = []
+    for page, raw_json in rows:
+        if page is not None:
+            judgement = judge.judge(page)
+        elif (raw := raw_from_json(raw_json)) is not None:
+            judgement = judge_raw(raw)
+        else:
+            judgements.append(None)
+            continue
+        # Less to send back: a row that still fails needs only its reason, a record that
+        # passes no longer needs the values as shown.
+        if judgement.rejection is not None:
+            judgement = Judgement(judgement.url, judgement.verdict, rejection=judgement.rejection)
+        elif judgement.record is not None:
+            judgement.record.raw = None
+        judgements.append(judgement)
+    return judgements
+
+
+def _finish(engine: Engine, report: ReplayReport, started: float, reason: str) -> None:
     with engine.connect() as connection:
-        report.versions = versions_of_run(connection, run_id)
+        report.versions = versions_of_run(connection, report.run_id)
     report.seconds = time.monotonic() - started
     finish_run(
         engine,
-        run_id,
+        report.run_id,
         {
             "finished_at": now_utc(),
-            "finish_reason": "finished",
+            "finish_reason": reason,
             **written_figures(report.counts),
             "errors": report.failed,
             "conflicts": report.conflicts,
@@ -188,26 +271,21 @@ def replay(
             },
         },
     )
-    logger.info("%s", report.summary())
-    return report
+    if reason == "finished":
+        logger.info("%s", report.summary())
+    else:
+        logger.warning("Stopped (%s): %s", reason, report.summary())
 
 
-def _judge(
+def _take(
     row: Any,
-    pages: Mapping[str, FetchedPage],
-    parse: Parser,
+    judgement: Judgement | None,
     chunk: _Chunk,
     sightings: RunSightings,
     report: ReplayReport,
 ) -> None:
-    """What one quarantine row gives today; adds it to the chunk or to the report."""
-    page = pages.get(row.raw_page_sha256) if row.raw_page_sha256 else None
-    judgement: Judgement
-    if page is not None:
-        judgement = judge_page(page, parse=parse)
-    elif (raw := raw_from_json(row.raw)) is not None:
-        judgement = judge_raw(raw)
-    else:
+    """What one quarantine row gives today: adds it to the chunk or to the report."""
+    if judgement is None:
         report.not_replayable += 1
         return
     if judgement.verdict == "not_record":

@@ -14,23 +14,46 @@ site), or lose a stored record. A page that no longer gives a valid record goes 
 (with its page) and the stored record stays as it was; a page that is no longer a record page
 (or a stored body that is not HTML, "not_html") is counted and left alone. Records without a
 stored page are counted and left alone.
+
+On every core: ``jobs`` processes decompress and judge the stored pages (``harvester reparse
+--jobs``, the cores by default); this process only reads the compressed pages from the
+database, hands them out and writes what comes back, in the order it read them, through one
+record writer. The conflict rule therefore sees the pages in the same order whatever ``jobs``
+is, and the records, versions and quarantine rows written are the same. ``jobs=1`` judges in
+this process, with no pool. A judging process that dies stops the run with
+``JudgingProcessDied`` (what was judged before is written; running it again finishes the
+job); Ctrl-C reaches the judging processes too, which leave it to this one: it stops handing
+out pages, writes what was judged and finishes the run as ``shutdown``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
 import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from harvester import settings as defaults
 from harvester.conflicts import RunSightings
+from harvester.db import chunks
 from harvester.history import RecordHistory, versions_of_run
+from harvester.items import FetchedPage
 from harvester.judge import Judgement, Parser, judge_page
 from harvester.parsing import PARSER_VERSION, parse_page
-from harvester.rawpages import RAW_PAGES, PageCodec
+from harvester.rawpages import CODEC, DICTIONARIES, RAW_PAGES
 from harvester.store import (
     RECORDS,
     RecordWriter,
@@ -41,16 +64,299 @@ from harvester.store import (
     written_figures,
 )
 
+try:  # Python >= 3.14; the backport before, as in harvester.rawpages
+    from compression import zstd  # type: ignore[import-not-found]
+except ImportError:
+    from backports import zstd  # type: ignore[no-redef, unused-ignore]
+
 logger = logging.getLogger(__name__)
 
 # Records per transaction, as in the crawl.
 BATCH_SIZE: int = defaults.HARVESTER_BATCH_SIZE
+# Pages per task handed to a judging process: about a tenth of a second of work, so handing
+# over costs little against it and every process has work until the end.
+PAGES_PER_TASK = 50
+# Tasks handed out and not taken back yet, per judging process: enough that none waits for
+# work while this process writes, few enough that memory stays flat whatever the database.
+TASKS_AHEAD_PER_JOB = 3
+
+# A ``raw_pages`` row as stored, its body still compressed: what a judging process is sent.
+StoredRow = dict[str, Any]
+Task = TypeVar("Task")
+Result = TypeVar("Result")
+Key = TypeVar("Key")
+
+
+class JudgingProcessDied(RuntimeError):
+    """A process judging pages for ``reparse`` or ``quarantine.replay`` died (killed, out of
+    memory). Raised by ``JudgingPool.map``; the caller writes what was judged before, finishes
+    its run as ``judging_process_died`` and re-raises; the CLI prints it. Running the command
+    again finishes the job: a re-parse judges every page again, a replay every row still open.
+    """
+
+
+def default_jobs() -> int:
+    """The cores this process may run on (a CPU affinity or cpuset counts)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+class PageJudge:
+    """Decompresses stored pages and judges them: in the re-parse's own process (one job), or
+    one in each judging process, which learns the zstd dictionaries from the tasks it gets."""
+
+    def __init__(self, parse: Parser) -> None:
+        self.parse = parse
+        self._dictionaries: dict[int, Any] = {}
+
+    def learn(self, dictionaries: Mapping[int, bytes]) -> None:
+        for dictionary_id, content in dictionaries.items():
+            if dictionary_id not in self._dictionaries:
+                self._dictionaries[dictionary_id] = zstd.ZstdDict(content)
+
+    def page(self, row: StoredRow) -> FetchedPage:
+        """The stored page decompressed and checked, as ``rawpages.PageCodec.page`` reads it."""
+        if row["codec"] != CODEC:
+            raise ValueError(f"raw page {row['sha256']}: unknown codec {row['codec']!r}")
+        options: dict[str, Any] = {}
+        if row["dictionary_id"] is not None:
+            if row["dictionary_id"] not in self._dictionaries:
+                raise ValueError(
+                    f"raw page {row['sha256']}: dictionary {row['dictionary_id']} is not stored"
+                )
+            options["zstd_dict"] = self._dictionaries[row["dictionary_id"]]
+        body = zstd.decompress(row["body"], **options)
+        if hashlib.sha256(body).hexdigest() != row["sha256"]:
+            raise ValueError(f"raw page {row['sha256']}: the stored body does not match its hash")
+        return FetchedPage(
+            sha256=row["sha256"],
+            body=body,
+            url=row["url"],
+            status=row["status"],
+            content_type=row["content_type"],
+            encoding=row["encoding"],
+            fetched_at=row["fetched_at"],
+            redirect_urls=list(row["redirect_urls"] or ()),
+        )
+
+    def judge(self, row: StoredRow) -> Judgement:
+        return judge_page(self.page(row), parse=self.parse)
+
+
+def stored_row(row: Mapping[Any, Any]) -> StoredRow:
+    """A ``raw_pages`` row as plain values that pickle (PostgreSQL gives memoryviews)."""
+    return {
+        name: row[name]
+        for name in (
+            "sha256",
+            "codec",
+            "dictionary_id",
+            "url",
+            "status",
+            "content_type",
+            "encoding",
+            "fetched_at",
+            "redirect_urls",
+        )
+    } | {"body": bytes(row["body"])}
+
+
+def stored_rows_by_key(connection: Connection, keys: Iterable[str]) -> dict[str, StoredRow]:
+    """The stored pages with these keys, still compressed (missing ones are left out)."""
+    found: dict[str, StoredRow] = {}
+    for chunk in chunks(list(dict.fromkeys(keys))):
+        query = select(RAW_PAGES).where(RAW_PAGES.c.sha256.in_(chunk))
+        for row in connection.execute(query).mappings():
+            found[row["sha256"]] = stored_row(row)
+    return found
+
+
+def stored_dictionaries(
+    connection: Connection, ids: Iterable[int] | None = None
+) -> dict[int, bytes]:
+    """The zstd dictionaries of the raw pages (those with these ids, if given)."""
+    query = select(DICTIONARIES.c.id, DICTIONARIES.c.dictionary)
+    if ids is not None:
+        query = query.where(DICTIONARIES.c.id.in_(list(ids)))
+    return {int(i): bytes(content) for i, content in connection.execute(query)}
+
+
+def check_jobs(jobs: int, parse: Parser) -> None:
+    """Refuse, before anything starts, what a pool of ``jobs`` processes could not do."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
+    if jobs == 1:
+        return
+    try:
+        pickle.dumps(parse)
+    except (pickle.PicklingError, AttributeError, TypeError) as error:
+        raise ValueError(
+            f"judging in {jobs} processes needs a parser they can import "
+            f"(a module-level function), not {parse!r}: {error}"
+        ) from error
+
+
+class JudgingPool:
+    """Judges stored pages in the order they are read: in this process (``jobs=1``), or in
+    ``jobs`` processes (``_started_pool``) with a bounded number of tasks handed out ahead.
+
+    A context manager: leaving it stops the processes (the tasks they hold are finished,
+    those waiting are dropped).
+    """
+
+    def __init__(self, jobs: int, parse: Parser) -> None:
+        check_jobs(jobs, parse)
+        self.jobs = jobs
+        self._judge = PageJudge(parse)  # one job: this process judges
+        # The dictionaries of the pages read so far, sent with every task: a database has one
+        # (harvester.rawpages trains one only when there is none), about 110 KiB, which costs
+        # a task of 50 pages well under a millisecond; and one trained meanwhile (by a crawl
+        # writing to the same database) reaches every process the same way.
+        self._dictionaries: dict[int, bytes] = {}
+        self._executor: ProcessPoolExecutor | None = None
+        self._children_before: set[Any] = set()
+        if jobs > 1:
+            self._children_before = set(multiprocessing.active_children())
+            self._executor = _started_pool(jobs, parse)
+
+    def __enter__(self) -> JudgingPool:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def learn(self, connection: Connection, rows: Iterable[StoredRow]) -> None:
+        """Load the dictionaries of these rows not known yet, before they are handed out."""
+        wanted = {r["dictionary_id"] for r in rows if r["dictionary_id"] is not None}
+        wanted -= set(self._dictionaries)
+        if not wanted:
+            return
+        loaded = stored_dictionaries(connection, wanted)
+        self._judge.learn(loaded)
+        self._dictionaries.update(loaded)
+
+    def map(
+        self,
+        function: Callable[[PageJudge, Task], Result],
+        tasks: Iterable[tuple[Key, Task]],
+    ) -> Iterator[tuple[Key, Result]]:
+        """``function(judge, task)`` for each task, in order, with the key that came with the
+        task (kept in this process). ``function`` must be a module-level function."""
+        if self._executor is None:
+            for key, task in tasks:
+                yield key, function(self._judge, task)
+            return
+        pending: deque[tuple[Key, Future[Result]]] = deque()
+        ahead = self.jobs * TASKS_AHEAD_PER_JOB
+        try:
+            for key, task in tasks:
+                dictionaries = dict(self._dictionaries)
+                future = self._executor.submit(_in_worker, function, task, dictionaries)
+                pending.append((key, future))
+                if len(pending) >= ahead:
+                    key, future = pending.popleft()
+                    yield key, future.result()
+            while pending:
+                key, future = pending.popleft()
+                yield key, future.result()
+        except BrokenProcessPool as error:
+            self._kill_the_others()
+            raise JudgingProcessDied(
+                "a judging process died (killed, out of memory?): what was judged before it "
+                "is written; run the command again to finish"
+            ) from error
+
+    def _kill_the_others(self) -> None:
+        """After one judging process died: end the others now. The pool sends them SIGTERM
+        and waits for them; Python 3.11's pool was seen waiting forever on one that lived on
+        (a run stuck for good instead of an error), so they are not left to it."""
+        for child in set(multiprocessing.active_children()) - self._children_before:
+            child.kill()
+
+
+def _started_pool(jobs: int, parse: Parser) -> ProcessPoolExecutor:
+    """``jobs`` judging processes, all started now with Ctrl-C ignored from their first
+    instruction: one pressed while they start would otherwise print their tracebacks. (An
+    ignored signal stays ignored across fork and exec, and Python keeps it so.) Ctrl-C
+    pressed in the few milliseconds this takes is lost; the next one is not.
+
+    They are forked from a fork server, a fresh process that imports the parser once (most
+    of a second of CPU), rather than spawned, each importing it again; not forked from this
+    process, which has a writer thread and open connections. Where there is no fork server,
+    they are spawned.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context: Any = multiprocessing.get_context("forkserver")
+        # The main module too, as spawned processes import it: a parser may be defined there.
+        context.set_forkserver_preload(["__main__", __name__])
+    else:
+        context = multiprocessing.get_context("spawn")
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if on_main_thread else None
+    try:
+        executor = ProcessPoolExecutor(
+            jobs,
+            mp_context=context,
+            initializer=_judging_process_started,
+            initargs=(parse,),
+        )
+        for _ in range(jobs):  # one process is started per task handed out, up to jobs
+            executor.submit(int)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGINT, previous)
+    return executor
+
+
+# The judging process's own judge, made once when it starts.
+_process_judge: PageJudge | None = None
+
+
+def _judging_process_started(parse: Parser) -> None:
+    """In a judging process: leave Ctrl-C to the parent, and end with it.
+
+    Ctrl-C reaches every process of the terminal's group; the parent stops handing out pages,
+    writes what came back and stops the pool, so a judging process must not die first. A
+    parent killed outright cannot stop the pool, and a process waiting for its next task
+    would wait forever: it ends once its parent (the re-parse, or the fork server, which ends
+    with the re-parse) is gone. The crawl's judging processes do the same
+    (``harvester.crawl_session``, whose import would cost each process half a second).
+    """
+    global _process_judge
+    # SIGTERM stays deadly: a pool whose process died stops the others with it, and waits
+    # for them; the parent itself has no handler for it either.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent_pid = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    _process_judge = PageJudge(parse)
+
+
+def _in_worker(
+    function: Callable[[PageJudge, Task], Result], task: Task, dictionaries: dict[int, bytes]
+) -> Result:
+    assert _process_judge is not None
+    _process_judge.learn(dictionaries)
+    return function(_process_judge, task)
 
 
 @dataclass
 class ReparseReport:
     run_id: int
     parser_version: int
+    jobs: int = 1
     pages: int = 0  # stored pages read
     without_page: int = 0  # records with no stored page, left as they were
     not_records: int = 0  # pages that are no longer record pages, left as they were
@@ -69,8 +375,22 @@ class ReparseReport:
             f"{self.pages} stored pages, {self.new} new / {self.updated} updated / "
             f"{self.unchanged} unchanged, {self.versions} versions, {self.quarantined} "
             f"quarantined, {self.not_records} no longer records, {self.without_page} records "
-            f"without a stored page, {self.seconds:.1f} s"
+            f"without a stored page, {self.seconds:.1f} s ({self.pages_per_second:.0f} pages/s, "
+            f"{self.jobs} job{'s' if self.jobs > 1 else ''})"
         )
+
+    @property
+    def pages_per_second(self) -> float:
+        return self.pages / self.seconds if self.seconds > 0 else 0.0
+
+
+def stop_reason(error: BaseException) -> str:
+    """A run's ``finish_reason`` when it stopped on this exception."""
+    if isinstance(error, KeyboardInterrupt):
+        return "shutdown"  # Scrapy's word for a crawl stopped by Ctrl-C
+    if isinstance(error, JudgingProcessDied):
+        return "judging_process_died"
+    return "failed"
 
 
 def reparse(
@@ -79,16 +399,21 @@ def reparse(
     parse: Parser = parse_page,
     parser_version: int = PARSER_VERSION,
     batch_size: int = BATCH_SIZE,
+    jobs: int = 1,
 ) -> ReparseReport:
-    """Re-derive every record that has a stored page; see the module docstring."""
+    """Re-derive every record that has a stored page; see the module docstring.
+
+    ``jobs``: processes that judge pages (1: this one, no pool); ``parse`` must then be a
+    module-level function, which they import.
+    """
+    check_jobs(jobs, parse)
     started = time.monotonic()
-    run_id = start_run(engine, "reparse", {"parser_version": parser_version})
-    report = ReparseReport(run_id=run_id, parser_version=parser_version)
+    run_id = start_run(engine, "reparse", {"parser_version": parser_version, "jobs": jobs})
+    report = ReparseReport(run_id=run_id, parser_version=parser_version, jobs=jobs)
     history = RecordHistory(parser_version=parser_version, sighting=False)
     writer = RecordWriter(
         engine, run_id=run_id, batch_size=batch_size, batch_seconds=float("inf"), history=history
     )
-    codec = PageCodec()
     sightings = RunSightings()
     try:
         with engine.connect() as connection:
@@ -100,38 +425,70 @@ def reparse(
                 )
                 or 0
             )
-        after: int | None = None
-        while True:
-            # A short read per chunk: the writer thread writes meanwhile (SQLite WAL).
-            with engine.connect() as connection:
-                query = (
-                    select(RECORDS.c.ncj_number, RAW_PAGES)
-                    .join(RAW_PAGES, RAW_PAGES.c.sha256 == RECORDS.c.raw_page_sha256)
-                    .order_by(RECORDS.c.ncj_number)
-                    .limit(batch_size)
-                )
-                if after is not None:
-                    query = query.where(RECORDS.c.ncj_number > after)
-                rows = connection.execute(query).mappings().all()
-                if not rows:
-                    break
-                pages = [codec.page(connection, row) for row in rows]
-            after = rows[-1]["ncj_number"]
-            for page in pages:
-                report.pages += 1
-                if _offer(writer, sightings, report, judge_page(page, parse=parse)):
-                    writer.flush_blocking()
-            del rows, pages  # the bodies go once their records are buffered
-    finally:
-        counts = writer.close()
+        with JudgingPool(jobs, parse) as pool:
+            for _, judgements in pool.map(_judge_rows, _stored_pages(engine, pool, batch_size)):
+                for judgement in judgements:
+                    report.pages += 1
+                    if _offer(writer, sightings, report, judgement):
+                        writer.flush_blocking()
+    except BaseException as error:
+        _finish(engine, report, writer, started, stop_reason(error))
+        raise
+    _finish(engine, report, writer, started, "finished")
+    return report
+
+
+def _stored_pages(
+    engine: Engine, pool: JudgingPool, batch_size: int
+) -> Iterator[tuple[None, list[StoredRow]]]:
+    """The stored pages of the records, in NCJ-number order, a task's worth at a time."""
+    after: int | None = None
+    while True:
+        # A short read per chunk: the writer thread writes meanwhile (SQLite WAL).
+        with engine.connect() as connection:
+            query = (
+                select(RECORDS.c.ncj_number, RAW_PAGES)
+                .join(RAW_PAGES, RAW_PAGES.c.sha256 == RECORDS.c.raw_page_sha256)
+                .order_by(RECORDS.c.ncj_number)
+                .limit(batch_size)
+            )
+            if after is not None:
+                query = query.where(RECORDS.c.ncj_number > after)
+            rows = connection.execute(query).mappings().all()
+            if not rows:
+                return
+            pages = [stored_row(row) for row in rows]
+            pool.learn(connection, pages)
+        after = rows[-1]["ncj_number"]
+        del rows
+        for start in range(0, len(pages), PAGES_PER_TASK):
+            yield None, pages[start : start + PAGES_PER_TASK]
+
+
+def _judge_rows(judge: PageJudge, rows: Sequence[StoredRow]) -> list[Judgement]:
+    judgements = [judge.judge(row) for row in rows]
+    for judgement in judgements:
+        if judgement.verdict == "record" and judgement.record is not None:
+            # Only a quarantined record keeps the values as shown: less to send back.
+            judgement.record.raw = None
+    return judgements
+
+
+def _finish(
+    engine: Engine, report: ReparseReport, writer: RecordWriter, started: float, reason: str
+) -> None:
+    """Write what was judged, and finish the run with what it did."""
+    counts = writer.close()
     report.new, report.updated = counts.new, counts.updated
     report.unchanged, report.quarantined = counts.unchanged, counts.quarantined
     with engine.connect() as connection:
-        report.versions = versions_of_run(connection, run_id)
+        report.versions = versions_of_run(connection, report.run_id)
     report.seconds = time.monotonic() - started
-    finish_run(engine, run_id, _run_figures(report, counts, writer.failed_batches))
-    logger.info("%s", report.summary())
-    return report
+    finish_run(engine, report.run_id, _run_figures(report, counts, writer.failed_batches, reason))
+    if reason == "finished":
+        logger.info("%s", report.summary())
+    else:
+        logger.warning("Stopped (%s): %s", reason, report.summary())
 
 
 def _offer(
@@ -165,10 +522,12 @@ def _offer(
     return writer.add(record, judgement.page, judgement.digest)
 
 
-def _run_figures(report: ReparseReport, counts: WriteCounts, failed_batches: int) -> dict[str, Any]:
+def _run_figures(
+    report: ReparseReport, counts: WriteCounts, failed_batches: int, reason: str
+) -> dict[str, Any]:
     return {
         "finished_at": now_utc(),
-        "finish_reason": "finished",
+        "finish_reason": reason,
         "pages_fetched": 0,
         **written_figures(counts),
         "errors": failed_batches,
@@ -179,5 +538,6 @@ def _run_figures(report: ReparseReport, counts: WriteCounts, failed_batches: int
             "harvester/non_record": report.not_record_reasons,
             "harvester/versions": report.versions,
             "harvester/seconds": round(report.seconds, 3),
+            "harvester/jobs": report.jobs,
         },
     }

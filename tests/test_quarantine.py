@@ -1,10 +1,19 @@
-"""`harvester quarantine list / replay`: quarantined pages validated again after a fix."""
+"""`harvester quarantine list / replay`: quarantined pages validated again after a fix.
+
+With ``jobs`` above 1 the rows are judged in real processes, which import the parsers here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
+import signal
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -20,9 +29,11 @@ from harvester.normalize import normalize_record, record_content
 from harvester.parsing import PARSER_VERSION, parse_page
 from harvester.quarantine import replay
 from harvester.rawpages import fetched_page
+from harvester.reparse import JudgingProcessDied
 from harvester.store import RecordWriter
 from tests.support import migrated, response_from_file
 from tests.test_crawl import crawl
+from tests.test_reparse import copy_sqlite, table_dump
 
 RECOVERED = "Untitled record"
 
@@ -33,6 +44,18 @@ def parser_that_recovers_titles(response: TextResponse) -> RawRecord | NonRecord
     if isinstance(page, RawRecord) and not page.fields.get("title") and not page.heading:
         page.fields["title"] = [RECOVERED]
     return page
+
+
+_pages_judged_here = 0
+
+
+def parser_that_dies_recovering_titles(response: TextResponse) -> RawRecord | NonRecordPage:
+    """The fix, in a judging process that dies on the 5th page it is given."""
+    global _pages_judged_here
+    _pages_judged_here += 1
+    if multiprocessing.parent_process() is not None and _pages_judged_here == 5:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return parser_that_recovers_titles(response)
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +243,99 @@ def test_duplicates_in_quarantine_become_one_record(engine: Engine) -> None:
     with engine.connect() as connection:
         record = connection.execute(select(models.Record)).one()
     assert record.abstract is not None
+
+
+@pytest.fixture
+def quarantined(site: SiteHandle, tmp_path: Path) -> str:
+    """A SQLite database crawled from the site with its bad pages in quarantine: its URL."""
+    url = f"sqlite:///{tmp_path / 'crawled.sqlite'}"
+    crawl(
+        url, f"sitemap={site.base_url}/sitemap.xml", settings={"HARVESTER_MAX_QUARANTINE_RATE": "1"}
+    )
+    return url
+
+
+def replayed(url: str, jobs: int, **options: Any) -> tuple[Any, dict[str, Any]]:
+    engine = create_engine_for(url)
+    try:
+        since = datetime.now(UTC)
+        return replay(engine, jobs=jobs, **options), table_dump(engine, since)
+    finally:
+        engine.dispose()
+
+
+def test_every_job_count_resolves_and_writes_the_same(
+    quarantined: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Several tasks per chunk of rows, the last one shorter.
+    monkeypatch.setattr("harvester.quarantine.PAGES_PER_TASK", 2)
+    options = {"parse": parser_that_recovers_titles, "batch_size": 5}
+    one, one_dump = replayed(copy_sqlite(quarantined, tmp_path / "one.sqlite"), 1, **options)
+    two, two_dump = replayed(copy_sqlite(quarantined, tmp_path / "two.sqlite"), 2, **options)
+    three, three_dump = replayed(copy_sqlite(quarantined, tmp_path / "three.sqlite"), 3, **options)
+    assert one.rows > 5
+    assert one.stored > 1
+    assert sum(one.still_quarantined.values()) > 1
+    assert [row[-1] for row in one_dump["quarantine"]].count("stored") == one.stored
+    assert two_dump == one_dump
+    assert three_dump == one_dump
+    for report in (two, three):
+        assert (report.rows, report.stored, report.still_quarantined, report.versions) == (
+            one.rows,
+            one.stored,
+            one.still_quarantined,
+            one.versions,
+        )
+        assert report.counts == one.counts
+
+
+def outcome(url: str) -> dict[str, Any]:
+    """What a replay leaves, whichever runs did it: records, versions, resolutions."""
+    engine = create_engine_for(url)
+    try:
+        with engine.connect() as connection:
+            return {
+                "records": connection.execute(
+                    select(models.Record.ncj_number, models.Record.content_hash).order_by(
+                        models.Record.ncj_number
+                    )
+                ).all(),
+                "versions": connection.execute(
+                    select(
+                        models.RecordVersion.ncj_number,
+                        models.RecordVersion.version,
+                        models.RecordVersion.changes,
+                    ).order_by(models.RecordVersion.ncj_number, models.RecordVersion.version)
+                ).all(),
+                "quarantine": connection.execute(
+                    select(models.Quarantine.id, models.Quarantine.resolution).order_by(
+                        models.Quarantine.id
+                    )
+                ).all(),
+            }
+    finally:
+        engine.dispose()
+
+
+def test_a_replay_whose_judging_process_dies_is_finished_by_the_next(
+    quarantined: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("harvester.quarantine.PAGES_PER_TASK", 2)
+    at_once = copy_sqlite(quarantined, tmp_path / "at_once.sqlite")
+    replayed(at_once, 1, parse=parser_that_recovers_titles, batch_size=4)
+    stopped = copy_sqlite(quarantined, tmp_path / "stopped.sqlite")
+    with pytest.raises(JudgingProcessDied):
+        replayed(stopped, 2, parse=parser_that_dies_recovering_titles, batch_size=4)
+    engine = create_engine_for(stopped)
+    try:
+        with engine.connect() as connection:
+            run = connection.execute(
+                select(models.CrawlRun).order_by(models.CrawlRun.id.desc()).limit(1)
+            ).one()
+    finally:
+        engine.dispose()
+    assert (run.spider, run.finish_reason) == ("quarantine-replay", "judging_process_died")
+    assert outcome(stopped) != outcome(at_once)
+    finished, _ = replayed(stopped, 2, parse=parser_that_recovers_titles, batch_size=4)
+    assert finished.rows > 0
+    assert outcome(stopped) == outcome(at_once)

@@ -1,16 +1,29 @@
 """`harvester reparse`: a real crawl of the local site, then re-parses from stored pages only.
 
 The local site stays up during the re-parses and its request log is cleared before them: any
-request a re-parse made would show up there.
+request a re-parse made would show up there. With ``jobs`` above 1 the pages are judged in
+real processes: the parsers they use are module-level functions here, which those processes
+import; the one that dies kills its own process, as the kernel kills one out of memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 from click.testing import CliRunner
 from scrapy.http import TextResponse
@@ -24,9 +37,9 @@ from harvester.localsite import SiteHandle, serve_site
 from harvester.normalize import content_hash, normalize_record
 from harvester.parsing import PARSER_VERSION, parse_page
 from harvester.rawpages import fetched_page
-from harvester.reparse import reparse
+from harvester.reparse import JudgingProcessDied, reparse
 from harvester.store import write_batch
-from tests.support import migrated, response_from_file
+from tests.support import REPO, migrated, response_from_file
 from tests.test_crawl import crawl
 
 RECORDS = 120
@@ -39,6 +52,34 @@ def parser_with_upper_case_types(response: TextResponse) -> RawRecord | NonRecor
     if isinstance(page, RawRecord) and "publication_type" in page.fields:
         page.fields["publication_type"] = [v.upper() for v in page.fields["publication_type"]]
     return page
+
+
+def parser_with_failures(response: TextResponse) -> RawRecord | NonRecordPage:
+    """A parser change with every outcome: some records change, some pages no longer pass
+    validation (no title) and some are no longer record pages."""
+    page = parser_with_upper_case_types(response)
+    if isinstance(page, RawRecord):
+        number = int("".join(c for c in page.first("ncj_number") or "0" if c.isdigit()) or 0)
+        if number % 9 == 0:
+            page.fields.pop("title", None)
+            page.heading = None
+        elif number % 11 == 0:
+            return NonRecordPage(url=response.url, reason="no_record_fields")
+    return page
+
+
+DEATH_AT_PAGE = 40
+_pages_judged_here = 0
+
+
+def parser_that_dies(response: TextResponse) -> RawRecord | NonRecordPage:
+    """The upper-case parser, whose judging process dies on the 40th page it is given."""
+    global _pages_judged_here
+    _pages_judged_here += 1
+    in_a_judging_process = multiprocessing.parent_process() is not None
+    if in_a_judging_process and _pages_judged_here == DEATH_AT_PAGE:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return parser_with_upper_case_types(response)
 
 
 @pytest.fixture(scope="module")
@@ -263,3 +304,222 @@ def test_the_reparse_command_reports_what_it_did(
     assert result.output.startswith(
         f"version 1  2026-01-01 00:00:00  run None  parser {PARSER_VERSION}  https://"
     )
+
+
+# --- On every core (--jobs) -------------------------------------------------------------------
+
+
+def copy_sqlite(source: str, target: Path) -> str:
+    """A copy of a SQLite database (its WAL included); the copy's URL."""
+    with (
+        contextlib.closing(sqlite3.connect(source.removeprefix("sqlite:///"))) as original,
+        contextlib.closing(sqlite3.connect(target)) as copy,
+    ):
+        original.backup(copy)
+    return f"sqlite:///{target}"
+
+
+def table_dump(engine: Engine, since: datetime) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows in key order, but the runs' own; times from ``since`` on (when the
+    run being compared started) read "now": two runs at two moments write two times."""
+    dump: dict[str, list[tuple[Any, ...]]] = {}
+    with engine.connect() as connection:
+        for table in models.Base.metadata.sorted_tables:
+            if table.name in ("crawl_runs", "alembic_version"):
+                continue
+            rows = connection.execute(select(table).order_by(*table.primary_key.columns))
+            dump[table.name] = [
+                tuple(
+                    "now" if isinstance(value, datetime) and value >= since else value
+                    for value in row
+                )
+                for row in rows
+            ]
+    return dump
+
+
+def reparsed_dump(url: str, jobs: int, **options: Any) -> tuple[Any, dict[str, Any]]:
+    engine = create_engine_for(url)
+    try:
+        since = datetime.now(UTC)
+        report = reparse(engine, jobs=jobs, **options)
+        return report, table_dump(engine, since)
+    finally:
+        engine.dispose()
+
+
+def test_every_job_count_writes_the_same_records_versions_and_quarantine(
+    site: SiteHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crawled_url = f"sqlite:///{tmp_path / 'crawled.sqlite'}"
+    crawl(crawled_url, f"sitemap={site.base_url}/sitemap.xml")
+    # Tasks that do not line up with the writer's batches, and several of each per run.
+    monkeypatch.setattr("harvester.reparse.PAGES_PER_TASK", 7)
+    options = {"parse": parser_with_failures, "parser_version": NEXT_VERSION, "batch_size": 25}
+    site.clear_requests()
+    one, one_dump = reparsed_dump(copy_sqlite(crawled_url, tmp_path / "one.sqlite"), 1, **options)
+    two, two_dump = reparsed_dump(copy_sqlite(crawled_url, tmp_path / "two.sqlite"), 2, **options)
+    three, three_dump = reparsed_dump(
+        copy_sqlite(crawled_url, tmp_path / "three.sqlite"), 3, **options
+    )
+    assert site.requests() == []
+    # every outcome is there to compare
+    assert min(one.updated, one.unchanged) > 10
+    assert min(one.quarantined, one.not_records) > 3
+    assert one_dump["record_versions"] != []
+    assert one_dump["quarantine"] != []
+    assert two_dump == one_dump
+    assert three_dump == one_dump
+
+    def outcome(report: Any) -> dict[str, Any]:
+        return {k: v for k, v in vars(report).items() if k not in ("seconds", "jobs")}
+
+    assert outcome(two) == outcome(one)
+    assert outcome(three) == outcome(one)
+    assert (one.jobs, two.jobs, three.jobs) == (1, 2, 3)
+
+
+def test_a_judging_process_that_dies_stops_the_run_and_the_next_run_finishes_the_job(
+    crawled: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = records(crawled)
+    before_rows = record_rows(crawled)
+    numbers = sorted(before)
+    monkeypatch.setattr("harvester.reparse.PAGES_PER_TASK", 7)  # tasks finish before the death
+    with pytest.raises(JudgingProcessDied, match="a judging process died"):
+        reparse(crawled, parse=parser_that_dies, parser_version=NEXT_VERSION, jobs=2)
+    with crawled.connect() as connection:
+        run = connection.execute(
+            select(models.CrawlRun).order_by(models.CrawlRun.id.desc()).limit(1)
+        ).one()
+    assert (run.spider, run.finish_reason) == ("reparse", "judging_process_died")
+    assert run.finished_at is not None
+    halfway = records(crawled)
+    rows_before = {row[0]: row for row in before_rows}
+    rows_halfway = {row[0]: row for row in record_rows(crawled)}
+    done = [n for n in numbers if halfway[n].parser_version == NEXT_VERSION]
+    # What was judged before the death is written, in order; nothing from the dead page on.
+    assert done == numbers[: len(done)]
+    assert 0 < len(done) < 2 * DEATH_AT_PAGE
+    for number in numbers[len(done) :]:
+        assert rows_halfway[number] == rows_before[number]
+
+    finished = reparse(
+        crawled, parse=parser_with_upper_case_types, parser_version=NEXT_VERSION, jobs=2
+    )
+    assert finished.pages == len(numbers)
+    after = records(crawled)
+    assert {r.parser_version for r in after.values()} == {NEXT_VERSION}
+    changed = {n for n in numbers if after[n].publication_type != before[n].publication_type}
+    with crawled.connect() as connection:
+        versions = connection.execute(
+            select(models.RecordVersion.ncj_number).where(models.RecordVersion.version > 1)
+        ).scalars()
+        assert sorted(versions) == sorted(changed)  # each change versioned once, none lost
+
+
+def cli(database_url: str, *arguments: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "harvester.cli", *arguments],
+        cwd=REPO,
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+
+
+def finished(command: subprocess.Popen[str]) -> tuple[str, str]:
+    """The command's output once it ends; one still running after two minutes is stuck:
+    it is killed with its processes, and the test fails."""
+    try:
+        return command.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(command.pid, signal.SIGKILL)
+        out, err = command.communicate()
+        raise AssertionError(f"the command did not end:\n{out}\n{err}") from None
+
+
+def judging_processes(command: subprocess.Popen[str], jobs: int) -> list[psutil.Process]:
+    """The command's judging processes (forked by its fork server), as soon as they are all
+    there: judging the site's pages and writing them takes ten times longer than this polls."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert command.poll() is None, command.communicate()
+        found: list[psutil.Process] = []
+        with contextlib.suppress(psutil.Error):  # a process that just ended
+            for child in psutil.Process(command.pid).children():
+                if "multiprocessing.forkserver" in " ".join(child.cmdline()):
+                    found = [p for p in child.children() if p.status() != psutil.STATUS_ZOMBIE]
+        if len(found) == jobs:
+            return found
+        time.sleep(0.01)
+    raise AssertionError("the judging processes did not start")
+
+
+def last_run(engine: Engine) -> models.CrawlRun:
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(models.CrawlRun).order_by(models.CrawlRun.id.desc()).limit(1)
+        ).one()
+    return models.CrawlRun(**row._mapping)
+
+
+def test_the_command_says_in_one_line_that_a_judging_process_died(
+    crawled: Engine, database_url: str
+) -> None:
+    command = cli(database_url, "reparse", "--jobs", "2")
+    judging_processes(command, 2)[0].kill()
+    out, err = finished(command)
+    assert command.returncode == 1, (out, err)
+    said, error = err.strip().splitlines()  # what it wrote, then why it stopped
+    assert said.startswith("Stopped (judging_process_died): Re-parse run ")
+    assert error == (
+        "Error: Re-parse stopped: a judging process died (killed, out of memory?): what was "
+        "judged before it is written; run the command again to finish"
+    )
+    assert last_run(crawled).finish_reason == "judging_process_died"
+    again = cli(database_url, "reparse", "--jobs", "2")
+    out, err = finished(again)
+    assert again.returncode == 0, err
+    assert f"{len(records(crawled))} stored pages" in out
+
+
+def test_ctrl_c_stops_the_command_cleanly_and_the_judging_processes_with_it(
+    crawled: Engine, database_url: str
+) -> None:
+    command = cli(database_url, "reparse", "--jobs", "2")
+    workers = judging_processes(command, 2)
+    time.sleep(0.02)  # the command starts them with Ctrl-C ignored for a few milliseconds
+    os.killpg(command.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+    out, err = finished(command)
+    assert command.returncode == 130, (out, err)
+    said, interrupted = err.strip().splitlines()
+    assert said.startswith("Stopped (shutdown): Re-parse run ")
+    assert interrupted == (
+        "Re-parse interrupted: what was parsed is written; run it again to finish."
+    )
+    run = last_run(crawled)
+    assert (run.spider, run.finish_reason) == ("reparse", "shutdown")
+    psutil.wait_procs(workers, timeout=10)
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    again = cli(database_url, "reparse")
+    out, err = finished(again)
+    assert again.returncode == 0, err
+    assert f"{len(records(crawled))} stored pages" in out
+
+
+def test_a_parser_the_judging_processes_cannot_import_is_refused_before_anything_starts(
+    engine: Engine,
+) -> None:
+    ensure_schema(engine, auto_migrate=True)
+
+    def local_parser(response: TextResponse) -> RawRecord | NonRecordPage:
+        return parse_page(response)
+
+    with pytest.raises(ValueError, match="needs a parser they can import"):
+        reparse(engine, parse=local_parser, jobs=2)
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(models.CrawlRun)) == 0
+    assert reparse(engine, parse=local_parser, jobs=1).pages == 0  # in-process: any parser

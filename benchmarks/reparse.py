@@ -1,0 +1,210 @@
+"""`python -m benchmarks reparse`: re-parse pages/s with one job and with more, A/B alternating.
+
+A SQLite database of N record pages of the generated local site (full site chrome, 30-45 KiB,
+stored as a crawl stores them: zstd with a trained dictionary) is built once, by judging each
+page and writing it with the crawl's record writer. Then each round copies it afresh and runs,
+in a process of its own, the re-parse after a parser fix: a new parser version (every record
+is rewritten with it) whose output changes one field of some records (publication types in
+upper case: those get a version), once per ``--jobs`` value, in alternating order from one
+round to the next so that every value sees the same machine. It reports pages/s of the
+re-parse itself (pool start-up included, interpreter start-up not) and of the whole process,
+the median over the rounds, the speed-up over the first ``--jobs`` value, the CPU time per
+page summed over the processes (what the pool costs in work, whatever else the machine does),
+and the load average, since a shared machine's other work takes cores from the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from scrapy.http import HtmlResponse, Request
+
+from benchmarks.process import REPO, last_json_line, measure
+from benchmarks.storage import upper_case_publication_types
+from harvester.db import create_engine_for, ensure_schema
+from harvester.judge import judge_response
+from harvester.localsite.generator import Site
+from harvester.parsing import PARSER_VERSION
+from harvester.reparse import reparse
+from harvester.store import RecordWriter
+
+BASE_URL = "http://127.0.0.1:8000"
+
+
+def site_pages(count: int, seed: int) -> Iterator[HtmlResponse]:
+    """The record pages of a generated site as the downloader builds them, one at a time."""
+    site = Site(records=count, seed=seed)
+    for index in range(count):
+        truth = site.truth_entry(index, BASE_URL)
+        if truth["layout"] == "current":
+            html = site.render_current(index, BASE_URL)
+        else:
+            html = site.render_legacy(index, BASE_URL)
+        if truth["publication"] and index % 2:
+            html = site.render_publication(index, BASE_URL)
+            truth = truth["publication"]
+        url = truth["url"]
+        yield HtmlResponse(
+            url=url,
+            body=html.encode("utf-8"),
+            headers={"Content-Type": "text/html; charset=utf-8"},
+            request=Request(url),
+        )
+
+
+def build_database(path: Path, records: int, seed: int) -> int:
+    """A database of ``records`` pages as a crawl stores them; returns the records stored."""
+    engine = create_engine_for(f"sqlite:///{path}")
+    try:
+        ensure_schema(engine, auto_migrate=True)
+        writer = RecordWriter(engine, run_id=None, batch_size=500, batch_seconds=float("inf"))
+        for response in site_pages(records, seed):
+            judgement = judge_response(response)
+            if judgement.verdict != "record":
+                continue
+            assert judgement.record is not None
+            judgement.record.raw = None
+            if writer.add(judgement.record, judgement.page, judgement.digest):
+                writer.flush_blocking()
+        counts = writer.close()
+    finally:
+        engine.dispose()
+    return counts.new
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its descendants: the judging processes are children of
+    a fork server that lives as long as this process and reaps them (so they count in its
+    children's time), or, spawned, children of this process that ended."""
+    import psutil
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = own.ru_utime + own.ru_stime + ended.ru_utime + ended.ru_stime
+    for child in psutil.Process().children():
+        times = child.cpu_times()
+        total += times.user + times.system + times.children_user + times.children_system
+    return float(total)
+
+
+def run_one(database: Path, jobs: int) -> dict[str, Any]:
+    """One re-parse after a parser fix, in this process (the benchmark's child)."""
+    cpu_before = cpu_seconds()
+    engine = create_engine_for(f"sqlite:///{database}")
+    try:
+        report = reparse(
+            engine,
+            parse=upper_case_publication_types,
+            parser_version=PARSER_VERSION + 1,
+            jobs=jobs,
+        )
+    finally:
+        engine.dispose()
+    return {
+        "jobs": jobs,
+        "pages": report.pages,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "versions": report.versions,
+        "seconds": report.seconds,
+        # the judging processes' start-up (imports) included, this process's not
+        "cpu_seconds": cpu_seconds() - cpu_before,
+    }
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def compare(records: int, jobs_values: list[int], rounds: int, seed: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-reparse-") as directory:
+        built = Path(directory) / "built.sqlite"
+        started = time.perf_counter()
+        stored = build_database(built, records, seed)
+        print(f"reparse: {stored} records stored in {time.perf_counter() - started:.0f} s")
+        print(f"reparse: load average before: {load()}")
+        runs: dict[int, list[dict[str, Any]]] = {jobs: [] for jobs in jobs_values}
+        for round_number in range(rounds):
+            order = jobs_values if round_number % 2 == 0 else list(reversed(jobs_values))
+            for jobs in order:
+                copy = Path(directory) / f"round{round_number}-jobs{jobs}.sqlite"
+                shutil.copyfile(built, copy)
+                command = [sys.executable, "-m", "benchmarks.reparse", "--run-one", str(copy)]
+                run = measure([*command, "--jobs", str(jobs)], dict(os.environ))
+                result = last_json_line(run.stdout)
+                result["process_seconds"] = run.seconds
+                result["peak_rss_mib"] = round(run.peak_rss_mib, 1)
+                runs[jobs].append(result)
+                copy.unlink()
+                print(
+                    f"reparse: round {round_number + 1} --jobs {jobs}: "
+                    f"{result['pages'] / result['seconds']:,.0f} pages/s "
+                    f"({result['seconds']:.1f} s; CPU "
+                    f"{result['cpu_seconds'] / result['pages'] * 1000:.2f} ms/page over all "
+                    f"processes; whole process {run.seconds:.1f} s, "
+                    f"peak RSS {run.peak_rss_mib:.0f} MiB; load {load()})"
+                )
+        print(f"reparse: load average after: {load()}")
+    outcomes = {(r["pages"], r["updated"], r["versions"]) for rs in runs.values() for r in rs}
+    if len(outcomes) != 1:  # the same database, parser and pages must give the same writes
+        raise RuntimeError(f"the re-parses wrote different things: {runs}")
+    first = jobs_values[0]
+    summary: dict[str, Any] = {"records": stored, "rounds": rounds, "jobs": {}}
+    base_rate = statistics.median(r["pages"] / r["seconds"] for r in runs[first])
+    base_process_rate = statistics.median(r["pages"] / r["process_seconds"] for r in runs[first])
+    for jobs, results in runs.items():
+        rate = statistics.median(r["pages"] / r["seconds"] for r in results)
+        process_rate = statistics.median(r["pages"] / r["process_seconds"] for r in results)
+        cpu = statistics.median(r["cpu_seconds"] / r["pages"] * 1000 for r in results)
+        # the round the machine's other work took least from: closest to an idle machine
+        best = max(r["pages"] / r["seconds"] for r in results)
+        summary["jobs"][jobs] = {
+            "pages_per_s": round(rate),
+            "best_pages_per_s": round(best),
+            "cpu_ms_per_page": round(cpu, 3),
+            "process_pages_per_s": round(process_rate),
+            "speed_up": round(rate / base_rate, 2),
+            "process_speed_up": round(process_rate / base_process_rate, 2),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in results),
+            "versions": results[0]["versions"],
+        }
+        print(
+            f"reparse --jobs {jobs}: median {rate:,.0f} pages/s, {rate / base_rate:.2f}x "
+            f"--jobs {first} (whole process: {process_rate:,.0f} pages/s, "
+            f"{process_rate / base_process_rate:.2f}x); best round {best:,.0f} pages/s; "
+            f"CPU {cpu:.2f} ms/page, all processes"
+        )
+    print(json.dumps(summary))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks reparse", description=__doc__)
+    parser.add_argument("--records", type=int, default=10000)
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--run-one", type=Path, help=argparse.SUPPRESS)  # the child's part
+    args = parser.parse_args(argv)
+    if args.run_one is not None:
+        print(json.dumps(run_one(args.run_one, args.jobs[0])))
+        return 0
+    os.chdir(REPO)
+    compare(args.records, args.jobs, args.rounds, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
