@@ -47,9 +47,10 @@ from harvester.db import create_engine_for, ensure_schema
 from harvester.entrypoints import Scope
 from harvester.errors import CrawlAlreadyRunning, DatabaseUnavailable, SchemaError
 from harvester.frontier import Frontier
-from harvester.items import FetchedPage, PageVisit, Record, Rejection
+from harvester.items import FetchedPage, FetchedResponse, PageVisit, Record, Rejection
 from harvester.monitoring import (
     OK_FINISH_REASONS,
+    PIPELINE_ERROR_GAPS,
     Thresholds,
     check_run,
     check_run_integrity,
@@ -247,10 +248,26 @@ class CrawlRun:
             for name in covered_fields(item):
                 stats.inc_value(f"harvester/coverage/{name}")
 
-    def item_error(self, item: object, response: object, spider: Spider, failure: object) -> None:
-        # An exception in a pipeline (not a DropItem) leaves no stat of its own in Scrapy.
-        if self.crawler.stats is not None:
-            self.crawler.stats.inc_value("harvester/item_errors")
+    def item_error(self, item: object, response: object, spider: Spider, failure: Any) -> None:
+        """An exception in a pipeline (not a DropItem): Scrapy logs it and goes on, so the
+        record of a page it struck would be lost without a trace. Its URL becomes a gap
+        (store_error, the exception in its detail) that the next run retries first, and the
+        run fails its checks (harvester.monitoring.missing_records)."""
+        stats = self.crawler.stats
+        if stats is not None:
+            stats.inc_value("harvester/item_errors")
+        gap = lost_record_page(item, failure)
+        if gap is None:
+            return
+        if stats is not None:
+            stats.inc_value(PIPELINE_ERROR_GAPS)
+        logger.error(
+            "Record page not stored (%s): %s; the next run retries it", gap.gap_detail, gap.url
+        )
+        if self.frontier is not None and isinstance(item, FetchedResponse):
+            self.frontier.not_stored(item.from_sitemap)
+        if self.writer is not None:
+            self.note_visit(gap)
 
     def _refused_writes(self, message: str) -> None:
         """From the writer thread: the database takes no writes."""
@@ -542,6 +559,31 @@ class CrawlRun:
             rows = connection.execute(query).all()
         healthy = [{"coverage": row.coverage} for row in rows if not row.alerts]
         return healthy[: thresholds.history]
+
+
+def lost_record_page(item: object, failure: Any) -> PageVisit | None:
+    """The gap a record page leaves when a pipeline raised on it: at the URL as requested (the
+    one the next run looks up); None for an item that is no record page."""
+    if isinstance(item, FetchedResponse):
+        url, status, sitemap_url = item.requested_url, item.status, item.sitemap_url
+    elif isinstance(item, Record):
+        url, status, sitemap_url = (
+            item.requested_url or item.source_url,
+            item.status,
+            item.sitemap_url,
+        )
+    else:
+        return None
+    error = getattr(failure, "value", failure)
+    return PageVisit(
+        url=url,
+        status=status,
+        fetched_at=now_utc(),
+        kind="failed",
+        gap_reason="store_error",
+        gap_detail=f"a pipeline raised {type(error).__name__}: {error}"[:500],
+        sitemap_url=sitemap_url,
+    )
 
 
 def judging_process_started(crawl_pid: int) -> None:

@@ -315,6 +315,12 @@ class Frontier:
         if from_sitemap is not None and was_record:
             self._to_reread.add(from_sitemap)
 
+    def not_stored(self, from_sitemap: str | None) -> None:
+        """A page of this sitemap was answered but its record was lost (a pipeline raised):
+        read the sitemap again next run."""
+        if from_sitemap is not None:
+            self._to_reread.add(from_sitemap)
+
     def unreadable(self, sitemap: str) -> None:
         """A sitemap that could not be read (or only in part): read it again next run."""
         self._to_reread.add(sitemap)
