@@ -154,13 +154,15 @@ class Frontier:
                     "Retrying %d URL(s) whose record is not stored yet (see `harvester coverage`)",
                     len(pairs),
                 )
-        return requests
+        return self._counted(requests)
 
     def named_requests(self, urls: list[str]) -> list[PageRequest]:
         """Pages asked for by name: always requested, conditionally."""
         keys = [canonical_url(url) for url in urls]
         known = self._known(keys)
-        return [self._request(url, known.get(key)) for url, key in zip(urls, keys, strict=True)]
+        return self._counted(
+            [self._request(url, known.get(key)) for url, key in zip(urls, keys, strict=True)]
+        )
 
     def revalidation_requests(self) -> list[PageRequest]:
         """This run's share of the stored records, re-checked conditionally (a 304 costs no
@@ -174,9 +176,12 @@ class Frontier:
         pairs = self._not_requested_yet(due)
         known = self._known([key for _, key in pairs])
         self._count("harvester/revalidations", len(pairs))
-        return [
-            self._request(url, known.get(key), priority=REVALIDATION_PRIORITY) for url, key in pairs
-        ]
+        return self._counted(
+            [
+                self._request(url, known.get(key), priority=REVALIDATION_PRIORITY)
+                for url, key in pairs
+            ]
+        )
 
     def listing_requests(self, urls: list[str]) -> tuple[list[PageRequest], bool]:
         """The record pages of a listing page to request, and whether to read its next page.
@@ -196,7 +201,7 @@ class Frontier:
                 requests.append(self._request(url, page))
             else:
                 self._count("harvester/skipped_unchanged")
-        return requests, bool(not urls or new or self.policy.full)
+        return self._counted(requests), bool(not urls or new or self.policy.full)
 
     def sitemap_requests(
         self, sitemap: str, entries: list[tuple[str, str | None]]
@@ -232,7 +237,7 @@ class Frontier:
         self._count("harvester/skipped_unchanged", skipped)
         if entries and sitemap not in self._to_reread:  # read to the end, undamaged
             requests += self._dropped_requests(sitemap, sitemap_key, keys)
-        return requests
+        return self._counted(requests)
 
     def _dropped_requests(
         self, sitemap: str, sitemap_key: str, listed: list[str]
@@ -357,7 +362,6 @@ class Frontier:
         from_sitemap: str | None = None,
         was_record: bool = False,
     ) -> PageRequest:
-        self._count("harvester/record_requests")
         self.requested.add(canonical_url(url))
         return PageRequest(
             url=url,
@@ -379,6 +383,10 @@ class Frontier:
             return {}
         with self.engine.connect() as connection:
             return known_pages(connection, canonical_urls)
+
+    def _counted(self, requests: list[PageRequest]) -> list[PageRequest]:
+        self._count("harvester/record_requests", len(requests))
+        return requests
 
     def _count(self, key: str, count: int = 1) -> None:
         if count and self.stats is not None:

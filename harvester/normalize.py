@@ -465,6 +465,7 @@ _NOT_CONTENT = (
     "sitemap_lastmod",
     "sitemap_url",
     "text_repairs",
+    "content_hash",  # the hash itself
 )
 
 
@@ -496,6 +497,11 @@ def _plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
     return value
+
+
+def known_content_hash(record: Record) -> str:
+    """The record's content hash: the one its judgement computed, else computed now."""
+    return record.content_hash or content_hash(record)
 
 
 def content_hash(record: Record) -> str:

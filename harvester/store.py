@@ -44,7 +44,7 @@ from harvester.items import (
     Record,
     Rejection,
 )
-from harvester.normalize import content_hash, record_content
+from harvester.normalize import known_content_hash, record_content
 from harvester.urlstate import (
     DEFAULT_GAP_RETRY,
     DEFAULT_WITHDRAWAL,
@@ -519,7 +519,7 @@ class RecordWriter:
         replaced = self._records.get(record.ncj_number)
         if replaced is not None:  # a richer page of the same record: keep the poorer one's URL
             self._visits.append(visit_of(replaced[0]))
-        self._records[record.ncj_number] = (record, digest or content_hash(record))
+        self._records[record.ncj_number] = (record, digest or known_content_hash(record))
         if page is not None:
             self._pages[record.ncj_number] = page
         else:
