@@ -34,6 +34,7 @@ from sqlalchemy import Engine
 
 from harvester.entrypoints import Scope
 from harvester.incremental import RevisitPolicy, parse_lastmod
+from harvester.runsets import RunUrls
 from harvester.urls import canonical_url
 from harvester.urlstate import (
     KnownPage,
@@ -98,7 +99,7 @@ class Frontier:
         self.trust_index_lastmod = skip_unchanged_sitemaps and not (policy.full or policy.since)
         self.stats = stats
         # Canonical URLs of the record pages requested in this run: each is asked once.
-        self.requested: set[str] = set()
+        self.requested = RunUrls()
         self.sitemaps_waiting: deque[str] = deque()
         # Per sitemap read in this run: its index lastmod, entries, pages not answered yet,
         # and whether it must be read again (a page failed or is gone).

@@ -21,7 +21,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Any, Literal, TypeVar, get_args, get_type_hints
@@ -45,6 +45,7 @@ from harvester.items import (
     Rejection,
 )
 from harvester.normalize import known_content_hash, record_content
+from harvester.runsets import RunKeys
 from harvester.urlstate import (
     DEFAULT_GAP_RETRY,
     DEFAULT_WITHDRAWAL,
@@ -228,7 +229,7 @@ def write_batch(
     *,
     now: datetime,
     run_id: int | None,
-    counted: set[int],
+    counted: Container[int],
     visits: Sequence[PageVisit] = (),
     withdrawal: Withdrawal = DEFAULT_WITHDRAWAL,
     pages: Mapping[int, FetchedPage] | None = None,
@@ -498,7 +499,8 @@ class RecordWriter:
         self._quarantined: list[dict[str, Any]] = []
         self._visits: list[PageVisit] = []
         self._first_buffered: float | None = None
-        self._counted: set[int] = set()
+        # NCJ numbers counted in this run (see write_batch), out of memory (harvester.runsets).
+        self._counted = RunKeys()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvester-db")
         self._pending: list[Future[WriteCounts]] = []  # oldest first
         self._raised = 0  # writes that raised (a bug, not a database error)
@@ -791,7 +793,7 @@ class RecordWriter:
             # cached) may be relied on by the next one.
             self.history.codec.reset()
             raise
-        self._counted |= counts.counted
+        self._counted.update(counts.counted)
         self.last_written = time.monotonic()
         return counts
 

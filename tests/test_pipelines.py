@@ -76,16 +76,20 @@ def test_a_batch_sends_back_verdicts_without_bodies_and_fails_only_the_page_that
     )
     bad = FetchedResponse(url="no scheme", status=200, body=b"<html></html>", fetched_at=now_utc())
     first, failed, again = judge_batch([good, bad, good], keep_page=True)
-    assert isinstance(failed, RuntimeError) and "judging no scheme raised" in str(failed)
-    assert not isinstance(first, Exception) and first.page is not None
+    assert isinstance(failed, RuntimeError)
+    assert "judging no scheme raised" in str(failed)
+    assert not isinstance(first, Exception)
+    assert first.page is not None
     assert first.page.body == b""  # the crawl's process has it: it does not cross back
     judgement = with_body(first, good)
     whole = judge_fetched(good, keep_page=True)
     assert judgement.page == whole.page
-    assert judgement.record is not None and judgement.record.raw is not None
+    assert judgement.record is not None
+    assert judgement.record.raw is not None
     assert judgement.record.raw.fetched_page is judgement.page
     assert judgement.record.content_hash == whole.digest == judgement.digest
-    assert not isinstance(again, Exception) and again.record == whole.record
+    assert not isinstance(again, Exception)
+    assert again.record == whole.record
 
 
 @pytest.mark.parametrize("processes", ["0", "1"])
