@@ -126,7 +126,10 @@ def split_people(values: Iterable[str], *, commas: bool) -> list[str]:
     return names
 
 
-@lru_cache(maxsize=65536)
+# Bounded small: a judging process lives as long as the crawl, and 65,536 names cached
+# (about 30 MiB) made its memory grow with every record of a whole-site crawl; the names
+# worth caching are the few that recur.
+@lru_cache(maxsize=4096)
 def parse_person(name: str) -> Person:
     """Display name kept as shown; family, given and suffix parsed.
 

@@ -34,6 +34,8 @@ def temporary_database() -> sqlite3.Connection:
     # Nothing here must survive a crash: no journal, no syncing.
     connection.execute("PRAGMA journal_mode = OFF")
     connection.execute("PRAGMA synchronous = OFF")
+    # 1 MiB of pages cached (SQLite's default is 2): the file stays in the OS's cache anyway.
+    connection.execute("PRAGMA cache_size = -1024")
     return connection
 
 
