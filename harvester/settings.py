@@ -87,6 +87,8 @@ ITEM_PIPELINES = {
 }
 # Processes that judge fetched pages (parse, normalize, validate, hash) off the reactor
 # thread, so that fetching and judging use two cores; 0 judges them in the reactor thread.
+# Measured on 2 cores (docs/performance.md): 1 is as fast as 0 or faster, and faster than 2
+# (a second process takes the core the reactor thread and the writer need).
 HARVESTER_JUDGE_PROCESSES = 1
 EXTENSIONS = {
     # The run's owner: lock and heartbeat, writer, frontier, watchdog, counters, checks,
