@@ -116,12 +116,19 @@ def verdict(met: bool) -> str:
     return "met" if met else "NOT met"
 
 
+def machine_load() -> str:
+    """The cores and their load: the project uses two cores, the bare spider one, so the
+    ratio depends on how busy the machine is with other work."""
+    one, five, _ = os.getloadavg()
+    return f"{os.cpu_count()} cores, load average {one:.1f} (1 min), {five:.1f} (5 min)"
+
+
 def run_speed(records: int, rounds: int, naive_records: int, use_nginx: bool) -> int:
     with bench_site(records, use_nginx=use_nginx) as site, tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         print(
             f"crawl: site of {records} records, {site.pages} pages listed, served by"
-            f" {site.server} at {site.base_url}",
+            f" {site.server} at {site.base_url}; {machine_load()}",
             flush=True,
         )
         project: list[dict[str, Any]] = []
@@ -155,6 +162,7 @@ def run_speed(records: int, rounds: int, naive_records: int, use_nginx: bool) ->
             f" = {naive['rate']:.0f} records/s",
             flush=True,
         )
+    print(f"  after the runs: {machine_load()}", flush=True)
     project_rate = statistics.mean(a["rate"] for a in project)
     bare_rate = statistics.mean(b["rate"] for b in bare)
     to_bare = project_rate / bare_rate

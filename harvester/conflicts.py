@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harvester.items import LAYOUT_RANK, Record
+from harvester.runsets import temporary_database
 from harvester.urls import canonical_url
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class Sighting:
     layout_rank: int
     filled: int
     url: str
-    content_key: int  # the first 64 bits of the content hash
+    content_key: int  # the first 60 bits of the content hash (an SQLite INTEGER)
 
     @classmethod
     def of(cls, record: Record, digest: str) -> Sighting:
@@ -72,7 +73,7 @@ class Sighting:
             layout_rank=LAYOUT_RANK.get(record.layout, 0),
             filled=richness(record),
             url=record.source_url,
-            content_key=int(digest[:16], 16),
+            content_key=int(digest[:15], 16),
         )
 
 
@@ -106,23 +107,44 @@ class Verdict:
 
 
 class RunSightings:
-    """The page kept so far for each NCJ number of one run."""
+    """The page kept so far for each NCJ number of one run, in a temporary SQLite file
+    (harvester.runsets), so that a run's memory does not grow with its records."""
 
     def __init__(self) -> None:
-        self.kept: dict[int, Sighting] = {}
+        self._db = temporary_database()
+        self._db.execute(
+            "CREATE TABLE kept (ncj_number INTEGER PRIMARY KEY, layout_rank INTEGER,"
+            " filled INTEGER, url TEXT, content_key INTEGER)"
+        )
+
+    def kept(self, ncj_number: int) -> Sighting | None:
+        row = self._db.execute(
+            "SELECT layout_rank, filled, url, content_key FROM kept WHERE ncj_number = ?",
+            (ncj_number,),
+        ).fetchone()
+        return Sighting(*row) if row is not None else None
+
+    def _keep(self, ncj_number: int, page: Sighting) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO kept VALUES (?, ?, ?, ?, ?)",
+            (ncj_number, page.layout_rank, page.filled, page.url, page.content_key),
+        )
 
     def offer(self, record: Record, digest: str) -> Verdict:
         assert record.ncj_number is not None
         page = Sighting.of(record, digest)
-        previous = self.kept.get(record.ncj_number)
+        previous = self.kept(record.ncj_number)
         if previous is None:
-            self.kept[record.ncj_number] = page
+            self._keep(record.ncj_number, page)
             return Verdict(keep=True, conflict=None)
         keep, reason = preferred(page, previous)
         if keep:
-            self.kept[record.ncj_number] = page
+            self._keep(record.ncj_number, page)
         conflict = None
         if page.url != previous.url and page.content_key != previous.content_key:
             kept, dropped = (page, previous) if keep else (previous, page)
             conflict = Conflict(record.ncj_number, kept.url, dropped.url, reason)
         return Verdict(keep=keep, conflict=conflict)
+
+    def close(self) -> None:
+        self._db.close()

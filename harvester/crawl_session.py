@@ -30,6 +30,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,9 +48,10 @@ from harvester.db import create_engine_for, ensure_schema
 from harvester.entrypoints import Scope
 from harvester.errors import CrawlAlreadyRunning, DatabaseUnavailable, SchemaError
 from harvester.frontier import Frontier
-from harvester.items import FetchedPage, PageVisit, Record, Rejection
+from harvester.items import FetchedPage, FetchedResponse, PageVisit, Record, Rejection
 from harvester.monitoring import (
     OK_FINISH_REASONS,
+    PIPELINE_ERROR_GAPS,
     Thresholds,
     check_run,
     check_run_integrity,
@@ -100,6 +102,7 @@ class CrawlRun:
         self.judge_processes = settings.getint("HARVESTER_JUDGE_PROCESSES")
         self._judge_pool: ProcessPoolExecutor | None = None
         self._judge_pool_breaks = 0
+        self._coverage: Counter[str] = Counter()  # "records" and fields: see item_scraped
         self.closed = False
         self.stop_reason: str | None = None  # why the run stopped itself
         self.stop_message: str | None = None
@@ -240,17 +243,33 @@ class CrawlRun:
     # --- while it runs -----------------------------------------------------------------
 
     def item_scraped(self, item: object, response: object, spider: Spider) -> None:
-        # Field coverage of the stored records, for the drift checks (harvester.monitoring).
-        if isinstance(item, Record) and self.crawler.stats is not None:
-            stats = self.crawler.stats
-            stats.inc_value("harvester/coverage/records")
-            for name in covered_fields(item):
-                stats.inc_value(f"harvester/coverage/{name}")
+        # Field coverage of the stored records, for the drift checks (harvester.monitoring):
+        # counted here and put in the stats at close, as a stat per field per record costs
+        # the reactor thread more than the rest of this.
+        if isinstance(item, Record):
+            self._coverage["records"] += 1
+            self._coverage.update(covered_fields(item))
 
-    def item_error(self, item: object, response: object, spider: Spider, failure: object) -> None:
-        # An exception in a pipeline (not a DropItem) leaves no stat of its own in Scrapy.
-        if self.crawler.stats is not None:
-            self.crawler.stats.inc_value("harvester/item_errors")
+    def item_error(self, item: object, response: object, spider: Spider, failure: Any) -> None:
+        """An exception in a pipeline (not a DropItem): Scrapy logs it and goes on, so the
+        record of a page it struck would be lost without a trace. Its URL becomes a gap
+        (store_error, the exception in its detail) that the next run retries first, and the
+        run fails its checks (harvester.monitoring.missing_records)."""
+        stats = self.crawler.stats
+        if stats is not None:
+            stats.inc_value("harvester/item_errors")
+        gap = lost_record_page(item, failure)
+        if gap is None:
+            return
+        if stats is not None:
+            stats.inc_value(PIPELINE_ERROR_GAPS)
+        logger.error(
+            "Record page not stored (%s): %s; the next run retries it", gap.gap_detail, gap.url
+        )
+        if self.frontier is not None and isinstance(item, FetchedResponse):
+            self.frontier.not_stored(item.from_sitemap)
+        if self.writer is not None:
+            self.note_visit(gap)
 
     def _refused_writes(self, message: str) -> None:
         """From the writer thread: the database takes no writes."""
@@ -391,6 +410,9 @@ class CrawlRun:
             self._judge_pool.shutdown(wait=True, cancel_futures=True)
             self._judge_pool = None
         stats = self.crawler.stats
+        if stats is not None:
+            for name, count in self._coverage.items():
+                stats.inc_value(f"harvester/coverage/{name}", count)
         if self.writer is not None:
             counts = self.writer.close()
             if stats is not None:
@@ -544,6 +566,31 @@ class CrawlRun:
             rows = connection.execute(query).all()
         healthy = [{"coverage": row.coverage} for row in rows if not row.alerts]
         return healthy[: thresholds.history]
+
+
+def lost_record_page(item: object, failure: Any) -> PageVisit | None:
+    """The gap a record page leaves when a pipeline raised on it: at the URL as requested (the
+    one the next run looks up); None for an item that is no record page."""
+    if isinstance(item, FetchedResponse):
+        url, status, sitemap_url = item.requested_url, item.status, item.sitemap_url
+    elif isinstance(item, Record):
+        url, status, sitemap_url = (
+            item.requested_url or item.source_url,
+            item.status,
+            item.sitemap_url,
+        )
+    else:
+        return None
+    error = getattr(failure, "value", failure)
+    return PageVisit(
+        url=url,
+        status=status,
+        fetched_at=now_utc(),
+        kind="failed",
+        gap_reason="store_error",
+        gap_detail=f"a pipeline raised {type(error).__name__}: {error}"[:500],
+        sitemap_url=sitemap_url,
+    )
 
 
 def judging_process_started(crawl_pid: int) -> None:

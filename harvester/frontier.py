@@ -34,6 +34,7 @@ from sqlalchemy import Engine
 
 from harvester.entrypoints import Scope
 from harvester.incremental import RevisitPolicy, parse_lastmod
+from harvester.runsets import RunUrls
 from harvester.urls import canonical_url
 from harvester.urlstate import (
     KnownPage,
@@ -98,7 +99,7 @@ class Frontier:
         self.trust_index_lastmod = skip_unchanged_sitemaps and not (policy.full or policy.since)
         self.stats = stats
         # Canonical URLs of the record pages requested in this run: each is asked once.
-        self.requested: set[str] = set()
+        self.requested = RunUrls()
         self.sitemaps_waiting: deque[str] = deque()
         # Per sitemap read in this run: its index lastmod, entries, pages not answered yet,
         # and whether it must be read again (a page failed or is gone).
@@ -154,13 +155,15 @@ class Frontier:
                     "Retrying %d URL(s) whose record is not stored yet (see `harvester coverage`)",
                     len(pairs),
                 )
-        return requests
+        return self._counted(requests)
 
     def named_requests(self, urls: list[str]) -> list[PageRequest]:
         """Pages asked for by name: always requested, conditionally."""
         keys = [canonical_url(url) for url in urls]
         known = self._known(keys)
-        return [self._request(url, known.get(key)) for url, key in zip(urls, keys, strict=True)]
+        return self._counted(
+            [self._request(url, known.get(key)) for url, key in zip(urls, keys, strict=True)]
+        )
 
     def revalidation_requests(self) -> list[PageRequest]:
         """This run's share of the stored records, re-checked conditionally (a 304 costs no
@@ -174,9 +177,12 @@ class Frontier:
         pairs = self._not_requested_yet(due)
         known = self._known([key for _, key in pairs])
         self._count("harvester/revalidations", len(pairs))
-        return [
-            self._request(url, known.get(key), priority=REVALIDATION_PRIORITY) for url, key in pairs
-        ]
+        return self._counted(
+            [
+                self._request(url, known.get(key), priority=REVALIDATION_PRIORITY)
+                for url, key in pairs
+            ]
+        )
 
     def listing_requests(self, urls: list[str]) -> tuple[list[PageRequest], bool]:
         """The record pages of a listing page to request, and whether to read its next page.
@@ -196,7 +202,7 @@ class Frontier:
                 requests.append(self._request(url, page))
             else:
                 self._count("harvester/skipped_unchanged")
-        return requests, bool(not urls or new or self.policy.full)
+        return self._counted(requests), bool(not urls or new or self.policy.full)
 
     def sitemap_requests(
         self, sitemap: str, entries: list[tuple[str, str | None]]
@@ -232,7 +238,7 @@ class Frontier:
         self._count("harvester/skipped_unchanged", skipped)
         if entries and sitemap not in self._to_reread:  # read to the end, undamaged
             requests += self._dropped_requests(sitemap, sitemap_key, keys)
-        return requests
+        return self._counted(requests)
 
     def _dropped_requests(
         self, sitemap: str, sitemap_key: str, listed: list[str]
@@ -315,6 +321,12 @@ class Frontier:
         if from_sitemap is not None and was_record:
             self._to_reread.add(from_sitemap)
 
+    def not_stored(self, from_sitemap: str | None) -> None:
+        """A page of this sitemap was answered but its record was lost (a pipeline raised):
+        read the sitemap again next run."""
+        if from_sitemap is not None:
+            self._to_reread.add(from_sitemap)
+
     def unreadable(self, sitemap: str) -> None:
         """A sitemap that could not be read (or only in part): read it again next run."""
         self._to_reread.add(sitemap)
@@ -351,7 +363,6 @@ class Frontier:
         from_sitemap: str | None = None,
         was_record: bool = False,
     ) -> PageRequest:
-        self._count("harvester/record_requests")
         self.requested.add(canonical_url(url))
         return PageRequest(
             url=url,
@@ -373,6 +384,10 @@ class Frontier:
             return {}
         with self.engine.connect() as connection:
             return known_pages(connection, canonical_urls)
+
+    def _counted(self, requests: list[PageRequest]) -> list[PageRequest]:
+        self._count("harvester/record_requests", len(requests))
+        return requests
 
     def _count(self, key: str, count: int = 1) -> None:
         if count and self.stats is not None:

@@ -223,6 +223,9 @@ class Record:
     # Mojibake or a mislabelled charset repaired while reading the page (RawRecord).
     text_repairs: list[str] = field(default_factory=list)
     raw: RawRecord | None = field(default=None, repr=False, compare=False)
+    # The content hash (harvester.normalize.content_hash) as the judgement computed it, so
+    # that de-duplicating and writing do not hash the record again; None: not computed yet.
+    content_hash: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def part_of(self) -> int | None:

@@ -94,11 +94,12 @@ def judge_raw(raw: RawRecord) -> Judgement:
             page=raw.fetched_page,
             unknown_labels=unknown,
         )
+    record.content_hash = content_hash(record)
     return Judgement(
         url=raw.final_url,
         verdict="record",
         record=record,
-        digest=content_hash(record),
+        digest=record.content_hash,
         page=raw.fetched_page,
         unknown_labels=unknown,
     )

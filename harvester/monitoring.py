@@ -173,6 +173,9 @@ def check_run(
 # database refused is quarantined as store_error, like one that failed validation, and a page
 # that shows no record has a check of its own: the quarantine and unrecognised rates.)
 MISSING_REASONS = tuple(r for r in get_args(GapReason) if r not in PAGE_VERDICTS)
+# Record pages fetched whose record a pipeline lost by raising (a bug, not a verdict on the
+# page): gaps too (store_error in the ledger), counted apart from the database's refusals.
+PIPELINE_ERROR_GAPS = "harvester/gaps/pipeline_error"
 
 
 def missing_records(stats: Mapping[str, Any], thresholds: Thresholds) -> list[str]:
@@ -184,13 +187,22 @@ def missing_records(stats: Mapping[str, Any], thresholds: Thresholds) -> list[st
         if stats.get(f"harvester/gaps/{reason}")
     }
     missing = sum(by_reason.values())
-    if missing <= thresholds.max_missing:
+    lost = int(stats.get(PIPELINE_ERROR_GAPS, 0))
+    if missing + lost <= thresholds.max_missing:
         return []
-    reasons = ", ".join(f"{count} {reason}" for reason, count in by_reason.items())
-    return [
-        f"{missing} record page(s) could not be fetched ({reasons}): the next run "
-        "retries them first; `harvester coverage` lists every gap"
-    ]
+    alerts = []
+    if missing:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in by_reason.items())
+        alerts.append(
+            f"{missing} record page(s) could not be fetched ({reasons}): the next run "
+            "retries them first; `harvester coverage` lists every gap"
+        )
+    if lost:
+        alerts.append(
+            f"{lost} record page(s) were fetched but not stored: an item pipeline raised on "
+            "them (the log shows where); the next run retries them first"
+        )
+    return alerts
 
 
 # Finish reasons of runs that stopped themselves (harvester.crawl_session): none is "ok".

@@ -126,7 +126,10 @@ def split_people(values: Iterable[str], *, commas: bool) -> list[str]:
     return names
 
 
-@lru_cache(maxsize=65536)
+# Bounded small: a judging process lives as long as the crawl, and 65,536 names cached
+# (about 30 MiB) made its memory grow with every record of a whole-site crawl; the names
+# worth caching are the few that recur.
+@lru_cache(maxsize=4096)
 def parse_person(name: str) -> Person:
     """Display name kept as shown; family, given and suffix parsed.
 
@@ -465,6 +468,7 @@ _NOT_CONTENT = (
     "sitemap_lastmod",
     "sitemap_url",
     "text_repairs",
+    "content_hash",  # the hash itself
 )
 
 
@@ -496,6 +500,11 @@ def _plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
     return value
+
+
+def known_content_hash(record: Record) -> str:
+    """The record's content hash: the one its judgement computed, else computed now."""
+    return record.content_hash or content_hash(record)
 
 
 def content_hash(record: Record) -> str:

@@ -14,7 +14,11 @@ write goes through its interface, none through another pipeline.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
+import traceback
+from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -27,7 +31,7 @@ from harvester.conflicts import RunSightings
 from harvester.crawl_session import CrawlRun, run_of
 from harvester.items import FetchedResponse, PageVisit, Record
 from harvester.judge import Judgement, judge_response
-from harvester.normalize import content_hash
+from harvester.normalize import known_content_hash
 from harvester.urlstate import visit_of
 
 logger = logging.getLogger(__name__)
@@ -67,14 +71,133 @@ def judge_fetched(fetched: FetchedResponse, keep_page: bool) -> Judgement:
     return judge_response(response_of(fetched), keep_page=keep_page, fetched_at=fetched.fetched_at)
 
 
+def judge_batch(pages: list[FetchedResponse], keep_page: bool) -> list[Judgement | RuntimeError]:
+    """In a judging process: the verdicts on a batch of pages, in order.
+
+    A kept page comes back without its body, which the crawl's process has already (see
+    ``with_body``): only the verdict crosses back. A page whose judgement raised (a parser
+    bug) gets the error, so that it alone fails, not the batch.
+    """
+    verdicts: list[Judgement | RuntimeError] = []
+    for fetched in pages:
+        try:
+            judgement = judge_fetched(fetched, keep_page)
+        except Exception as error:  # handed back to that page's pipeline run, with its trace
+            trace = "".join(traceback.format_exception(error))
+            verdicts.append(RuntimeError(f"judging {fetched.url} raised:\n{trace}"))
+            continue
+        if judgement.page is not None:
+            judgement.page = dataclasses.replace(judgement.page, body=b"")
+            if judgement.record is not None and judgement.record.raw is not None:
+                judgement.record.raw.fetched_page = judgement.page
+        verdicts.append(judgement)
+    return verdicts
+
+
+def with_body(judgement: Judgement, fetched: FetchedResponse) -> Judgement:
+    """A judgement from ``judge_batch`` with its kept page's body put back."""
+    if judgement.page is not None and not judgement.page.body:
+        judgement.page = dataclasses.replace(judgement.page, body=fetched.body)
+        if judgement.record is not None and judgement.record.raw is not None:
+            judgement.record.raw.fetched_page = judgement.page
+    return judgement
+
+
+class JudgingQueue:
+    """Sends fetched pages to the run's judging processes in batches.
+
+    One page per task costs the reactor thread more than judging it: every task is handed
+    over and answered by the pool's own threads, each waiting for the GIL the reactor thread
+    holds, and meanwhile the judging process waits idle. So the pages that arrive while the
+    processes are busy wait here and go together: each process has at most two batches
+    (one it judges, the next), and a batch holds at most ``max_batch`` pages.
+    """
+
+    def __init__(self, run: CrawlRun, keep_pages: bool, max_batch: int = 32) -> None:
+        self.run = run
+        self.keep_pages = keep_pages
+        self.max_batch = max_batch
+        self.waiting: list[tuple[FetchedResponse, asyncio.Future[Judgement]]] = []
+        self.in_flight = 0
+
+    async def judge(self, fetched: FetchedResponse) -> Judgement:
+        future: asyncio.Future[Judgement] = asyncio.get_running_loop().create_future()
+        self.waiting.append((fetched, future))
+        self._send()
+        return await future
+
+    def _send(self) -> None:
+        while self.waiting:
+            pool = self.run.judge_pool()
+            if pool is None:  # no processes (any more): judge here
+                batch, self.waiting = self.waiting, []
+                for fetched, future in batch:
+                    self._judge_here(future, fetched)
+                return
+            if self.in_flight >= 2 * self.run.judge_processes and (
+                len(self.waiting) < self.max_batch
+            ):
+                return  # the processes are busy: gather more pages
+            batch = self.waiting[: self.max_batch]
+            del self.waiting[: self.max_batch]
+            try:
+                submitted = pool.submit(
+                    judge_batch, [fetched for fetched, _ in batch], self.keep_pages
+                )
+            except BrokenProcessPool:  # it died before this batch: the next goes to a new one
+                self.run.judge_pool_broke(pool)
+                for fetched, future in batch:
+                    self._judge_here(future, fetched)
+                continue
+            self.in_flight += 1
+            task = asyncio.wrap_future(submitted)
+            task.add_done_callback(functools.partial(self._answered, pool, batch))
+
+    def _answered(
+        self,
+        pool: Executor,
+        batch: list[tuple[FetchedResponse, asyncio.Future[Judgement]]],
+        done: asyncio.Future[list[Judgement | RuntimeError]],
+    ) -> None:
+        self.in_flight -= 1
+        error = done.exception() if not done.cancelled() else None
+        if done.cancelled() or isinstance(error, BrokenProcessPool):
+            if isinstance(error, BrokenProcessPool):
+                self.run.judge_pool_broke(pool)
+            # Its pages are judged again here (the next batches go to a new pool).
+            for fetched, future in batch:
+                self._judge_here(future, fetched)
+        elif error is not None:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+        else:
+            for (fetched, future), verdict in zip(batch, done.result(), strict=True):
+                if future.done():
+                    continue
+                if isinstance(verdict, Exception):
+                    future.set_exception(verdict)
+                else:
+                    future.set_result(with_body(verdict, fetched))
+        self._send()
+
+    def _judge_here(self, future: asyncio.Future[Judgement], fetched: FetchedResponse) -> None:
+        if future.done():
+            return
+        try:
+            future.set_result(judge_fetched(fetched, self.keep_pages))
+        except Exception as error:
+            future.set_exception(error)
+
+
 class JudgePipeline:
     """A fetched page -> a record, a quarantined record, or URL state (harvester.judge).
 
     Raw pages are kept with their records when HARVESTER_STORE_RAW_PAGES says so. The
     judgement (parse, normalize, validate, hash: most of the CPU a page costs) is made in the
-    run's judging processes (HARVESTER_JUDGE_PROCESSES), so the reactor thread is left to
-    fetch; a judgement depends on its page alone, so the order they come back in is of no
-    matter. A page whose judging process died is judged here instead.
+    run's judging processes (HARVESTER_JUDGE_PROCESSES), in batches (``JudgingQueue``), so the
+    reactor thread is left to fetch; a judgement depends on its page alone, so the order they
+    come back in is of no matter. A page whose judging process died is judged here instead.
     """
 
     def __init__(self, crawler: Crawler, run: CrawlRun) -> None:
@@ -82,7 +205,7 @@ class JudgePipeline:
         self.run = run
         self.keep_pages = crawler.settings.getbool("HARVESTER_STORE_RAW_PAGES")
         # Awaiting a process's answer needs asyncio's loop (Scrapy's default reactor).
-        self.off_thread = is_asyncio_available()
+        self.queue = JudgingQueue(run, self.keep_pages) if is_asyncio_available() else None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> JudgePipeline:
@@ -91,17 +214,9 @@ class JudgePipeline:
     async def process_item(self, item: Any) -> Any:
         if not isinstance(item, FetchedResponse):
             return item
-        return self.verdict(item, await self.judge(item))
-
-    async def judge(self, fetched: FetchedResponse) -> Judgement:
-        pool = self.run.judge_pool() if self.off_thread else None
-        if pool is None:
-            return judge_fetched(fetched, self.keep_pages)
-        try:
-            return await asyncio.wrap_future(pool.submit(judge_fetched, fetched, self.keep_pages))
-        except BrokenProcessPool:
-            self.run.judge_pool_broke(pool)
-            return judge_fetched(fetched, self.keep_pages)
+        if self.queue is None:
+            return self.verdict(item, judge_fetched(item, self.keep_pages))
+        return self.verdict(item, await self.queue.judge(item))
 
     def verdict(self, fetched: FetchedResponse, judgement: Judgement) -> Record | PageVisit:
         """What a judgement passes on (or drops), counted where runs are looked at."""
@@ -163,7 +278,7 @@ class DedupePipeline:
     def process_item(self, item: Any) -> Any:
         if not isinstance(item, Record) or item.ncj_number is None:
             return item
-        verdict = self.sightings.offer(item, content_hash(item))
+        verdict = self.sightings.offer(item, known_content_hash(item))
         if verdict.conflict is not None:
             logger.info("Conflict: %s", verdict.conflict)
             self.crawler.stats.inc_value("harvester/conflicts")

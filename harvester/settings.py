@@ -74,9 +74,10 @@ COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False
 REMOTE_CONTROL_ENABLED = False
 
-# One item per record page: Scrapy's default of 100 concurrent items per response only adds
-# scheduling overhead here (scrapy#5182).
-CONCURRENT_ITEMS = 8
+# One item per record page: Scrapy starts CONCURRENT_ITEMS asyncio tasks per response to
+# process its items (its default, 100, costs a crawl about a fifth of its time, scrapy#5182),
+# and more than one buys nothing here.
+CONCURRENT_ITEMS = 1
 
 # A fetched page -> a verdict -> one record per NCJ number -> the database (pipelines.py).
 ITEM_PIPELINES = {
@@ -86,6 +87,8 @@ ITEM_PIPELINES = {
 }
 # Processes that judge fetched pages (parse, normalize, validate, hash) off the reactor
 # thread, so that fetching and judging use two cores; 0 judges them in the reactor thread.
+# Measured on 2 cores (docs/performance.md): 1 is as fast as 0 or faster, and faster than 2
+# (a second process takes the core the reactor thread and the writer need).
 HARVESTER_JUDGE_PROCESSES = 1
 EXTENSIONS = {
     # The run's owner: lock and heartbeat, writer, frontier, watchdog, counters, checks,

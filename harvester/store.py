@@ -21,7 +21,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from functools import partial
@@ -45,7 +45,8 @@ from harvester.items import (
     Record,
     Rejection,
 )
-from harvester.normalize import content_hash, record_content
+from harvester.normalize import known_content_hash, record_content
+from harvester.runsets import RunKeys
 from harvester.urlstate import (
     DEFAULT_GAP_RETRY,
     DEFAULT_WITHDRAWAL,
@@ -229,7 +230,7 @@ def write_batch(
     *,
     now: datetime,
     run_id: int | None,
-    counted: set[int],
+    counted: Container[int],
     visits: Sequence[PageVisit] = (),
     withdrawal: Withdrawal = DEFAULT_WITHDRAWAL,
     pages: Mapping[int, FetchedPage] | None = None,
@@ -499,7 +500,8 @@ class RecordWriter:
         self._quarantined: list[dict[str, Any]] = []
         self._visits: list[PageVisit] = []
         self._first_buffered: float | None = None
-        self._counted: set[int] = set()
+        # NCJ numbers counted in this run (see write_batch), out of memory (harvester.runsets).
+        self._counted = RunKeys()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvester-db")
         self._pending: list[Future[WriteCounts]] = []  # oldest first
         self._raised = 0  # writes that raised (a bug, not a database error)
@@ -520,7 +522,7 @@ class RecordWriter:
         replaced = self._records.get(record.ncj_number)
         if replaced is not None:  # a richer page of the same record: keep the poorer one's URL
             self._visits.append(visit_of(replaced[0]))
-        self._records[record.ncj_number] = (record, digest or content_hash(record))
+        self._records[record.ncj_number] = (record, digest or known_content_hash(record))
         if page is not None:
             self._pages[record.ncj_number] = page
         else:
@@ -790,7 +792,7 @@ class RecordWriter:
             # cached) may be relied on by the next one.
             self.history.codec.reset()
             raise
-        self._counted |= counts.counted
+        self._counted.update(counts.counted)
         self.last_written = time.monotonic()
         return counts
 

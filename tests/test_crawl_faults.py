@@ -4,6 +4,7 @@ answering, a second SIGINT, killed PostgreSQL connections, a database turned rea
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select, text
@@ -18,9 +20,10 @@ from sqlalchemy.orm import Session
 
 from harvester import models
 from harvester.db import create_engine_for, ensure_schema
+from harvester.items import FetchedResponse, Record
 from harvester.localsite import SiteHandle, serve_site
 from harvester.runlock import _PG_CRAWL_LOCK_KEY
-from harvester.urls import is_record_url
+from harvester.urls import canonical_url, is_record_url
 from tests.conftest import postgres_database
 from tests.support import hold_sqlite_write_lock, migrated, scrapy_crawl, start_scrapy_crawl
 
@@ -116,6 +119,66 @@ def test_a_record_refused_in_the_first_batch_costs_that_record_only(
             len(numbers) - 1,
             len(rejected) + 1,
         )
+    finally:
+        engine.dispose()
+
+
+class RaiseAtOnePage:
+    """An item pipeline with a bug that strikes one record page (setting TEST_RAISE_AT, the
+    URL as requested), on the page as fetched or on its record (TEST_RAISE_ON)."""
+
+    def __init__(self, url: str, on: str) -> None:
+        self.url, self.on = url, on
+
+    @classmethod
+    def from_crawler(cls, crawler: Any) -> RaiseAtOnePage:
+        return cls(crawler.settings.get("TEST_RAISE_AT"), crawler.settings.get("TEST_RAISE_ON"))
+
+    def process_item(self, item: Any) -> Any:
+        kind = {FetchedResponse: "page", Record: "record"}.get(type(item))
+        if kind == self.on and getattr(item, "requested_url", None) == self.url:
+            raise ValueError("a bug in a pipeline")
+        return item
+
+
+@pytest.mark.parametrize(("on", "order"), [("page", 50), ("record", 350)])
+def test_a_pipeline_that_raises_on_a_record_page_leaves_a_gap_and_fails_the_run(
+    site: SiteHandle, tmp_path: Path, on: str, order: int
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'raises.sqlite'}"
+    engine = schema_for(database_url)
+    numbers = record_numbers(site)
+    (struck,) = [t for t in site.truth() if t["kind"] == "record" and t["publication"] is None][5:6]
+    pipelines = {
+        "harvester.pipelines.JudgePipeline": 100,
+        "harvester.pipelines.DedupePipeline": 300,
+        "harvester.pipelines.StorePipeline": 400,
+        f"{__name__}.RaiseAtOnePage": order,
+    }
+    settings = {
+        "ITEM_PIPELINES": json.dumps(pipelines),
+        "TEST_RAISE_AT": struck["url"],
+        "TEST_RAISE_ON": on,
+    }
+    try:
+        done = scrapy_crawl(database_url, f"sitemap={site.base_url}/sitemap.xml", settings=settings)
+        assert done.returncode == 3, done.stderr[-3000:]
+        assert stored(engine) == [n for n in numbers if n != struck["ncj_number"]]
+        with Session(engine) as session:
+            gap = session.scalars(
+                select(models.RecordUrl).where(models.RecordUrl.gap_reason == "store_error")
+            ).one()
+        assert gap.url == canonical_url(struck["url"])
+        assert "ValueError: a bug in a pipeline" in (gap.gap_detail or "")
+        (run,) = runs(engine)
+        assert run.finish_reason == "finished"
+        assert any("1 record page(s) were fetched but not stored" in a for a in run.alerts)
+        assert run.errors >= 1
+
+        # Without the bug, the next run retries the gap first and stores the record.
+        again = scrapy_crawl(database_url, f"sitemap={site.base_url}/sitemap.xml")
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert stored(engine) == numbers
     finally:
         engine.dispose()
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from harvester import models
 from harvester.items import FetchedResponse
 from harvester.localsite import serve_site
-from harvester.pipelines import judge_fetched
+from harvester.pipelines import judge_batch, judge_fetched, with_body
 from harvester.store import now_utc
 from tests.support import assert_matches_truth, crawl, start_scrapy_crawl
 
@@ -63,6 +63,33 @@ def test_a_judgement_made_from_the_fetched_page_reads_its_meta() -> None:
     assert judgement.page is not None
     assert judgement.page.body == fetched.body
     assert judge_fetched(fetched, keep_page=False).page is None
+
+
+def test_a_batch_sends_back_verdicts_without_bodies_and_fails_only_the_page_that_raised() -> None:
+    page = next(iter(sorted((Path(__file__).parent / "fixtures" / "pages").glob("*.html"))))
+    good = FetchedResponse(
+        url="https://www.ojp.gov/ncjrs/virtual-library/abstracts/x",
+        status=200,
+        body=page.read_bytes(),
+        fetched_at=now_utc(),
+        content_type="text/html; charset=utf-8",
+    )
+    bad = FetchedResponse(url="no scheme", status=200, body=b"<html></html>", fetched_at=now_utc())
+    first, failed, again = judge_batch([good, bad, good], keep_page=True)
+    assert isinstance(failed, RuntimeError)
+    assert "judging no scheme raised" in str(failed)
+    assert not isinstance(first, Exception)
+    assert first.page is not None
+    assert first.page.body == b""  # the crawl's process has it: it does not cross back
+    judgement = with_body(first, good)
+    whole = judge_fetched(good, keep_page=True)
+    assert judgement.page == whole.page
+    assert judgement.record is not None
+    assert judgement.record.raw is not None
+    assert judgement.record.raw.fetched_page is judgement.page
+    assert judgement.record.content_hash == whole.digest == judgement.digest
+    assert not isinstance(again, Exception)
+    assert again.record == whole.record
 
 
 @pytest.mark.parametrize("processes", ["0", "1"])

@@ -1,0 +1,31 @@
+"""The run's sets kept out of memory (harvester.runsets)."""
+
+from __future__ import annotations
+
+from harvester.runsets import RunKeys, RunUrls, url_key
+
+
+def test_keys_are_a_set_of_64_bit_integers() -> None:
+    keys = RunKeys()
+    keys.add(2**63 - 1)
+    keys.add(-(2**63))
+    keys.update([5, 6, 5])
+    keys.add(6)
+    assert len(keys) == 4
+    assert 2**63 - 1 in keys
+    assert -(2**63) in keys
+    assert 5 in keys
+    assert 7 not in keys
+    keys.close()
+
+
+def test_urls_are_kept_by_key() -> None:
+    urls = RunUrls()
+    urls.add("https://www.ojp.gov/ncjrs/virtual-library/abstracts/a")
+    urls.add("https://www.ojp.gov/ncjrs/virtual-library/abstracts/a")
+    assert len(urls) == 1
+    assert "https://www.ojp.gov/ncjrs/virtual-library/abstracts/a" in urls
+    assert "https://www.ojp.gov/ncjrs/virtual-library/abstracts/b" not in urls
+    assert 1 not in urls
+    assert url_key("a") != url_key("b")
+    assert -(2**63) <= url_key("a") < 2**63
