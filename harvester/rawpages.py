@@ -18,8 +18,8 @@ dictionary trains one (``raw_page_dictionaries``); later pages use the newest di
 pages written before there was one are compressed without. A dictionary stays valid forever
 (pages name theirs); if the site's chrome changes, pages still compress, only less well.
 
-Storing is decided by the spider (setting ``HARVESTER_STORE_RAW_PAGES``), which hands the page
-on with its ``RawRecord``; the writer stores it with the batch that references it and forgets
+Storing is decided by the judging pipeline (setting ``HARVESTER_STORE_RAW_PAGES``), which hands
+the page on with its record; the writer stores it with the batch that references it and forgets
 it. ``response_for`` turns a stored page back into the Scrapy response the crawl parsed, so a
 re-parse goes through ``harvester.parsing.parse_page`` exactly as the crawl did.
 """
