@@ -65,9 +65,10 @@ from harvester.store import (
 )
 
 try:  # Python >= 3.14; the backport before, as in harvester.rawpages
+    # mypy checks as 3.11 (pyproject.toml), whose standard library has no compression package
     from compression import zstd  # type: ignore[import-not-found]
 except ImportError:
-    from backports import zstd  # type: ignore[no-redef, unused-ignore]
+    from backports import zstd
 
 logger = logging.getLogger(__name__)
 
