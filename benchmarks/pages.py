@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import lxml.html
 from lxml import etree
 from scrapy.http import HtmlResponse, Request
@@ -15,13 +17,10 @@ _CHROME = etree.XPath(
 )
 
 
-def bench_pages(count: int, *, lean: bool, seed: int = 1) -> list[tuple[str, bytes]]:
-    """(url, body) of `count` record pages of the generated site, every layout included.
-
-    lean: navigation, scripts and footers stripped (about 9 KiB instead of 30-45 KiB).
-    """
+def site_pages(count: int, seed: int) -> Iterator[tuple[str, bytes]]:
+    """(url, body) of `count` record pages of the generated site, every layout included (every
+    other record with a publication page shown by it), one at a time."""
     site = Site(records=count, seed=seed)
-    pages: list[tuple[str, bytes]] = []
     for index in range(count):
         truth = site.truth_entry(index, BASE_URL)
         if truth["layout"] == "current":
@@ -31,13 +30,22 @@ def bench_pages(count: int, *, lean: bool, seed: int = 1) -> list[tuple[str, byt
         if truth["publication"] and index % 2:
             html = site.render_publication(index, BASE_URL)
             truth = truth["publication"]
-        body = html.encode("utf-8")
+        yield truth["url"], html.encode("utf-8")
+
+
+def bench_pages(count: int, *, lean: bool, seed: int = 1) -> list[tuple[str, bytes]]:
+    """(url, body) of `count` record pages of the generated site, every layout included.
+
+    lean: navigation, scripts and footers stripped (about 9 KiB instead of 30-45 KiB).
+    """
+    pages: list[tuple[str, bytes]] = []
+    for url, body in site_pages(count, seed):
         if lean:
             tree = lxml.html.fromstring(body)
             for element in _CHROME(tree):
                 element.drop_tree()
             body = lxml.html.tostring(tree, encoding="utf-8")
-        pages.append((truth["url"], body))
+        pages.append((url, body))
     return pages
 
 

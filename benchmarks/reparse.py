@@ -30,34 +30,22 @@ from typing import Any
 
 from scrapy.http import HtmlResponse, Request
 
+from benchmarks.pages import site_pages
 from benchmarks.process import REPO, last_json_line, measure
 from benchmarks.storage import upper_case_publication_types
 from harvester.db import create_engine_for, ensure_schema
 from harvester.judge import judge_response
-from harvester.localsite.generator import Site
 from harvester.parsing import PARSER_VERSION
 from harvester.reparse import reparse
 from harvester.store import RecordWriter
 
-BASE_URL = "http://127.0.0.1:8000"
 
-
-def site_pages(count: int, seed: int) -> Iterator[HtmlResponse]:
+def site_responses(count: int, seed: int) -> Iterator[HtmlResponse]:
     """The record pages of a generated site as the downloader builds them, one at a time."""
-    site = Site(records=count, seed=seed)
-    for index in range(count):
-        truth = site.truth_entry(index, BASE_URL)
-        if truth["layout"] == "current":
-            html = site.render_current(index, BASE_URL)
-        else:
-            html = site.render_legacy(index, BASE_URL)
-        if truth["publication"] and index % 2:
-            html = site.render_publication(index, BASE_URL)
-            truth = truth["publication"]
-        url = truth["url"]
+    for url, body in site_pages(count, seed):
         yield HtmlResponse(
             url=url,
-            body=html.encode("utf-8"),
+            body=body,
             headers={"Content-Type": "text/html; charset=utf-8"},
             request=Request(url),
         )
@@ -69,7 +57,7 @@ def build_database(path: Path, records: int, seed: int) -> int:
     try:
         ensure_schema(engine, auto_migrate=True)
         writer = RecordWriter(engine, run_id=None, batch_size=500, batch_seconds=float("inf"))
-        for response in site_pages(records, seed):
+        for response in site_responses(records, seed):
             judgement = judge_response(response)
             if judgement.verdict != "record":
                 continue
