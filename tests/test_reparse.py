@@ -209,11 +209,8 @@ def page_record(name: str) -> tuple[Record, FetchedPage]:
     return normalize_record(raw), page
 
 
-def test_a_page_that_no_longer_passes_keeps_its_record_and_is_quarantined(
-    engine: Engine,
-) -> None:
-    ensure_schema(engine, auto_migrate=True)
-    written = [page_record(name) for name in ("current_78126", "current_191386", "legacy_70780")]
+def store_with_pages(engine: Engine, written: list[tuple[Record, FetchedPage]]) -> None:
+    """The records written as a crawl writes them, each with its stored page."""
     with engine.begin() as connection:
         write_batch(
             connection,
@@ -224,6 +221,14 @@ def test_a_page_that_no_longer_passes_keeps_its_record_and_is_quarantined(
             counted=set(),
             pages={record.ncj_number: page for record, page in written if record.ncj_number},
         )
+
+
+def test_a_page_that_no_longer_passes_keeps_its_record_and_is_quarantined(
+    engine: Engine,
+) -> None:
+    ensure_schema(engine, auto_migrate=True)
+    written = [page_record(name) for name in ("current_78126", "current_191386", "legacy_70780")]
+    store_with_pages(engine, written)
     before = records(engine)
 
     def broken_parser(response: TextResponse) -> RawRecord | NonRecordPage:
@@ -261,16 +266,7 @@ def test_a_stored_body_that_is_not_html_is_counted_and_left_alone(engine: Engine
     pdf = dataclasses.replace(
         page, sha256=hashlib.sha256(body).hexdigest(), body=body, content_type="application/pdf"
     )
-    with engine.begin() as connection:
-        write_batch(
-            connection,
-            [(record, content_hash(record))],
-            [],
-            now=datetime(2026, 1, 1, tzinfo=UTC),
-            run_id=None,
-            counted=set(),
-            pages={78126: pdf},
-        )
+    store_with_pages(engine, [(record, pdf)])
     before = records(engine)
     report = reparse(engine, parser_version=NEXT_VERSION)
     assert (report.pages, report.not_records, report.quarantined) == (1, 1, 0)
@@ -285,16 +281,7 @@ def test_the_reparse_command_reports_what_it_did(
 ) -> None:
     ensure_schema(engine, auto_migrate=True)
     record, page = page_record("current_78126")
-    with engine.begin() as connection:
-        write_batch(
-            connection,
-            [(record, content_hash(record))],
-            [],
-            now=datetime(2026, 1, 1, tzinfo=UTC),
-            run_id=None,
-            counted=set(),
-            pages={78126: page},
-        )
+    store_with_pages(engine, [(record, page)])
     monkeypatch.setenv("DATABASE_URL", database_url)
     result = CliRunner().invoke(main, ["reparse"])
     assert result.exit_code == 0, result.output
