@@ -1,4 +1,5 @@
-"""The one place that decides which database the crawler, Alembic and the CLI talk to."""
+"""The one place that decides which database (and, for a distributed run, which Redis server)
+the crawler, Alembic and the CLI talk to."""
 
 from __future__ import annotations
 
@@ -29,3 +30,16 @@ def database_url(settings: Mapping[str, Any] | None = None, option: str | None =
 def sqlite_url(path: str | Path) -> str:
     """The URL of a SQLite file, relative paths staying relative (to the current directory)."""
     return f"sqlite:///{path}"
+
+
+def redis_url(settings: Mapping[str, Any] | None = None, option: str | None = None) -> str | None:
+    """The Redis (or Valkey) server a distributed run shares (harvester/distributed.py), or
+    None for a run on one machine: the command's option, then `-s HARVESTER_REDIS_URL=...`,
+    then the HARVESTER_REDIS_URL environment variable."""
+    if option:
+        return option
+    if settings is not None:
+        configured = settings.get("HARVESTER_REDIS_URL")
+        if configured:
+            return str(configured)
+    return os.environ.get("HARVESTER_REDIS_URL") or None
