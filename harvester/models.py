@@ -23,7 +23,10 @@ Tables (names and columns are a contract for downstream SQL):
     incremental, and the redirects that led to it.
 ``crawl_runs``
     One row per crawl: its arguments, counters, field coverage, the checks that failed, and
-    Scrapy's final stats.
+    Scrapy's final stats. A worker of a distributed run has its own row, naming the run.
+``distributed_runs``
+    One row per distributed run (harvester/distributed.py): a crawl shared by many worker
+    processes, from the first worker that started it to the coordinator that finished it.
 ``record_versions``
     Every change of a record's normalized content: the fields that changed, old and new.
 ``raw_pages`` / ``raw_page_dictionaries``
@@ -180,6 +183,11 @@ class CrawlRun(Base):
     # One NCJ number seen with different content under two URLs (harvester.conflicts).
     conflicts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     stats: Mapped[dict[str, Any] | None] = mapped_column(json_type())
+    # A worker of a distributed run (harvester.distributed): the run it works for, and since
+    # when it has had nothing in hand (NULL: busy), written with each heartbeat. Not foreign
+    # keys: SQLite cannot add one to an existing table (migration 0008).
+    distributed_run_id: Mapped[int | None] = mapped_column(Integer)
+    idle_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     def __repr__(self) -> str:
         return f"CrawlRun(id={self.id!r}, spider={self.spider!r}, started_at={self.started_at!r})"
@@ -443,6 +451,9 @@ class RecordUrl(Base):
     sitemap_url: Mapped[str | None] = mapped_column(Text, index=True)
     # The URL as last requested: `url` folds case and "www.", which a request must not.
     requested_url: Mapped[str | None] = mapped_column(Text)
+    # The crawl run that last wrote this URL's state, answer or failure: a distributed run's
+    # coordinator re-requests the run's URLs none of its workers answered (harvester.distributed).
+    visited_run_id: Mapped[int | None] = mapped_column(Integer)
 
     def __repr__(self) -> str:
         return f"RecordUrl(url={self.url!r}, ncj_number={self.ncj_number!r}, kind={self.kind!r})"
@@ -527,3 +538,24 @@ class SitemapState(Base):
     crawl_run_id: Mapped[int | None] = mapped_column(
         ForeignKey("crawl_runs.id", ondelete="SET NULL")
     )
+
+
+class DistributedRun(Base):
+    """A crawl shared by many worker processes (harvester/distributed.py)."""
+
+    __tablename__ = "distributed_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spider: Mapped[str] = mapped_column(Text)
+    # The spider arguments every worker of the run was started with (they must agree).
+    arguments: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    finish_reason: Mapped[str | None] = mapped_column(Text)
+    # Record requests the run issued, and how many the coordinator issued again because no
+    # worker answered them (a worker killed with them in hand): the duplicate work.
+    issued: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    repushed: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+
+    def __repr__(self) -> str:
+        return f"DistributedRun(id={self.id!r}, started_at={self.started_at!r})"

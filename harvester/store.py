@@ -259,6 +259,7 @@ def write_batch(
             now,
             withdrawal,
             retry,
+            run_id=run_id,
         )
         counts.not_modified, counts.withdrawn = state.not_modified, state.withdrawn
         counts.reappeared = state.reappeared

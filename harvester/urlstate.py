@@ -169,9 +169,10 @@ def write_url_states(
     now: datetime,
     withdrawal: Withdrawal = DEFAULT_WITHDRAWAL,
     retry: GapRetry = DEFAULT_GAP_RETRY,
+    run_id: int | None = None,
 ) -> UrlStateCounts:
     """Record these fetches, the gaps they leave, and the withdrawals and reappearances they
-    show."""
+    show; ``run_id``: the crawl run they belong to (``visited_run_id``)."""
     counts = UrlStateCounts()
     rows: dict[str, dict[str, Any]] = {}
     failures: dict[str, dict[str, Any]] = {}
@@ -183,7 +184,7 @@ def write_url_states(
             # No answer: what is stored about the URL stands; only its gap is recorded.
             url = canonical_url(visit.url)
             if url not in rows:
-                failures[url] = _failure_row(url, visit, now)
+                failures[url] = _failure_row(url, visit, now) | {"visited_run_id": run_id}
             continue
         spelled = [*visit.redirect_urls, visit.url]
         urls = [canonical_url(url) for url in spelled]
@@ -221,6 +222,7 @@ def write_url_states(
                 "requested_url": requested,
                 "gap_reason": reason,
                 "gap_detail": visit.gap_detail if reason else None,
+                "visited_run_id": run_id,
             }
     _number_gaps([*rows.values(), *failures.values()], connection, now, retry)
     counts.gaps = sum(1 for row in (*rows.values(), *failures.values()) if row["gap_reason"])
@@ -269,7 +271,7 @@ def write_url_states(
         connection.execute(
             update(RECORD_URLS)
             .where(table.url.in_(chunk))
-            .values(last_seen_at=now, last_status=304)
+            .values(last_seen_at=now, last_status=304, visited_run_id=run_id)
         )
         # A 304 from a page that was gone (a soft 404 with validators) is still gone.
         gone_again = update(RECORD_URLS).where(
@@ -352,6 +354,7 @@ def _ledger_updates(excluded: Any) -> dict[str, Any]:
             func.coalesce(excluded.sitemap_url, RECORD_URLS.c.sitemap_url), ""
         ),
         "requested_url": excluded.requested_url,
+        "visited_run_id": excluded.visited_run_id,
     }
 
 
