@@ -42,11 +42,17 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.engine import make_url
 from twisted.internet.task import LoopingCall
 
-from harvester.config import database_url
+from harvester.config import database_url, redis_url
 from harvester.coverage import still_missing
 from harvester.db import create_engine_for, ensure_schema
+from harvester.distributed import Fleet, IssuedPage, SharedScheduler, Snapshot, lost_visit
 from harvester.entrypoints import Scope
-from harvester.errors import CrawlAlreadyRunning, DatabaseUnavailable, SchemaError
+from harvester.errors import (
+    CrawlAlreadyRunning,
+    DatabaseUnavailable,
+    DistributedRunRefused,
+    SchemaError,
+)
 from harvester.frontier import Frontier
 from harvester.items import FetchedPage, FetchedResponse, PageVisit, Record, Rejection
 from harvester.monitoring import (
@@ -58,7 +64,7 @@ from harvester.monitoring import (
     coverage_from_stats,
     covered_fields,
 )
-from harvester.runlock import RunLock, acquire_run_lock, mark_interrupted_runs
+from harvester.runlock import RunLock, acquire_run_lock, acquire_worker_lock, mark_interrupted_runs
 from harvester.store import CRAWL_RUNS, RecordWriter, finish_run, jsonable, now_utc, start_run
 from harvester.urlstate import GapRetry, Withdrawal, forget_sitemaps, save_sitemaps
 
@@ -86,13 +92,29 @@ class CrawlRun:
         else:
             auto_migrate = settings.getbool("HARVESTER_AUTO_MIGRATE")
         self.heartbeat_interval = settings.getfloat("HARVESTER_HEARTBEAT_INTERVAL")
+        # A worker of a distributed run (harvester/distributed.py), or None.
+        self.fleet: Fleet | None = None
         try:
             self.engine: Engine = create_engine_for(self.url)
             ensure_schema(self.engine, auto_migrate=auto_migrate)
-            self.lock: RunLock | None = acquire_run_lock(
-                self.engine, heartbeat_interval=self.heartbeat_interval
-            )
-        except (DatabaseUnavailable, SchemaError, CrawlAlreadyRunning) as error:
+            if (shared := redis_url(settings)) is not None:
+                self.fleet = Fleet(self.engine, shared, heartbeat_interval=self.heartbeat_interval)
+                self.lock: RunLock | None = acquire_worker_lock(
+                    self.engine, heartbeat_interval=self.heartbeat_interval
+                )
+                # Scrapy builds the spider before its extensions: its arguments are known.
+                spider = crawler.spider
+                self.fleet.join(spider.name, getattr(spider, "arguments", {}))
+            else:
+                self.lock = acquire_run_lock(
+                    self.engine, heartbeat_interval=self.heartbeat_interval
+                )
+        except (
+            DatabaseUnavailable,
+            SchemaError,
+            CrawlAlreadyRunning,
+            DistributedRunRefused,
+        ) as error:
             logger.critical("Not crawling: %s", error)
             raise
         mark_interrupted_runs(self.engine, stale_after=self.lock.stale_after)
@@ -108,6 +130,7 @@ class CrawlRun:
         self.stop_message: str | None = None
         self._timers: list[LoopingCall] = []
         self._beating = False
+        self._fleet_beating = False
         self.no_progress_timeout = settings.getfloat("HARVESTER_NO_PROGRESS_TIMEOUT")
         self._progress_mark: tuple[int, ...] = ()
         self._progress_at = time.monotonic()
@@ -206,11 +229,14 @@ class CrawlRun:
         self.start(spider.name, getattr(spider, "arguments", {}))
         self.started = time.monotonic()
         self._progress_at = time.monotonic()
-        for interval, call in (
+        timers = [
             (1.0, self._flush_stale),
             (self.heartbeat_interval, self._heartbeat),
             (min(5.0, max(self.no_progress_timeout / 4, 0.2)), self._watch_progress),
-        ):
+        ]
+        if self.fleet is not None:
+            timers.append((self.heartbeat_interval, self._fleet_beat))
+        for interval, call in timers:
             if interval > 0:
                 timer = LoopingCall(call)
                 timer.start(interval, now=False)
@@ -238,6 +264,8 @@ class CrawlRun:
                 retry_seconds=settings.getfloat("HARVESTER_DB_RETRY_SECONDS"),
                 on_fatal=self._refused_writes,
             )
+            if self.fleet is not None:
+                self.fleet.attach(self.run_id)
         return self.writer
 
     # --- while it runs -----------------------------------------------------------------
@@ -320,6 +348,63 @@ class CrawlRun:
         from twisted.internet import threads
 
         threads.deferToThread(beat).addCallbacks(done, failed)
+
+    def _fleet_beat(self) -> None:
+        """A distributed run's worker heartbeat (harvester.distributed.Fleet.beat), off the
+        reactor thread, with what this process has in hand read here, on it."""
+        fleet, engine = self.fleet, self.crawler.engine
+        if fleet is None or self.closed or engine._slot is None:
+            return
+        if self._fleet_beating:
+            return
+        scheduler = engine._slot.scheduler
+        own_queue = isinstance(scheduler, SharedScheduler) and (
+            scheduler.local.has_pending_requests()
+        )
+        buffered = scheduler.buffered() if isinstance(scheduler, SharedScheduler) else 0
+        scraping = engine.scraper.slot is not None and not engine.scraper.slot.is_idle()
+        idle = not (
+            engine.downloader.active
+            or scraping
+            or own_queue
+            or buffered
+            or (self.writer is not None and self.writer.holding())
+        )
+        snapshot = Snapshot(
+            idle=idle,
+            navigation_done=fleet.start_done and not own_queue and idle,
+            buffered=buffered,
+        )
+        self._fleet_beating = True
+
+        def done(outcome: tuple[str, list[IssuedPage]]) -> None:
+            self._fleet_beating = False
+            action, pages = outcome
+            if action == "repush" and fleet.repush is not None:
+                fleet.repush(pages)
+            elif action == "give_up":
+                for page in pages:
+                    self.note_visit(lost_visit(page, fleet.run_id))
+                if self.crawler.stats is not None:
+                    self.crawler.stats.inc_value("harvester/distributed/given_up", len(pages))
+            elif action == "coordinator_lost":
+                self.stop(
+                    "coordinator_lost",
+                    "this worker coordinated the distributed run and lost its coordinator "
+                    "lock (its database connection was dropped); restart it to work on",
+                )
+            if idle and engine._slot is not None:
+                # Scrapy looks for new requests every 5 s when it has nothing to do: a worker
+                # looks in the shared queue now, and closes soon after the run finished.
+                engine._slot.nextcall.schedule()
+
+        def failed(failure: Any) -> None:
+            self._fleet_beating = False
+            logger.warning("Distributed run heartbeat failed: %s", failure.getErrorMessage())
+
+        from twisted.internet import threads
+
+        threads.deferToThread(fleet.beat, snapshot).addCallbacks(done, failed)
 
     def _watch_progress(self) -> None:
         stats = self.crawler.stats
@@ -522,6 +607,8 @@ class CrawlRun:
                 error,
             )
         finally:
+            if self.fleet is not None:
+                self.fleet.close()
             if self.lock is not None:
                 self.lock.release()
                 self.lock = None
@@ -533,6 +620,10 @@ class CrawlRun:
         Those with a page that failed or is gone are forgotten: the next run reads them."""
         frontier = self.frontier
         if self.writer is None or frontier is None:
+            return
+        if self.fleet is not None:
+            # Its pages were answered by many workers: no one process can tell that a
+            # sitemap's every page was handled. The next run reads them all again.
             return
         with self.engine.begin() as connection:
             counts = self.writer.counts

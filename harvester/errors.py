@@ -32,6 +32,14 @@ class CrawlAlreadyRunning(RuntimeError):
     """
 
 
+class DistributedRunRefused(RuntimeError):
+    """A distributed run (HARVESTER_REDIS_URL) cannot start or join: SQLite, Redis out of
+    reach, or a run under way with other arguments.
+
+    Raised by ``harvester.distributed``; the crawl does not start (exit status 1).
+    """
+
+
 class SitemapUnreadable(Exception):
     """Nothing could be read from this body: ``reason`` (too_large, not_xml, not_a_sitemap,
     no_sitemaps).

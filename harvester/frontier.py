@@ -165,6 +165,19 @@ class Frontier:
             [self._request(url, known.get(key)) for url, key in zip(urls, keys, strict=True)]
         )
 
+    def repeated_requests(
+        self, pages: list[tuple[str, datetime | None, str | None]]
+    ) -> list[PageRequest]:
+        """Pages (URL, sitemap lastmod, sitemap) requested before in this run and never
+        answered (a distributed run's worker stopped with them in hand): asked again, as they
+        were the first time."""
+        keys = [canonical_url(url) for url, _, _ in pages]
+        known = self._known(keys)
+        return [
+            self._request(url, known.get(key), lastmod=lastmod, sitemap_key=sitemap)
+            for (url, lastmod, sitemap), key in zip(pages, keys, strict=True)
+        ]
+
     def revalidation_requests(self) -> list[PageRequest]:
         """This run's share of the stored records, re-checked conditionally (a 304 costs no
         body), so that each is verified at least once every HARVESTER_REVALIDATE_DAYS. Only a

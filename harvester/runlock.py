@@ -19,6 +19,11 @@ while an unfinished run's heartbeat is fresh does not trust it: it lets the lock
 watches the heartbeat for up to ``stale_after``; a heartbeat that moves on is a live run (this
 crawl refuses to start), one that does not was a killed one (marked ``interrupted``).
 SQLite's file lock cannot be lost while its process lives: there, holding it is proof enough.
+
+The workers of a distributed run (harvester/distributed.py, PostgreSQL only) share the lock:
+each holds it in shared mode (``acquire_worker_lock``), so any number of them run together,
+while a plain crawl, which takes it exclusively, is refused as long as one of them lives, and
+the other way round.
 """
 
 from __future__ import annotations
@@ -58,10 +63,13 @@ class RunLock:
         connection: Connection | None,
         engine: Engine | None = None,
         stale_after: timedelta | None = None,
+        *,
+        shared: bool = False,
     ) -> None:
         self._file_lock = file_lock
         self._connection = connection
         self._engine = engine
+        self.shared = shared  # a distributed run's worker: held in shared mode
         # How old an unfinished run's heartbeat may be before it counts as killed; None: any
         # unfinished run is (the lock itself proves nobody else is running).
         self.stale_after = stale_after
@@ -85,7 +93,7 @@ class RunLock:
                 pass
             self._connection = None
         connection = self._engine.connect()
-        if not _try_lock(connection):
+        if not _try_lock(connection, shared=self.shared):
             connection.close()
             logger.critical("The crawl lock's connection was lost and another crawl holds it now")
             return "lost"
@@ -99,7 +107,8 @@ class RunLock:
             self._file_lock = None
         if self._connection is not None:
             try:
-                self._connection.execute(select(func.pg_advisory_unlock(_PG_CRAWL_LOCK_KEY)))
+                unlock = func.pg_advisory_unlock_shared if self.shared else func.pg_advisory_unlock
+                self._connection.execute(select(unlock(_PG_CRAWL_LOCK_KEY)))
             except DBAPIError:
                 pass  # the connection is gone, and the lock with it
             finally:
@@ -107,8 +116,9 @@ class RunLock:
                 self._connection = None
 
 
-def _try_lock(connection: Connection) -> bool:
-    taken = bool(connection.execute(select(func.pg_try_advisory_lock(_PG_CRAWL_LOCK_KEY))).scalar())
+def _try_lock(connection: Connection, *, shared: bool = False) -> bool:
+    try_lock = func.pg_try_advisory_lock_shared if shared else func.pg_try_advisory_lock
+    taken = bool(connection.execute(select(try_lock(_PG_CRAWL_LOCK_KEY))).scalar())
     connection.commit()
     return taken
 
@@ -118,9 +128,9 @@ def _try_lock(connection: Connection) -> bool:
 _DEAD_HOLDER_GRACE = 3.0
 
 
-def _try_lock_within(connection: Connection, seconds: float) -> bool:
+def _try_lock_within(connection: Connection, seconds: float, *, shared: bool = False) -> bool:
     deadline = time.monotonic() + seconds
-    while not _try_lock(connection):
+    while not _try_lock(connection, shared=shared):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.1)
@@ -167,6 +177,26 @@ def acquire_run_lock(
     return RunLock(None, None)
 
 
+def acquire_worker_lock(
+    engine: Engine, *, heartbeat_interval: float = defaults.HARVESTER_HEARTBEAT_INTERVAL
+) -> RunLock:
+    """Take the crawl lock in shared mode, for a worker of a distributed run (PostgreSQL), or
+    raise CrawlAlreadyRunning when a plain crawl holds it."""
+    connection = engine.connect()
+    try:
+        if not _try_lock_within(connection, _DEAD_HOLDER_GRACE, shared=True):
+            raise CrawlAlreadyRunning(
+                _held_message(engine, "a PostgreSQL advisory lock")
+                + " (a distributed run cannot start while a plain crawl is under way)"
+            )
+    except BaseException:
+        connection.close()
+        raise
+    return RunLock(
+        None, connection, engine, timedelta(seconds=3 * heartbeat_interval + 5), shared=True
+    )
+
+
 def _fresh_heartbeats(engine: Engine, stale_after: timedelta) -> dict[int, datetime]:
     """Unfinished runs whose heartbeat (or start) is younger than ``stale_after``."""
     runs = models.CrawlRun.__table__
@@ -211,6 +241,10 @@ def _held_message(engine: Engine, lock: str) -> str:
         if running
         else "another crawl"
     )
+    fleets = sorted({run.distributed_run_id for run in running if run.distributed_run_id})
+    if fleets:
+        workers = sum(1 for run in running if run.distributed_run_id)
+        who = f"distributed run {fleets[-1]} ({workers} worker(s))"
     return (
         f"{who} is still crawling into {display_url(engine.url)} ({lock} is held); "
         "this run would duplicate its work, so it stops here. Try again when it has finished."
@@ -221,11 +255,16 @@ def _unfinished_runs(engine: Engine) -> list[models.CrawlRun]:
     runs = models.CrawlRun.__table__
     with engine.connect() as connection:
         rows = connection.execute(
-            select(runs.c.id, runs.c.started_at)
+            select(runs.c.id, runs.c.started_at, runs.c.distributed_run_id)
             .where(runs.c.finished_at.is_(None), runs.c.finish_reason.is_(None))
             .order_by(runs.c.id)
         ).all()
-    return [models.CrawlRun(id=row.id, started_at=row.started_at) for row in rows]
+    return [
+        models.CrawlRun(
+            id=row.id, started_at=row.started_at, distributed_run_id=row.distributed_run_id
+        )
+        for row in rows
+    ]
 
 
 def mark_interrupted_runs(engine: Engine, *, stale_after: timedelta | None = None) -> list[int]:

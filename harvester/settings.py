@@ -90,6 +90,16 @@ ITEM_PIPELINES = {
 # Measured on 2 cores (docs/performance.md): 1 is as fast as 0 or faster, and faster than 2
 # (a second process takes the core the reactor thread and the writer need).
 HARVESTER_JUDGE_PROCESSES = 1
+# Scrapy's own scheduler for a run on one machine; with HARVESTER_REDIS_URL, the shared
+# scheduler of a distributed run (harvester/distributed.py).
+SCHEDULER = "harvester.distributed.RunScheduler"
+# A distributed run: the Redis (or Valkey) server all its workers share, e.g.
+# redis://:password@10.0.0.5:6379/0 (also the HARVESTER_REDIS_URL environment variable; read
+# by harvester.config.redis_url). None: a run on one machine.
+HARVESTER_REDIS_URL = None
+# Record requests the coordinator keeps in the shared queue at most; the rest wait in its
+# own buffer, so a coordinator that dies leaves little to re-issue.
+HARVESTER_REDIS_BUFFER = 500
 EXTENSIONS = {
     # The run's owner: lock and heartbeat, writer, frontier, watchdog, counters, checks,
     # summary (crawl_session.py).

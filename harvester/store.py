@@ -562,6 +562,11 @@ class RecordWriter:
             self._first_buffered = time.monotonic()
         return len(self._records) + len(self._quarantined) + len(self._visits) >= self.batch_size
 
+    def holding(self) -> bool:
+        """Anything handed over and not written yet (buffered or being written)."""
+        self._collect()
+        return bool(self._records or self._quarantined or self._visits or self._pending)
+
     def is_stale(self) -> bool:
         return (
             self._first_buffered is not None

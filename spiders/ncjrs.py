@@ -26,6 +26,7 @@ a request that got no answer go out as a ``PageVisit``, which the store keeps as
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from typing import Any, cast
 
 from scrapy import Request, Spider, signals
@@ -38,6 +39,7 @@ from scrapy.utils.sitemap import sitemap_urls_from_robots
 from twisted.python.failure import Failure
 
 from harvester.crawl_session import run_of
+from harvester.distributed import RECORD_PAGE, REPUSHED, IssuedPage
 from harvester.entrypoints import Scope, failure_reason, ignored_kind, read_sitemap
 from harvester.errors import SitemapUnreadable
 from harvester.frontier import NAVIGATION_PRIORITY, Frontier, PageRequest
@@ -115,7 +117,15 @@ class NcjrsSpider(Spider):
 
     async def start(self) -> AsyncIterator[Any]:
         # The run (an extension) exists once the engine runs, the spider before it.
-        self.frontier = run_of(self.crawler).open_frontier(self.scope, self.full, self.since)
+        run = run_of(self.crawler)
+        self.frontier = run.open_frontier(self.scope, self.full, self.since)
+        fleet = run.fleet  # a worker of a distributed run (harvester/distributed.py)
+        if fleet is not None:
+            fleet.repush = self._request_again
+            # Only the coordinator navigates; the others take record pages from the shared
+            # queue, and one of them starts here if the coordinator dies.
+            if not await fleet.coordinating():
+                return
         for page in self.frontier.ledger_requests():
             yield self._record_request(page)
         for page in self.frontier.named_requests(self.record_urls + self.ncj_urls):
@@ -133,6 +143,28 @@ class NcjrsSpider(Spider):
         if self.sitemap_urls or self.listing_urls:  # a run that collects re-checks its share
             for page in self.frontier.revalidation_requests():
                 yield self._record_request(page)
+        if fleet is not None:
+            fleet.start_exhausted()
+
+    def _request_again(self, pages: list[IssuedPage]) -> None:
+        """A distributed run's coordinator: record pages no worker answered, asked again."""
+        engine = self.crawler.engine
+        assert engine is not None
+        requests = self.frontier.repeated_requests(
+            [
+                (
+                    page.url,
+                    datetime.fromisoformat(page.sitemap_lastmod) if page.sitemap_lastmod else None,
+                    page.sitemap_url,
+                )
+                for page in pages
+            ]
+        )
+        for page, request in zip(pages, requests, strict=True):
+            again = self._record_request(request)
+            again.meta[REPUSHED] = page.tries
+            engine.crawl(again)
+        self._count("harvester/distributed/repushed", len(pages))
 
     def _next_sitemap(self) -> Request | None:
         """The next sitemap the frontier has waiting that is on this run's hosts."""
@@ -167,10 +199,17 @@ class NcjrsSpider(Spider):
             return  # the crawl did not start
         request = self._next_sitemap()
         if request is None or self.crawler.engine is None:
+            self._keep_open()
             return
         self.logger.info("Reading the next waiting sitemap: %s", request.url)
         self.crawler.engine.crawl(request)
         raise DontCloseSpider
+
+    def _keep_open(self) -> None:
+        """A worker of a distributed run stays until the run is finished: requests may come."""
+        fleet = run_of(self.crawler).fleet
+        if fleet is not None and not fleet.finished:
+            raise DontCloseSpider
 
     def on_dropped(self, request: Request) -> None:
         """The scheduler refused a request as a duplicate; its callback and errback are never
@@ -267,6 +306,7 @@ class NcjrsSpider(Spider):
             # 304, 404 and 410 are answers here, not errors (unchanged; gone, which counts
             # towards a withdrawal). The sitemap and its lastmod are stored with the page.
             meta={
+                RECORD_PAGE: True,
                 "handle_httpstatus_list": [304, 404, 410],
                 "sitemap_lastmod": page.sitemap_lastmod,
                 "sitemap_url": page.sitemap_url,

@@ -30,7 +30,13 @@ from twisted.python.failure import Failure
 
 from harvester.config import database_url
 from harvester.db import normalize_url
-from harvester.errors import BadArgument, CrawlAlreadyRunning, DatabaseUnavailable, SchemaError
+from harvester.errors import (
+    BadArgument,
+    CrawlAlreadyRunning,
+    DatabaseUnavailable,
+    DistributedRunRefused,
+    SchemaError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +45,7 @@ EXIT_USAGE = 2
 EXIT_CHECKS_FAILED = 3
 
 # Why a crawl does not start, each already said in one line by the crawl run ("Not crawling:").
-NOT_STARTED = (DatabaseUnavailable, SchemaError, CrawlAlreadyRunning)
+NOT_STARTED = (DatabaseUnavailable, SchemaError, CrawlAlreadyRunning, DistributedRunRefused)
 
 
 class Command(ScrapyCrawl):

