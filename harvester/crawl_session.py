@@ -104,6 +104,7 @@ class CrawlRun:
                 )
                 # Scrapy builds the spider before its extensions: its arguments are known.
                 spider = crawler.spider
+                assert spider is not None
                 self.fleet.join(spider.name, getattr(spider, "arguments", {}))
             else:
                 self.lock = acquire_run_lock(
