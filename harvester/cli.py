@@ -650,6 +650,7 @@ def stats(as_json: bool, database: str | None) -> None:
     try:
         with engine.connect() as connection:
             summary = collect_stats(connection)
+            summary["distributed_run"] = _fleet_status(connection)
     finally:
         engine.dispose()
     if as_json:
@@ -677,6 +678,35 @@ def stats(as_json: bool, database: str | None) -> None:
             f" {run['new']} new, {run['updated']} updated, {run['unchanged']} unchanged,"
             f" {run['quarantined']} quarantined, {run['errors']} errors"
         )
+    if fleet := summary["distributed_run"]:
+        ended = f"finished {fleet['finished_at']}" if fleet["finished_at"] else "under way"
+        queued = "" if fleet["queued"] is None else f", {fleet['queued']} queued"
+        click.echo(
+            f"distributed run #{fleet['id']} ({ended}): {fleet['issued']} requests issued, "
+            f"{fleet['repushed']} issued again{queued}, {fleet['pages_per_second']} pages/s "
+            "(last minute)"
+        )
+        for worker in fleet["workers"]:
+            click.echo(
+                f"  worker run #{worker['crawl_run']}: {worker['state']}"
+                f" (heartbeat {worker['heartbeat_at']})"
+            )
+
+
+def _fleet_status(connection: Any) -> dict[str, Any] | None:
+    """The latest distributed run, with its queue when HARVESTER_REDIS_URL is set."""
+    import redis
+
+    from harvester.config import redis_url
+    from harvester.distributed import fleet_status
+
+    shared = redis_url()
+    client = redis.Redis.from_url(shared, socket_timeout=5) if shared else None
+    try:
+        return fleet_status(connection, client)
+    finally:
+        if client is not None:
+            client.close()
 
 
 @main.command()

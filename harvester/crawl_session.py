@@ -45,7 +45,14 @@ from twisted.internet.task import LoopingCall
 from harvester.config import database_url, redis_url
 from harvester.coverage import still_missing
 from harvester.db import create_engine_for, ensure_schema
-from harvester.distributed import Fleet, IssuedPage, SharedScheduler, Snapshot, lost_visit
+from harvester.distributed import (
+    QUEUE_LOST,
+    Fleet,
+    IssuedPage,
+    SharedScheduler,
+    Snapshot,
+    lost_visit,
+)
 from harvester.entrypoints import Scope
 from harvester.errors import (
     CrawlAlreadyRunning,
@@ -388,6 +395,13 @@ class CrawlRun:
                     self.note_visit(lost_visit(page, fleet.run_id))
                 if self.crawler.stats is not None:
                     self.crawler.stats.inc_value("harvester/distributed/given_up", len(pages))
+            elif action == QUEUE_LOST:
+                self.stop(
+                    QUEUE_LOST,
+                    f"distributed run {fleet.run_id} lost its queue in Redis (restarted "
+                    "without persistence, flushed or evicted?): start the workers again; a new "
+                    "run requests what is not stored yet",
+                )
             elif action == "coordinator_lost":
                 self.stop(
                     "coordinator_lost",

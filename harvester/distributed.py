@@ -40,7 +40,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -80,6 +80,9 @@ REPUSHED = "harvester_repushed"
 # Requests of a URL no worker ever answered before it is given up as a failed fetch.
 MAX_REPUSHES = 3
 
+# How a distributed run ends when Redis lost its keys; its workers stop with this reason.
+QUEUE_LOST = "queue_lost"
+
 # Advisory lock keys (any 64-bit numbers that no other lock of the database uses).
 _COORDINATOR_LOCK_KEY = 0x6E636A72735F636F  # "ncjrs_co"
 _JOIN_LOCK_KEY = 0x6E636A72735F6A6E  # "ncjrs_jn"
@@ -96,14 +99,15 @@ class RunKeys:
     requests: str  # scrapy-redis priority queue (sorted set of serialized requests)
     dupefilter: str  # scrapy-redis fingerprints
     issued: str  # hash: URL -> what is needed to request it again (PageRequest fields)
+    marker: str  # set when the run starts: gone means Redis lost the run's keys
 
     @classmethod
     def of(cls, run_id: int) -> RunKeys:
         prefix = f"ncjrs:run:{run_id}:"
-        return cls(f"{prefix}requests", f"{prefix}dupefilter", f"{prefix}issued")
+        return cls(*(f"{prefix}{name}" for name in ("requests", "dupefilter", "issued", "run")))
 
     def all(self) -> list[str]:
-        return [self.requests, self.dupefilter, self.issued]
+        return [self.requests, self.dupefilter, self.issued, self.marker]
 
 
 @dataclass(frozen=True)
@@ -204,12 +208,24 @@ class Fleet:
                     f"{_arguments(arguments)}): start workers with the same ones, or wait "
                     "for it to finish"
                 )
+            if running is not None and not self.redis.exists(RunKeys.of(running.id).marker):
+                # Redis lost the run's keys (restarted without persistence, flushed, evicted):
+                # its queue and the record of what it issued are gone. A new run derives them
+                # again from the database.
+                _end(connection, running.id, QUEUE_LOST)
+                logger.error(
+                    "Distributed run %d lost its queue in Redis (restarted without "
+                    "persistence, flushed or evicted?): it is ended, and a new run starts",
+                    running.id,
+                )
+                running = None
             if running is None:
                 self.run_id = connection.execute(
                     insert(DISTRIBUTED_RUNS)
                     .values(spider=spider, arguments=arguments, started_at=now_utc())
                     .returning(DISTRIBUTED_RUNS.c.id)
                 ).scalar_one()
+                self.redis.set(RunKeys.of(self.run_id).marker, self.run_id)
                 logger.info("Distributed run %d started", self.run_id)
             else:
                 self.run_id = running.id
@@ -255,7 +271,7 @@ class Fleet:
         """Write this worker's heartbeat, try to become coordinator, and coordinate.
 
         Returns what the reactor thread must do: ("", []), ("repush", pages), ("give_up",
-        pages), ("finished", []) or ("coordinator_lost", []).
+        pages), ("finished", []), (QUEUE_LOST, []) or ("coordinator_lost", []).
         """
         now = now_utc()
         if snapshot.idle:
@@ -269,14 +285,14 @@ class Fleet:
                     .where(CRAWL_RUNS.c.id == self.worker_run_id)
                     .values(heartbeat_at=now, idle_since=self._idle_since)
                 )
-                finished = connection.execute(
-                    select(DISTRIBUTED_RUNS.c.finished_at).where(
+                ended = connection.execute(
+                    select(DISTRIBUTED_RUNS.c.finished_at, DISTRIBUTED_RUNS.c.finish_reason).where(
                         DISTRIBUTED_RUNS.c.id == self.run_id
                     )
-                ).scalar()
-            if finished is not None:
+                ).one()
+            if ended.finished_at is not None:
                 self.finished = True
-                return "finished", []
+                return ("finished", []) if ended.finish_reason == "finished" else (QUEUE_LOST, [])
         if self.run_id is None:
             return "", []
         if not self.coordinator:
@@ -316,6 +332,11 @@ class Fleet:
     def _coordinate(self, snapshot: Snapshot, now: datetime) -> tuple[str, list[IssuedPage]]:
         assert self.keys is not None
         assert self.run_id is not None
+        if not self.redis.exists(self.keys.marker):
+            with self.engine.begin() as connection:
+                _end(connection, self.run_id, QUEUE_LOST)
+            self.finished = True
+            return QUEUE_LOST, []
         queued = self.redis.zcard(self.keys.requests)
         logger.debug("Coordinator: %s, %d queued", snapshot, queued)
         if not (snapshot.navigation_done and snapshot.buffered == 0 and queued == 0):
@@ -397,13 +418,10 @@ class Fleet:
 
     def _finish(self) -> None:
         assert self.keys is not None
+        assert self.run_id is not None
         issued = self.redis.hlen(self.keys.issued)
         with self.engine.begin() as connection:
-            connection.execute(
-                update(DISTRIBUTED_RUNS)
-                .where(DISTRIBUTED_RUNS.c.id == self.run_id)
-                .values(finished_at=now_utc(), finish_reason="finished", issued=issued)
-            )
+            _end(connection, self.run_id, "finished", issued=issued)
         self.redis.delete(*self.keys.all())
         self.finished = True
         logger.info(
@@ -425,6 +443,14 @@ class Fleet:
                 self._coordinator_connection = None
         self.coordinator = False
         self.redis.close()
+
+
+def _end(connection: Connection, run_id: int, reason: str, **figures: int) -> None:
+    connection.execute(
+        update(DISTRIBUTED_RUNS)
+        .where(DISTRIBUTED_RUNS.c.id == run_id, DISTRIBUTED_RUNS.c.finished_at.is_(None))
+        .values(finished_at=now_utc(), finish_reason=reason, **figures)
+    )
 
 
 def lost_visit(page: IssuedPage, run_id: int | None) -> PageVisit:
@@ -547,3 +573,77 @@ def _shown(url: str) -> str:
     port = f":{parts.port}" if parts.port else ""
     user = f"{parts.username}:***@" if parts.username else ":***@"
     return urlunsplit(parts._replace(netloc=f"{user}{host}{port}"))
+
+
+def fleet_status(
+    connection: Connection, client: redis.Redis | None, *, now: datetime | None = None
+) -> dict[str, Any] | None:
+    """The latest distributed run for `harvester stats`: its workers (busy, idle or gone by
+    their heartbeats), the shared queue's length (with a Redis client), the requests it issued
+    and re-issued, and the rate its workers answer URLs (the last minute); None: there was none.
+    """
+    run = connection.execute(
+        select(DISTRIBUTED_RUNS).order_by(DISTRIBUTED_RUNS.c.id.desc()).limit(1)
+    ).first()
+    if run is None:
+        return None
+    now = now or now_utc()
+    rows = connection.execute(
+        select(
+            CRAWL_RUNS.c.id,
+            CRAWL_RUNS.c.heartbeat_at,
+            CRAWL_RUNS.c.idle_since,
+            CRAWL_RUNS.c.finish_reason,
+            CRAWL_RUNS.c.pages_fetched,
+        )
+        .where(CRAWL_RUNS.c.distributed_run_id == run.id)
+        .order_by(CRAWL_RUNS.c.id)
+    ).all()
+    workers = []
+    for row in rows:
+        beat = _aware(row.heartbeat_at) if row.heartbeat_at else None
+        if row.finish_reason is not None:
+            state = row.finish_reason
+        elif beat is None or now - beat > timedelta(minutes=1):
+            state = "gone (no heartbeat for a minute: killed?)"
+        else:
+            state = "idle" if row.idle_since is not None else "busy"
+        workers.append(
+            {
+                "crawl_run": row.id,
+                "state": state,
+                "heartbeat_at": beat.isoformat() if beat else None,
+            }
+        )
+    ids = [row.id for row in rows] or [0]
+    answered = connection.scalar(
+        select(func.count())
+        .select_from(RECORD_URLS)
+        .where(
+            RECORD_URLS.c.visited_run_id.in_(ids),
+            RECORD_URLS.c.last_seen_at >= now - timedelta(minutes=1),
+        )
+    )
+    status: dict[str, Any] = {
+        "id": run.id,
+        "started_at": _aware(run.started_at).isoformat(),
+        "finished_at": _aware(run.finished_at).isoformat() if run.finished_at else None,
+        "arguments": run.arguments,
+        "workers": workers,
+        "issued": run.issued,
+        "repushed": run.repushed,
+        "pages_per_second": round(int(answered or 0) / 60, 2),
+        "queued": None,
+    }
+    if client is not None and run.finished_at is None:
+        keys = RunKeys.of(run.id)
+        try:
+            status["queued"] = client.zcard(keys.requests)
+            status["issued"] = client.hlen(keys.issued)
+        except redis.RedisError as error:
+            status["queued"] = f"unknown ({error})"
+    return status
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

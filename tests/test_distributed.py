@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
@@ -89,6 +91,20 @@ def coordinator(logs: Path, count: int) -> int:
     raise AssertionError("no worker became coordinator")
 
 
+def harvester_stats(database: str, redis: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "harvester.cli", "stats", "--database", database],
+        cwd=REPO,
+        env={**os.environ, "HARVESTER_REDIS_URL": redis},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def records_dump(engine: Engine) -> list[dict[str, Any]]:
     with Session(engine) as session:
         records = session.scalars(select(models.Record).order_by(models.Record.ncj_number))
@@ -138,6 +154,10 @@ def test_a_distributed_run_stores_what_one_machine_stores(
             assert sorted(rows) == [("finished", run.id)] * 3
         finally:
             shared.dispose()
+        shown = harvester_stats(pg_url, redis_url)
+        assert f"distributed run #{run.id} (finished " in shown
+        assert f"{run.issued} requests issued, 0 issued again" in shown
+        assert shown.count(": finished (heartbeat ") == 3
     assert "Traceback" not in "".join(p.read_text() for p in tmp_path.glob("worker-*.log"))
 
 
@@ -181,6 +201,35 @@ def test_killed_workers_cost_refetches_not_records(
         finally:
             engine.dispose()
     assert not any("Traceback" in logs[n] for n in logs if n not in victims)
+
+
+def test_a_run_whose_redis_keys_are_lost_stops_with_status_3_and_the_next_run_completes(
+    pg_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    with fault_server(Site(records=60, seed=25, per_sitemap=20)) as site:
+        slow_record_pages(site, 0.5)
+        with workers(2, pg_url, redis_url, site, tmp_path, CONCURRENT_REQUESTS="2") as started:
+            coordinator(tmp_path, 2)
+            time.sleep(2)
+            redis.Redis.from_url(redis_url).flushall()  # a restart without persistence
+            statuses = finished(started)
+        logs = [(tmp_path / f"worker-{n}.log").read_text() for n in range(2)]
+        assert statuses == [3, 3], [log[-2000:] for log in logs]
+        assert all("lost its queue in Redis" in log for log in logs)
+        slow_record_pages(site, 0.0)
+        again = tmp_path / "again"
+        again.mkdir()
+        with workers(2, pg_url, redis_url, site, again) as started:
+            assert finished(started) == [0, 0]
+        engine = create_engine_for(pg_url)
+        try:
+            assert_matches_truth(engine, site)  # type: ignore[arg-type]  # same truth() shape
+            assert [(run.id, run.finish_reason) for run in distributed_runs(engine)] == [
+                (1, "queue_lost"),
+                (2, "finished"),
+            ]
+        finally:
+            engine.dispose()
 
 
 def test_sqlite_with_redis_is_refused_in_one_line(redis_url: str, tmp_path: Path) -> None:
@@ -273,6 +322,10 @@ def test_workers_with_other_arguments_are_refused(
         slow_record_pages(site, 1.0)
         with workers(1, pg_url, redis_url, site, tmp_path, CONCURRENT_REQUESTS="2"):
             coordinator(tmp_path, 1)
+            shown = harvester_stats(pg_url, redis_url)
+            assert "distributed run #1 (under way)" in shown
+            assert " queued, " in shown
+            assert "worker run #1: busy" in shown
             other = scrapy_crawl(
                 pg_url,
                 f"sitemap={site.url('/sitemap.xml')}",
