@@ -5,7 +5,16 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("parse", "crawl", "incremental", "storage", "search", "export", "reparse")
+BENCHMARKS = (
+    "parse",
+    "crawl",
+    "incremental",
+    "storage",
+    "search",
+    "export",
+    "reparse",
+    "distributed",
+)
 
 
 def main(argv: list[str]) -> int:
