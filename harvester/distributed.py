@@ -262,8 +262,13 @@ class Fleet:
         return self._start_exhausted
 
     def issue(self, page: IssuedPage) -> None:
+        """Note a record request the run issues: a first issue keeps an earlier note of the
+        same URL (and its count of tries), a request issued again counts one more try."""
         assert self.keys is not None
-        self.redis.hset(self.keys.issued, page.url, page.encoded())
+        if page.tries > 1:
+            self.redis.hset(self.keys.issued, page.url, page.encoded())
+        else:
+            self.redis.hsetnx(self.keys.issued, page.url, page.encoded())
 
     # --- the heartbeat (off the reactor thread) ----------------------------------------
 
@@ -348,7 +353,9 @@ class Fleet:
         workers = self._workers()
         cutoff = now - self.stale_after
         live = [
-            worker for worker in workers if worker.heartbeat_at and worker.heartbeat_at > cutoff
+            worker
+            for worker in workers
+            if worker.finished_at is None and worker.heartbeat_at and worker.heartbeat_at > cutoff
         ]
         if any(
             worker.idle_since is None or worker.heartbeat_at <= self._drained_at for worker in live
