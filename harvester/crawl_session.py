@@ -65,6 +65,7 @@ from harvester.items import FetchedPage, FetchedResponse, PageVisit, Record, Rej
 from harvester.monitoring import (
     OK_FINISH_REASONS,
     PIPELINE_ERROR_GAPS,
+    RUN_RECORDS_ANSWERED,
     Thresholds,
     check_run,
     check_run_integrity,
@@ -540,6 +541,13 @@ class CrawlRun:
                     self.writer.withdrawal.after_runs,
                     counts.reappeared,
                 )
+        if self.fleet is not None and self.fleet.run_id is not None:
+            try:
+                answered = self.fleet.records_answered()
+            except Exception as error:  # the checks still run, per worker
+                logger.error("The distributed run's figures could not be read: %s", error)
+            else:
+                stats.set_value(RUN_RECORDS_ANSWERED, answered)
         if stats is not None:
             stats.set_value("finish_reason", reason)
             if self.stop_message:

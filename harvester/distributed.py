@@ -437,6 +437,22 @@ class Fleet:
             issued,
         )
 
+    def records_answered(self) -> int:
+        """Record pages the run's workers, this one included, have stored or found unchanged:
+        a worker's own checks judge "stored nothing" by the run, not by its share of it."""
+        with self.engine.connect() as connection:
+            workers = select(CRAWL_RUNS.c.id).where(CRAWL_RUNS.c.distributed_run_id == self.run_id)
+            return int(
+                connection.scalar(
+                    select(func.count())
+                    .select_from(RECORD_URLS)
+                    .where(
+                        RECORD_URLS.c.visited_run_id.in_(workers), RECORD_URLS.c.kind == "record"
+                    )
+                )
+                or 0
+            )
+
     def close(self) -> None:
         if self._coordinator_connection is not None:
             try:

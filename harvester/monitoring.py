@@ -44,6 +44,9 @@ COVERAGE_FIELDS: dict[str, Callable[[Record], bool]] = {
     "sponsoring_agencies": lambda r: bool(r.sponsoring_agencies),
 }
 OK_FINISH_REASONS = ("finished", "shutdown", "max_requests")
+# A distributed run's record pages stored or found unchanged by all its workers (set by the
+# worker's crawl run at close, harvester.distributed.Fleet.records_answered).
+RUN_RECORDS_ANSWERED = "harvester/distributed/records_answered"
 
 
 def covered_fields(record: Record) -> Iterable[str]:
@@ -265,6 +268,8 @@ def nothing_stored_alerts(figures: Mapping[str, Any], stats: Mapping[str, Any]) 
             "pages_skipped",
         )
     )
+    # A distributed run's worker: the records its fellow workers stored count too.
+    accounted += int(stats.get(RUN_RECORDS_ANSWERED, 0))
     if not listed or accounted:
         return []
     return [
