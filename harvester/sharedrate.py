@@ -99,9 +99,9 @@ def connect(url: str) -> aioredis.Redis:
 
 # Raise a host's pause, never lower it: the longest pause any worker was asked for wins.
 _PAUSE_SCRIPT = """
-local until = tonumber(ARGV[1])
+local paused_until = tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if until > current then
+if paused_until > current then
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
 return 0
