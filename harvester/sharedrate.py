@@ -45,7 +45,8 @@ import asyncio
 import logging
 import math
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -54,6 +55,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from scrapy import Request, Spider, signals
+from scrapy.core.downloader import Slot
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.settings import BaseSettings
@@ -62,6 +64,7 @@ from scrapy.utils.httpobj import urlparse_cached
 from harvester.config import redis_url
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 KEY_PREFIX = "ncjrs:host:"
 CRAWL_DELAY_TTL = 86400  # seconds; each worker reads robots.txt again when it starts
@@ -252,7 +255,7 @@ class SharedRateMiddleware:
             self._limiters[prefix] = (limiter, bucket)
         return self._limiters[prefix]
 
-    async def _local_slot_ready(self, request: Request) -> Any:
+    async def _local_slot_ready(self, request: Request) -> Slot | None:
         """This worker's downloader slot for the request, once it would send the request at
         once (a transfer free, its delay or local pause over); None before its first request.
 
@@ -270,7 +273,7 @@ class SharedRateMiddleware:
                 return slot
             await self._sleep(min(max(wait, 0.02), _WAIT_STEP), request)
 
-    async def _retrying(self, call: Any) -> Any:
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         """``call()`` until Redis answers: failing closed, the request waits meanwhile."""
         wait = OUTAGE_RETRY_FIRST
         while True:
