@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 
 import pytest
@@ -75,8 +75,8 @@ def start_workers(
 def finish(workers: list[subprocess.Popen[str]], timeout: float = 120) -> list[tuple[int, str]]:
     results = []
     for worker in workers:
-        _, log = worker.communicate(timeout=timeout)
-        results.append((worker.returncode, log))
+        _, stderr = worker.communicate(timeout=timeout)
+        results.append((worker.returncode, stderr))
     return results
 
 
@@ -92,9 +92,9 @@ def busiest_second(log: list[LoggedRequest]) -> int:
     return max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
 
 
-def wait_for(condition: object, timeout: float = 60) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
 
@@ -110,8 +110,8 @@ def test_three_workers_share_one_rate_per_host(
     wait_for(lambda: len(client.client_list()) >= 1 + 3)  # this client and one per worker
     client.delete(f"ncjrs:host:127.0.0.1:{site.port}:paused_until")
     client.close()
-    for code, log in finish(workers):
-        assert code == 0, log[-3000:]
+    for code, stderr in finish(workers):
+        assert code == 0, stderr[-3000:]
     log = site.requests
     assert len(log) == 3 * 26  # robots.txt and 25 pages each
     cap = round(1 / DELAY)
@@ -137,8 +137,8 @@ def test_a_retry_after_given_to_one_worker_pauses_them_all(
     )
     site.fault(path, status=503, body=b"busy", headers={"Retry-After": "2"}, times=1)
     results = finish(workers)
-    for code, log in results:
-        assert code == 0, log[-3000:]
+    for code, stderr in results:
+        assert code == 0, stderr[-3000:]
     log = site.requests
     (busy,) = [r for r in log if r.status == 503]
     # A request already on its way may land just after the 503; then nothing until it is due.
@@ -147,7 +147,7 @@ def test_a_retry_after_given_to_one_worker_pauses_them_all(
     for requests in by_worker(log).values():  # both were crawling before and after it
         assert any(r.time < busy.time for r in requests)
         assert any(r.time > busy.time + 2.0 for r in requests)
-    assert sum("Retry-After: 2): pausing requests" in log for _, log in results) == 1
+    assert sum("Retry-After: 2): pausing requests" in stderr for _, stderr in results) == 1
 
 
 def test_a_crawl_delay_in_robots_txt_slows_the_fleet(
@@ -155,8 +155,8 @@ def test_a_crawl_delay_in_robots_txt_slows_the_fleet(
 ) -> None:
     site.robots("User-agent: *\nCrawl-delay: 0.3\n")
     workers = start_workers(site, tmp_path, redis_url, count=2, pages=8)
-    for code, log in finish(workers):
-        assert code == 0, log[-3000:]
+    for code, stderr in finish(workers):
+        assert code == 0, stderr[-3000:]
     pages = sorted((r for r in site.requests if r.path != "/robots.txt"), key=lambda r: r.time)
     assert len(pages) == 16
     assert len(by_worker(pages)) == 2
@@ -178,12 +178,12 @@ def test_no_request_leaves_while_redis_is_down_and_the_crawl_resumes(
     time.sleep(2.0)
     during = [r for r in site.requests if r.time > stopped + 0.3]
     with redis_server(port=port):
-        ((code, log),) = finish([worker])
+        ((code, stderr),) = finish([worker])
     assert during == [], during
-    assert code == 0, log[-3000:]
+    assert code == 0, stderr[-3000:]
     assert len(site.requests) == 31  # every page, once: nothing was dropped
-    assert log.count("does not answer") == 1, log[-3000:]
-    assert "answers again after" in log
+    assert stderr.count("does not answer") == 1, stderr[-3000:]
+    assert "answers again after" in stderr
 
 
 def test_a_crawl_whose_redis_stays_down_ends_with_a_reason(
@@ -195,8 +195,8 @@ def test_a_crawl_whose_redis_stays_down_ends_with_a_reason(
         )
         wait_for(lambda: len(site.requests) >= 6)
     stopped = time.monotonic()
-    ((code, log),) = finish([worker])
+    ((code, stderr),) = finish([worker])
     assert [r for r in site.requests if r.time > stopped + 0.3] == []
-    assert code == 3, log[-3000:]
-    assert "Stopping the crawl (no_progress)" in log
+    assert code == 3, stderr[-3000:]
+    assert "Stopping the crawl (no_progress)" in stderr
     assert len(site.requests) < 31
