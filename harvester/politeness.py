@@ -8,7 +8,8 @@
     ``HARVESTER_BACKOFF_RESET``. Scrapy's RetryMiddleware re-sends the request; the pause
     makes it, and everything else queued for the host, wait. The robots.txt ``Crawl-delay``
     (capped by ``HARVESTER_MAX_CRAWL_DELAY``) becomes the host's minimum delay, which
-    AutoThrottle may raise but never lower.
+    AutoThrottle may raise but never lower. With a Redis server (a distributed run), pauses
+    and Crawl-delays are also published for every worker (harvester/sharedrate.py).
 ``RobotsTxtMiddleware``
     Scrapy's, with RFC 9309's failure rules: a robots.txt that answers 5xx or cannot be
     fetched means "disallow everything" for that host (fetched again after
@@ -36,6 +37,8 @@ from scrapy.robotstxt import RobotParser
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.httpobj import urlparse_cached
 from scrapy.utils.misc import build_from_crawler
+
+from harvester.sharedrate import SharedHostState
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +83,7 @@ class HostBackoff:
         self.strikes: dict[str, int] = {}  # slot -> header-less busy answers in a row
         self.last_busy: dict[str, float] = {}
         self.floors: dict[str, float] = {}  # slot -> robots.txt Crawl-delay
+        self.shared = SharedHostState.from_settings(settings)  # None: one machine
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> HostBackoff:
@@ -89,6 +93,8 @@ class HostBackoff:
         # AutoThrottle (an extension built, so connected, before this one) has set the slot's
         # delay: the one moment a pause or a floor takes effect before anything else goes out.
         crawler.signals.connect(extension.response_downloaded, signal=signals.response_downloaded)
+        if extension.shared is not None:
+            crawler.signals.connect(extension.shared.close, signal=signals.spider_closed)
         return extension
 
     def robots_parsed(self, robotparser: RobotParser, request: Request) -> None:
@@ -98,6 +104,8 @@ class HostBackoff:
         host = urlparse_cached(request).hostname or ""
         floor = min(float(delay), self.max_crawl_delay)
         self.floors[host] = floor
+        if self.shared is not None:
+            self.shared.publish_crawl_delay(request, floor)
         downloader = self._downloader()
         if downloader is None:
             return
@@ -134,6 +142,8 @@ class HostBackoff:
             why = f"no Retry-After, {self.strikes[key]} in a row"
         if slot is not None:
             self._pause(slot, pause)
+        if self.shared is not None:
+            self.shared.publish_pause(request, pause)
         self.crawler.stats.inc_value("harvester/backoff_pauses")
         logger.warning(
             "%s answered %d (%s): pausing requests to it for %.1f s",

