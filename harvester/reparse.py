@@ -28,7 +28,6 @@ out pages, writes what was judged and finishes the run as ``shutdown``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import multiprocessing
 import os
@@ -53,7 +52,7 @@ from harvester.history import RecordHistory, versions_of_run
 from harvester.items import FetchedPage
 from harvester.judge import Judgement, Parser, judge_page
 from harvester.parsing import PARSER_VERSION, parse_page
-from harvester.rawpages import CODEC, DICTIONARIES, RAW_PAGES
+from harvester.rawpages import DICTIONARIES, RAW_PAGES, decoded_page
 from harvester.store import (
     RECORDS,
     RecordWriter,
@@ -117,29 +116,8 @@ class PageJudge:
                 self._dictionaries[dictionary_id] = zstd.ZstdDict(content)
 
     def page(self, row: StoredRow) -> FetchedPage:
-        """The stored page decompressed and checked, as ``rawpages.PageCodec.page`` reads it."""
-        if row["codec"] != CODEC:
-            raise ValueError(f"raw page {row['sha256']}: unknown codec {row['codec']!r}")
-        options: dict[str, Any] = {}
-        if row["dictionary_id"] is not None:
-            if row["dictionary_id"] not in self._dictionaries:
-                raise ValueError(
-                    f"raw page {row['sha256']}: dictionary {row['dictionary_id']} is not stored"
-                )
-            options["zstd_dict"] = self._dictionaries[row["dictionary_id"]]
-        body = zstd.decompress(row["body"], **options)
-        if hashlib.sha256(body).hexdigest() != row["sha256"]:
-            raise ValueError(f"raw page {row['sha256']}: the stored body does not match its hash")
-        return FetchedPage(
-            sha256=row["sha256"],
-            body=body,
-            url=row["url"],
-            status=row["status"],
-            content_type=row["content_type"],
-            encoding=row["encoding"],
-            fetched_at=row["fetched_at"],
-            redirect_urls=list(row["redirect_urls"] or ()),
-        )
+        """The stored page decompressed and checked (``rawpages.decoded_page``)."""
+        return decoded_page(row, self._dictionaries)
 
     def judge(self, row: StoredRow) -> Judgement:
         return judge_page(self.page(row), parse=self.parse)
