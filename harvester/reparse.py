@@ -23,7 +23,8 @@ is, and the records, versions and quarantine rows written are the same. ``jobs=1
 this process, with no pool. A judging process that dies stops the run with
 ``JudgingProcessDied`` (what was judged before is written; running it again finishes the
 job); Ctrl-C reaches the judging processes too, which leave it to this one: it stops handing
-out pages, writes what was judged and finishes the run as ``shutdown``.
+out pages, writes what was judged and finishes the run as ``shutdown``. It stops between two
+tasks (``CtrlC``), never inside a database query; a second Ctrl-C interrupts at once.
 """
 
 from __future__ import annotations
@@ -331,6 +332,52 @@ def _in_worker(
     return function(_process_judge, task)
 
 
+class CtrlC:
+    """Ctrl-C during a re-parse or replay, taken as a request to stop: the run stops where it
+    asks (``stop_if_pressed``, between two tasks), so the interruption never lands inside a
+    database query, nor in a garbage collector's callback, where Python prints it as
+    "Exception ignored" and forgets it (the run went on and exited 0). A second Ctrl-C
+    interrupts at once, wherever the run is (the handler before this one is back).
+
+    A context manager; on the main thread only (elsewhere there is no signal to take), and
+    only where Ctrl-C is not ignored.
+    """
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> CtrlC:
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        if on_main_thread and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            self._previous = signal.signal(signal.SIGINT, self._press)
+            self._installed = True
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._installed:
+            self._restore()
+
+    def _press(self, signum: int, frame: Any) -> None:
+        self.pressed = True
+        self._restore()
+
+    def _restore(self) -> None:
+        # None: a handler installed from C, which Python cannot put back; its own instead
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+        self._installed = False
+
+    def stop_if_pressed(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+
 @dataclass
 class ReparseReport:
     run_id: int
@@ -386,6 +433,18 @@ def reparse(
     module-level function, which they import.
     """
     check_jobs(jobs, parse)
+    with CtrlC() as ctrl_c:
+        return _reparse(engine, parse, parser_version, batch_size, jobs, ctrl_c)
+
+
+def _reparse(
+    engine: Engine,
+    parse: Parser,
+    parser_version: int,
+    batch_size: int,
+    jobs: int,
+    ctrl_c: CtrlC,
+) -> ReparseReport:
     started = time.monotonic()
     run_id = start_run(engine, "reparse", {"parser_version": parser_version, "jobs": jobs})
     report = ReparseReport(run_id=run_id, parser_version=parser_version, jobs=jobs)
@@ -406,6 +465,7 @@ def reparse(
             )
         with JudgingPool(jobs, parse) as pool:
             for _, judgements in pool.map(_judge_rows, _stored_pages(engine, pool, batch_size)):
+                ctrl_c.stop_if_pressed()
                 for judgement in judgements:
                     report.pages += 1
                     if _offer(writer, sightings, report, judgement):
