@@ -40,6 +40,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
@@ -264,35 +265,49 @@ class JudgingPool:
 def _started_pool(jobs: int, parse: Parser) -> ProcessPoolExecutor:
     """``jobs`` judging processes, all started now with Ctrl-C ignored from their first
     instruction: one pressed while they start would otherwise print their tracebacks. (An
-    ignored signal stays ignored across fork and exec, and Python keeps it so.) Ctrl-C
-    pressed in the few milliseconds this takes is lost; the next one is not.
+    ignored signal stays ignored across fork and exec, and Python keeps it so.)
 
     They are forked from a fork server, a fresh process that imports the parser once (most
     of a second of CPU), rather than spawned, each importing it again; not forked from this
-    process, which has a writer thread and open connections. Where there is no fork server,
-    they are spawned.
+    process, which has a writer thread and open connections. Ctrl-C is ignored here only
+    while the fork server itself is forked and executed (milliseconds), and then in it and
+    every process it forks: ignored for the whole start, over a second, a Ctrl-C pressed
+    meanwhile was lost and the run went on to the end. Where there is no fork server, they
+    are spawned, Ctrl-C ignored here until they are.
     """
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context: Any = multiprocessing.get_context("forkserver")
-        # The main module too, as spawned processes import it: a parser may be defined there.
-        context.set_forkserver_preload(["__main__", __name__])
-    else:
-        context = multiprocessing.get_context("spawn")
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if on_main_thread else None
-    try:
-        executor = ProcessPoolExecutor(
-            jobs,
-            mp_context=context,
-            initializer=_judging_process_started,
-            initargs=(parse,),
-        )
-        for _ in range(jobs):  # one process is started per task handed out, up to jobs
-            executor.submit(int)
-    finally:
-        if on_main_thread:
-            signal.signal(signal.SIGINT, previous)
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        with _ctrl_c_ignored():
+            return _pool(jobs, parse, multiprocessing.get_context("spawn"))
+    from multiprocessing import forkserver  # POSIX only
+
+    context = multiprocessing.get_context("forkserver")
+    # The main module too, as spawned processes import it: a parser may be defined there.
+    context.set_forkserver_preload(["__main__", __name__])
+    with _ctrl_c_ignored():
+        forkserver.ensure_running()  # no wait for its imports
+    return _pool(jobs, parse, context)
+
+
+def _pool(jobs: int, parse: Parser, context: Any) -> ProcessPoolExecutor:
+    executor = ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_judging_process_started, initargs=(parse,)
+    )
+    for _ in range(jobs):  # one process is started per task handed out, up to jobs
+        executor.submit(int)
     return executor
+
+
+@contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    """Ctrl-C ignored in this process, and in the processes it starts meanwhile."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may change it; the caller's Ctrl-C is not ours
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # The judging process's own judge, made once when it starts.

@@ -546,6 +546,26 @@ def test_ctrl_c_at_varied_moments_always_exits_130_in_one_line_and_keeps_the_rec
     assert stopped >= 2  # most signals land inside the run
 
 
+def test_ctrl_c_while_the_judging_processes_start_is_not_lost(
+    crawled: Engine, database_url: str
+) -> None:
+    """Starting them takes over a second (the fork server imports the parser); a Ctrl-C
+    pressed meanwhile was ignored, and the run went on to the end and exited 0."""
+    started = runs_started(crawled)
+    command = cli(database_url, "reparse", "--jobs", "2")
+    while runs_started(crawled) == started:  # the run has begun: the processes start now
+        assert command.poll() is None, finished(command)
+        time.sleep(0.002)
+    time.sleep(0.3)  # past the first query, well inside the start of the processes
+    os.killpg(command.pid, signal.SIGINT)
+    out, err = finished(command)
+    assert command.returncode == 130, (out, err)
+    said, interrupted = err.strip().splitlines()  # nothing from the judging processes
+    assert said.startswith("Stopped (shutdown): Re-parse run ")
+    assert interrupted.startswith("Re-parse interrupted: ")
+    assert last_run(crawled).finish_reason == "shutdown"
+
+
 def press_ctrl_c() -> None:
     """A real SIGINT to this process; Python runs its handler before the next line."""
     os.kill(os.getpid(), signal.SIGINT)
