@@ -45,7 +45,7 @@ from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
 from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -154,6 +154,8 @@ def create_engine_for(url: str | URL, *, read_only: bool = False) -> Engine:
         ) from exc
     if backend == "sqlite":
         _install_sqlite_hooks(engine, read_only=read_only)
+    else:
+        _install_postgres_hooks(engine)
     return engine
 
 
@@ -246,6 +248,32 @@ def _install_sqlite_hooks(engine: Engine, *, read_only: bool = False) -> None:
         # instead of one failing with "database is locked" when it upgrades its read lock.
         immediate = connection.get_execution_options().get(WRITE_TRANSACTION_OPTION)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _install_postgres_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        # Ctrl-C during the pre-ping of a pooled connection can leave psycopg's connection
+        # mid-query (ACTIVE); SQLAlchemy's ping then restores autocommit in a ``finally``,
+        # which psycopg refuses ("can't change 'autocommit' now"), and that error replaces
+        # the interruption: a command stopped by Ctrl-C would fail with a traceback, and
+        # exit 1 instead of 130. Raised here, the interruption goes on through the pool,
+        # which closes that connection (never reused) and lets it through.
+        if not context.is_pre_ping:
+            return
+        interruption = _interruption_behind(context.original_exception)
+        if interruption is not None:
+            raise interruption
+
+
+def _interruption_behind(error: BaseException) -> BaseException | None:
+    """The Ctrl-C (or exit) this error was raised while handling, if any."""
+    seen: BaseException | None = error.__context__
+    while seen is not None:
+        if isinstance(seen, (KeyboardInterrupt, SystemExit)):
+            return seen
+        seen = seen.__context__
+    return None
 
 
 def _enable_wal(cursor: sqlite3.Cursor) -> None:

@@ -37,6 +37,7 @@ from harvester.judge import Judgement, Parser, judge_raw
 from harvester.parsing import PARSER_VERSION, parse_page
 from harvester.reparse import (
     PAGES_PER_TASK,
+    CtrlC,
     JudgingPool,
     PageJudge,
     StoredRow,
@@ -151,13 +152,26 @@ def replay(
     written chunk by chunk by this process, so the outcome does not depend on ``jobs``.
     """
     check_jobs(jobs, parse)
+    with CtrlC() as ctrl_c:
+        return _replay(engine, parse, parser_version, reason, batch_size, jobs, ctrl_c)
+
+
+def _replay(
+    engine: Engine,
+    parse: Parser,
+    parser_version: int,
+    reason: str | None,
+    batch_size: int,
+    jobs: int,
+    ctrl_c: CtrlC,
+) -> ReplayReport:
     started = time.monotonic()
     run_id = start_run(
         engine, "quarantine-replay", {"reason": reason, "jobs": jobs} if reason else {"jobs": jobs}
     )
     report = ReplayReport(run_id=run_id)
     try:
-        _replay_rows(engine, report, parse, parser_version, reason, batch_size, jobs)
+        _replay_rows(engine, report, parse, parser_version, reason, batch_size, jobs, ctrl_c)
     except BaseException as error:
         _finish(engine, report, started, stop_reason(error))
         raise
@@ -173,6 +187,7 @@ def _replay_rows(
     reason: str | None,
     batch_size: int,
     jobs: int,
+    ctrl_c: CtrlC,
 ) -> None:
     history = RecordHistory(parser_version=parser_version, sighting=False)
     sightings = RunSightings()
@@ -181,6 +196,7 @@ def _replay_rows(
         chunk = _Chunk()
         tasks = _open_rows(engine, pool, reason, batch_size)
         for (rows, last), judgements in pool.map(_judge_rows, tasks):
+            ctrl_c.stop_if_pressed()
             for row, judgement in zip(rows, judgements, strict=True):
                 report.rows += 1
                 _take(row, judgement, chunk, sightings, report)

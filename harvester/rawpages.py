@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -244,25 +244,9 @@ class PageCodec:
 
     def page(self, connection: Connection, row: RowMapping) -> FetchedPage:
         """A stored page (a ``raw_pages`` row, all columns) decompressed and checked."""
-        if row["codec"] != CODEC:
-            raise ValueError(f"raw page {row['sha256']}: unknown codec {row['codec']!r}")
-        options: dict[str, Any] = {}
         if row["dictionary_id"] is not None:
             self._load(connection, [row["dictionary_id"]])
-            options["zstd_dict"] = self._dictionaries[row["dictionary_id"]]
-        body = zstd.decompress(bytes(row["body"]), **options)
-        if hashlib.sha256(body).hexdigest() != row["sha256"]:
-            raise ValueError(f"raw page {row['sha256']}: the stored body does not match its hash")
-        return FetchedPage(
-            sha256=row["sha256"],
-            body=body,
-            url=row["url"],
-            status=row["status"],
-            content_type=row["content_type"],
-            encoding=row["encoding"],
-            fetched_at=row["fetched_at"],
-            redirect_urls=list(row["redirect_urls"] or ()),
-        )
+        return decoded_page(row, self._dictionaries)
 
     def pages(self, connection: Connection, keys: Iterable[str]) -> dict[str, FetchedPage]:
         """The stored pages with these keys (missing ones are left out)."""
@@ -273,6 +257,37 @@ class PageCodec:
             for row in connection.execute(query).mappings():
                 found[row["sha256"]] = self.page(connection, row)
         return found
+
+
+def decoded_page(row: Mapping[Any, Any], dictionaries: Mapping[int, Any]) -> FetchedPage:
+    """A stored page (a ``raw_pages`` row, all columns) decompressed and checked against its
+    hash, given the zstd dictionaries (``ZstdDict`` by id) it may name.
+
+    No connection: the re-parse's judging processes, which have none, read pages with it too.
+    """
+    if row["codec"] != CODEC:
+        raise ValueError(f"raw page {row['sha256']}: unknown codec {row['codec']!r}")
+    options: dict[str, Any] = {}
+    if row["dictionary_id"] is not None:
+        if row["dictionary_id"] not in dictionaries:
+            raise ValueError(
+                f"raw page {row['sha256']}: dictionary {row['dictionary_id']} is not stored"
+            )
+        options["zstd_dict"] = dictionaries[row["dictionary_id"]]
+    # PostgreSQL gives the body as a memoryview
+    body = zstd.decompress(bytes(row["body"]), **options)
+    if hashlib.sha256(body).hexdigest() != row["sha256"]:
+        raise ValueError(f"raw page {row['sha256']}: the stored body does not match its hash")
+    return FetchedPage(
+        sha256=row["sha256"],
+        body=body,
+        url=row["url"],
+        status=row["status"],
+        content_type=row["content_type"],
+        encoding=row["encoding"],
+        fetched_at=row["fetched_at"],
+        redirect_urls=list(row["redirect_urls"] or ()),
+    )
 
 
 def _insert_ignoring(connection: Connection, table: Table, key: str) -> Any:

@@ -23,12 +23,12 @@ is, and the records, versions and quarantine rows written are the same. ``jobs=1
 this process, with no pool. A judging process that dies stops the run with
 ``JudgingProcessDied`` (what was judged before is written; running it again finishes the
 job); Ctrl-C reaches the judging processes too, which leave it to this one: it stops handing
-out pages, writes what was judged and finishes the run as ``shutdown``.
+out pages, writes what was judged and finishes the run as ``shutdown``. It stops between two
+tasks (``CtrlC``), never inside a database query; a second Ctrl-C interrupts at once.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import multiprocessing
 import os
@@ -40,6 +40,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
@@ -53,7 +54,7 @@ from harvester.history import RecordHistory, versions_of_run
 from harvester.items import FetchedPage
 from harvester.judge import Judgement, Parser, judge_page
 from harvester.parsing import PARSER_VERSION, parse_page
-from harvester.rawpages import CODEC, DICTIONARIES, RAW_PAGES
+from harvester.rawpages import DICTIONARIES, RAW_PAGES, decoded_page
 from harvester.store import (
     RECORDS,
     RecordWriter,
@@ -117,29 +118,8 @@ class PageJudge:
                 self._dictionaries[dictionary_id] = zstd.ZstdDict(content)
 
     def page(self, row: StoredRow) -> FetchedPage:
-        """The stored page decompressed and checked, as ``rawpages.PageCodec.page`` reads it."""
-        if row["codec"] != CODEC:
-            raise ValueError(f"raw page {row['sha256']}: unknown codec {row['codec']!r}")
-        options: dict[str, Any] = {}
-        if row["dictionary_id"] is not None:
-            if row["dictionary_id"] not in self._dictionaries:
-                raise ValueError(
-                    f"raw page {row['sha256']}: dictionary {row['dictionary_id']} is not stored"
-                )
-            options["zstd_dict"] = self._dictionaries[row["dictionary_id"]]
-        body = zstd.decompress(row["body"], **options)
-        if hashlib.sha256(body).hexdigest() != row["sha256"]:
-            raise ValueError(f"raw page {row['sha256']}: the stored body does not match its hash")
-        return FetchedPage(
-            sha256=row["sha256"],
-            body=body,
-            url=row["url"],
-            status=row["status"],
-            content_type=row["content_type"],
-            encoding=row["encoding"],
-            fetched_at=row["fetched_at"],
-            redirect_urls=list(row["redirect_urls"] or ()),
-        )
+        """The stored page decompressed and checked (``rawpages.decoded_page``)."""
+        return decoded_page(row, self._dictionaries)
 
     def judge(self, row: StoredRow) -> Judgement:
         return judge_page(self.page(row), parse=self.parse)
@@ -285,35 +265,49 @@ class JudgingPool:
 def _started_pool(jobs: int, parse: Parser) -> ProcessPoolExecutor:
     """``jobs`` judging processes, all started now with Ctrl-C ignored from their first
     instruction: one pressed while they start would otherwise print their tracebacks. (An
-    ignored signal stays ignored across fork and exec, and Python keeps it so.) Ctrl-C
-    pressed in the few milliseconds this takes is lost; the next one is not.
+    ignored signal stays ignored across fork and exec, and Python keeps it so.)
 
     They are forked from a fork server, a fresh process that imports the parser once (most
     of a second of CPU), rather than spawned, each importing it again; not forked from this
-    process, which has a writer thread and open connections. Where there is no fork server,
-    they are spawned.
+    process, which has a writer thread and open connections. Ctrl-C is ignored here only
+    while the fork server itself is forked and executed (milliseconds), and then in it and
+    every process it forks: ignored for the whole start, over a second, a Ctrl-C pressed
+    meanwhile was lost and the run went on to the end. Where there is no fork server, they
+    are spawned, Ctrl-C ignored here until they are.
     """
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context: Any = multiprocessing.get_context("forkserver")
-        # The main module too, as spawned processes import it: a parser may be defined there.
-        context.set_forkserver_preload(["__main__", __name__])
-    else:
-        context = multiprocessing.get_context("spawn")
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if on_main_thread else None
-    try:
-        executor = ProcessPoolExecutor(
-            jobs,
-            mp_context=context,
-            initializer=_judging_process_started,
-            initargs=(parse,),
-        )
-        for _ in range(jobs):  # one process is started per task handed out, up to jobs
-            executor.submit(int)
-    finally:
-        if on_main_thread:
-            signal.signal(signal.SIGINT, previous)
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        with _ctrl_c_ignored():
+            return _pool(jobs, parse, multiprocessing.get_context("spawn"))
+    from multiprocessing import forkserver  # POSIX only
+
+    context = multiprocessing.get_context("forkserver")
+    # The main module too, as spawned processes import it: a parser may be defined there.
+    context.set_forkserver_preload(["__main__", __name__])
+    with _ctrl_c_ignored():
+        forkserver.ensure_running()  # no wait for its imports
+    return _pool(jobs, parse, context)
+
+
+def _pool(jobs: int, parse: Parser, context: Any) -> ProcessPoolExecutor:
+    executor = ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_judging_process_started, initargs=(parse,)
+    )
+    for _ in range(jobs):  # one process is started per task handed out, up to jobs
+        executor.submit(int)
     return executor
+
+
+@contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    """Ctrl-C ignored in this process, and in the processes it starts meanwhile."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may change it; the caller's Ctrl-C is not ours
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # The judging process's own judge, made once when it starts.
@@ -351,6 +345,52 @@ def _in_worker(
     assert _process_judge is not None
     _process_judge.learn(dictionaries)
     return function(_process_judge, task)
+
+
+class CtrlC:
+    """Ctrl-C during a re-parse or replay, taken as a request to stop: the run stops where it
+    asks (``stop_if_pressed``, between two tasks), so the interruption never lands inside a
+    database query, nor in a garbage collector's callback, where Python prints it as
+    "Exception ignored" and forgets it (the run went on and exited 0). A second Ctrl-C
+    interrupts at once, wherever the run is (the handler before this one is back).
+
+    A context manager; on the main thread only (elsewhere there is no signal to take), and
+    only where Ctrl-C is not ignored.
+    """
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> CtrlC:
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        if on_main_thread and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            self._previous = signal.signal(signal.SIGINT, self._press)
+            self._installed = True
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._installed:
+            self._restore()
+
+    def _press(self, signum: int, frame: Any) -> None:
+        self.pressed = True
+        self._restore()
+
+    def _restore(self) -> None:
+        # None: a handler installed from C, which Python cannot put back; its own instead
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+        self._installed = False
+
+    def stop_if_pressed(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
 
 
 @dataclass
@@ -408,6 +448,18 @@ def reparse(
     module-level function, which they import.
     """
     check_jobs(jobs, parse)
+    with CtrlC() as ctrl_c:
+        return _reparse(engine, parse, parser_version, batch_size, jobs, ctrl_c)
+
+
+def _reparse(
+    engine: Engine,
+    parse: Parser,
+    parser_version: int,
+    batch_size: int,
+    jobs: int,
+    ctrl_c: CtrlC,
+) -> ReparseReport:
     started = time.monotonic()
     run_id = start_run(engine, "reparse", {"parser_version": parser_version, "jobs": jobs})
     report = ReparseReport(run_id=run_id, parser_version=parser_version, jobs=jobs)
@@ -428,6 +480,7 @@ def reparse(
             )
         with JudgingPool(jobs, parse) as pool:
             for _, judgements in pool.map(_judge_rows, _stored_pages(engine, pool, batch_size)):
+                ctrl_c.stop_if_pressed()
                 for judgement in judgements:
                     report.pages += 1
                     if _offer(writer, sightings, report, judgement):

@@ -16,9 +16,21 @@ from harvester.history import RecordHistory
 from harvester.items import FetchedPage, RawRecord, Record, Rejection
 from harvester.normalize import content_hash, normalize_record
 from harvester.parsing import PARSER_VERSION, parse_page
-from harvester.rawpages import DICTIONARY_MIN_PAGES, PageCodec, fetched_page, response_for
+from harvester.rawpages import (
+    DICTIONARY_MIN_PAGES,
+    RAW_PAGES,
+    PageCodec,
+    decoded_page,
+    fetched_page,
+    response_for,
+)
 from harvester.store import RecordWriter, write_batch
 from tests.support import page_names, response_from_file
+
+try:  # Python >= 3.14; the backport before, as in harvester.rawpages
+    from compression import zstd  # type: ignore[import-not-found]
+except ImportError:
+    from backports import zstd
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -136,6 +148,15 @@ def test_a_big_batch_trains_a_dictionary_that_later_pages_share(schema: Engine) 
     with schema.connect() as connection:  # another process: loads the dictionary it needs
         read = PageCodec().pages(connection, [page.sha256 for page in pages])
     assert [read[page.sha256].body for page in pages] == [page.body for page in pages]
+    with schema.connect() as connection:  # a judging process: no connection, given the dictionary
+        rows_read = connection.execute(select(RAW_PAGES)).mappings().all()
+        content = connection.execute(select(models.RawPageDictionary.dictionary)).scalar_one()
+    dictionaries = {dictionary_id: zstd.ZstdDict(bytes(content))}
+    decoded = {row["sha256"]: decoded_page(row, dictionaries) for row in rows_read}
+    assert [decoded[page.sha256] for page in pages] == [read[page.sha256] for page in pages]
+    needs_it = next(row for row in rows_read if row["dictionary_id"] is not None)
+    with pytest.raises(ValueError, match=f"dictionary {dictionary_id} is not stored"):
+        decoded_page(needs_it, {})
 
 
 def test_a_damaged_page_is_refused_not_parsed(schema: Engine) -> None:

@@ -1,0 +1,116 @@
+"""A Scrapy extension for finding what grows in the crawl's process (not loaded by default).
+
+Every ``MEMPROBE_EVERY`` items scraped it logs one JSON line: the RSS and the anonymous
+memory of the process (``/proc/self/smaps_rollup``), the Python objects by type that grew
+since the previous line (``gc.get_objects``), SQLite's own heap (``sqlite3_memory_used``),
+and with ``MEMPROBE_TRACEMALLOC=1`` tracemalloc's top growth by line since the previous line;
+with ``MEMPROBE_TRIM=1`` the RSS again after ``malloc_trim(0)`` (how much is free memory
+the allocator keeps). Load it with the crawl's own extensions::
+
+    -s 'EXTENSIONS={"harvester.crawl_session.CrawlRun": 100, ...,
+                    "benchmarks.memprobe.MemoryProbe": 900}'
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import json
+import logging
+import os
+import threading
+import tracemalloc
+from collections import Counter
+from typing import Any
+
+from scrapy import signals
+from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+
+def _status_kib(name: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _rollup_kib() -> dict[str, int]:
+    found: dict[str, int] = {}
+    with open("/proc/self/smaps_rollup") as rollup:
+        for line in rollup:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                found[parts[0].rstrip(":")] = int(parts[1])
+    return found
+
+
+def _sqlite_heap() -> int | None:
+    name = ctypes.util.find_library("sqlite3")
+    if name is None:
+        return None
+    library = ctypes.CDLL(name)
+    library.sqlite3_memory_used.restype = ctypes.c_int64
+    return int(library.sqlite3_memory_used())
+
+
+class MemoryProbe:
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.items = 0
+        self.types: Counter[str] = Counter()
+        self.trace = os.environ.get("MEMPROBE_TRACEMALLOC") == "1"
+        self.trim = os.environ.get("MEMPROBE_TRIM") == "1"
+        self.snapshot: Any = None
+        self.crawler: Crawler | None = None
+        if self.trace:
+            tracemalloc.start(5)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> MemoryProbe:
+        probe = cls(crawler.settings.getint("MEMPROBE_EVERY", 5000))
+        probe.crawler = crawler
+        crawler.signals.connect(probe.item_scraped, signal=signals.item_scraped)
+        return probe
+
+    def item_scraped(self, item: Any, response: Any, spider: Any) -> None:
+        self.items += 1
+        if self.items % self.every == 0:
+            self.report()
+
+    def _pool_status(self) -> str | None:
+        from harvester.crawl_session import run_of
+
+        run = run_of(self.crawler) if self.crawler is not None else None
+        engine = getattr(run, "engine", None)
+        return engine.pool.status() if engine is not None else None
+
+    def report(self) -> None:
+        types = Counter(type(o).__qualname__ for o in gc.get_objects())
+        grown = {t: n - self.types[t] for t, n in types.items() if n - self.types[t] > 200}
+        self.types = types
+        line: dict[str, Any] = {
+            "items": self.items,
+            "rss_kib": _status_kib("VmRSS"),
+            "anonymous_kib": _rollup_kib().get("Anonymous"),
+            "sqlite_heap": _sqlite_heap(),
+            "objects": len(gc.get_objects()),
+            "threads": threading.active_count(),
+            "pool": self._pool_status(),
+            "grown_types": dict(sorted(grown.items(), key=lambda kv: -kv[1])[:15]),
+        }
+        if self.trace:
+            snapshot = tracemalloc.take_snapshot()
+            if self.snapshot is not None:
+                diff = snapshot.compare_to(self.snapshot, "lineno")[:15]
+                line["tracemalloc_top"] = [str(d) for d in diff]
+            line["traced_kib"] = tracemalloc.get_traced_memory()[0] // 1024
+            self.snapshot = snapshot
+        if self.trim:
+            libc = ctypes.CDLL(ctypes.util.find_library("c"))
+            libc.malloc_trim(0)
+            line["rss_after_trim_kib"] = _status_kib("VmRSS")
+        logger.warning("memprobe %s", json.dumps(line))
