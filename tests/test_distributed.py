@@ -4,8 +4,10 @@ local site; killed with SIGKILL at random moments."""
 
 from __future__ import annotations
 
+import bisect
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -26,7 +28,7 @@ from harvester.distributed import Fleet
 from harvester.errors import DistributedRunRefused
 from harvester.localsite import Site
 from tests.conftest import postgres_database
-from tests.faultserver import FaultServer, fault_server
+from tests.faultserver import FaultServer, LoggedRequest, fault_server
 from tests.support import (
     REPO,
     assert_matches_truth,
@@ -89,6 +91,15 @@ def coordinator(logs: Path, count: int) -> int:
                 return number
         time.sleep(0.1)
     raise AssertionError("no worker became coordinator")
+
+
+def busiest_second(log: list[LoggedRequest]) -> int:
+    """The most requests the host received in any one-second window."""
+    times = sorted(request.time for request in log)
+    return max(
+        (bisect.bisect_left(times, start + 1.0) - index for index, start in enumerate(times)),
+        default=0,
+    )
 
 
 def harvester_stats(database: str, redis: str) -> str:
@@ -169,7 +180,11 @@ def test_killed_workers_cost_refetches_not_records(
     chance = random.Random(seed)
     with fault_server(Site(records=200, seed=22, per_sitemap=40)) as site:
         slow_record_pages(site, 0.4)
-        with workers(4, pg_url, redis_url, site, tmp_path, CONCURRENT_REQUESTS="4") as started:
+        # The fleet's politeness: one request per 0.05 s to the host (harvester.sharedrate),
+        # below what 4 workers x 4 requests of 0.4 s could send (40/s).
+        with workers(
+            4, pg_url, redis_url, site, tmp_path, CONCURRENT_REQUESTS="4", DOWNLOAD_DELAY="0.05"
+        ) as started:
             lead = coordinator(tmp_path, 4)
             others = [n for n in range(4) if n != lead]
             victims = (
@@ -188,6 +203,7 @@ def test_killed_workers_cost_refetches_not_records(
             (run,) = distributed_runs(engine)
             assert run.finish_reason == "finished"
             assert run.repushed >= 1, (seed, victims)
+            assert busiest_second(site.requests) <= 20 + 1, (seed, victims)
             with engine.connect() as connection:
                 reasons = connection.execute(
                     text("SELECT finish_reason FROM crawl_runs ORDER BY id")
@@ -254,6 +270,20 @@ def test_unreachable_redis_is_refused_in_one_line(pg_url: str) -> None:
     )
     assert done.returncode == 1
     assert "the Redis server of the distributed run (redis://:***@127.0.0.1:9/0)" in done.stderr
+    assert "secret" not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_malformed_redis_url_is_refused_in_one_line(pg_url: str) -> None:
+    done = scrapy_crawl(
+        pg_url,
+        "url=http://127.0.0.1:9/record/1",
+        settings={"HARVESTER_REDIS_URL": "foo://:secret@127.0.0.1:9/0"},
+    )
+    assert done.returncode == 1
+    assert "Not crawling: HARVESTER_REDIS_URL is not a Redis URL (foo://:***@127.0.0.1:9/0)" in (
+        done.stderr
+    )
     assert "secret" not in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -325,7 +355,7 @@ def test_workers_with_other_arguments_are_refused(
             shown = harvester_stats(pg_url, redis_url)
             assert "distributed run #1 (under way)" in shown
             assert " queued, " in shown
-            assert "worker run #1: busy" in shown
+            assert re.search(r"worker run #1: (busy|idle) \(heartbeat ", shown), shown
             other = scrapy_crawl(
                 pg_url,
                 f"sitemap={site.url('/sitemap.xml')}",

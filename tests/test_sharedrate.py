@@ -1,9 +1,10 @@
 """Politeness across workers (harvester/sharedrate.py): several `scrapy crawl` processes share
 one request schedule per host through a real Redis-compatible server.
 
-Each process crawls the same record pages of one local site (tests/faultserver.py), on its own
-SQLite file, and says who it is in its User-Agent; the site's request log (arrival times, in
-the test process) is what the fleet did to the host.
+Each process crawls the same record pages of one local site (tests/faultserver.py) as a
+distributed run of its own, in a PostgreSQL database of its own (distributed runs need
+PostgreSQL; the rate is per host, whatever the run), and says who it is in its User-Agent; the
+site's request log (arrival times, in the test process) is what the fleet did to the host.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 import redis
@@ -19,9 +22,11 @@ from scrapy import Request
 
 from harvester.localsite import Site
 from harvester.sharedrate import host_key, turn_seconds
-from tests.conftest import redis_server
+from tests.conftest import postgres_database, redis_server
 from tests.faultserver import FaultServer, LoggedRequest, fault_server
 from tests.support import start_scrapy_crawl
+
+pytestmark = pytest.mark.postgres
 
 DELAY = 0.1  # DOWNLOAD_DELAY of the test crawls: the fleet's cap is 10 requests/s
 
@@ -45,9 +50,16 @@ def record_urls(site: FaultServer, count: int) -> str:
     return "url=" + ",".join(t["url"] for t in truth)
 
 
+@pytest.fixture
+def databases() -> Iterator[list[str]]:
+    """Three new PostgreSQL databases, one per worker (migrated by the crawl itself)."""
+    with ExitStack() as stack:
+        yield [stack.enter_context(postgres_database()) for _ in range(3)]
+
+
 def start_workers(
     site: FaultServer,
-    tmp_path: object,
+    databases: list[str],
     redis_url: str,
     count: int,
     pages: int,
@@ -55,7 +67,7 @@ def start_workers(
 ) -> list[subprocess.Popen[str]]:
     return [
         start_scrapy_crawl(
-            f"sqlite:///{tmp_path}/worker-{n}.sqlite",
+            databases[n],
             record_urls(site, pages),
             settings={
                 "HARVESTER_REDIS_URL": redis_url,
@@ -65,6 +77,8 @@ def start_workers(
                 # Pages are judged in the crawl process: three judge processes more on two
                 # cores would only add scheduling noise to the times measured.
                 "HARVESTER_JUDGE_PROCESSES": "0",
+                "HARVESTER_AUTO_MIGRATE": "1",
+                "HARVESTER_HEARTBEAT_INTERVAL": "1",
                 **settings,
             },
         )
@@ -100,14 +114,16 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
 
 
 def test_three_workers_share_one_rate_per_host(
-    site: FaultServer, tmp_path: object, redis_url: str
+    site: FaultServer, databases: list[str], redis_url: str
 ) -> None:
     # Held at the start (a published pause) until all three wait, so that however slowly each
     # process starts, they crawl at the same time: each alone would go at the cap.
     client = redis.Redis.from_url(redis_url)
     client.set(f"ncjrs:host:127.0.0.1:{site.port}:paused_until", time.time() + 300)
-    workers = start_workers(site, tmp_path, redis_url, count=3, pages=25)
-    wait_for(lambda: len(client.client_list()) >= 1 + 3)  # this client and one per worker
+    workers = start_workers(site, databases, redis_url, count=3, pages=25)
+    # Each has joined its run, then coordinates it within a heartbeat and asks for turns.
+    wait_for(lambda: len(client.keys("ncjrs:run:*:run")) == 3)
+    time.sleep(3)
     client.delete(f"ncjrs:host:127.0.0.1:{site.port}:paused_until")
     client.close()
     for code, stderr in finish(workers):
@@ -125,9 +141,9 @@ def test_three_workers_share_one_rate_per_host(
 
 
 def test_a_retry_after_given_to_one_worker_pauses_them_all(
-    site: FaultServer, tmp_path: object, redis_url: str
+    site: FaultServer, databases: list[str], redis_url: str
 ) -> None:
-    workers = start_workers(site, tmp_path, redis_url, count=2, pages=30)
+    workers = start_workers(site, databases, redis_url, count=2, pages=30)
     wait_for(lambda: len(by_worker(site.requests)) == 2 and len(site.requests) >= 6)
     asked = {r.path for r in site.requests}
     path = next(
@@ -151,10 +167,10 @@ def test_a_retry_after_given_to_one_worker_pauses_them_all(
 
 
 def test_a_crawl_delay_in_robots_txt_slows_the_fleet(
-    site: FaultServer, tmp_path: object, redis_url: str
+    site: FaultServer, databases: list[str], redis_url: str
 ) -> None:
     site.robots("User-agent: *\nCrawl-delay: 0.3\n")
-    workers = start_workers(site, tmp_path, redis_url, count=2, pages=8)
+    workers = start_workers(site, databases, redis_url, count=2, pages=8)
     for code, stderr in finish(workers):
         assert code == 0, stderr[-3000:]
     pages = sorted((r for r in site.requests if r.path != "/robots.txt"), key=lambda r: r.time)
@@ -168,16 +184,18 @@ def test_a_crawl_delay_in_robots_txt_slows_the_fleet(
 
 
 def test_no_request_leaves_while_redis_is_down_and_the_crawl_resumes(
-    site: FaultServer, tmp_path: object
+    site: FaultServer, databases: list[str], tmp_path: Path
 ) -> None:
-    with redis_server() as url:
+    # Restarted with its data (append-only file, as operations.md configures it): a Redis
+    # that comes back empty ends the run instead (test_distributed's queue_lost test).
+    with redis_server(data_dir=tmp_path / "redis") as url:
         port = int(url.rsplit(":", 1)[1].split("/")[0])
-        (worker,) = start_workers(site, tmp_path, url, count=1, pages=30)
+        (worker,) = start_workers(site, databases, url, count=1, pages=30)
         wait_for(lambda: len(site.requests) >= 6)
     stopped = time.monotonic()
     time.sleep(2.0)
     during = [r for r in site.requests if r.time > stopped + 0.3]
-    with redis_server(port=port):
+    with redis_server(port=port, data_dir=tmp_path / "redis"):
         ((code, stderr),) = finish([worker])
     assert during == [], during
     assert code == 0, stderr[-3000:]
@@ -187,11 +205,11 @@ def test_no_request_leaves_while_redis_is_down_and_the_crawl_resumes(
 
 
 def test_a_crawl_whose_redis_stays_down_ends_with_a_reason(
-    site: FaultServer, tmp_path: object
+    site: FaultServer, databases: list[str]
 ) -> None:
     with redis_server() as url:
         (worker,) = start_workers(
-            site, tmp_path, url, count=1, pages=30, HARVESTER_NO_PROGRESS_TIMEOUT="2"
+            site, databases, url, count=1, pages=30, HARVESTER_NO_PROGRESS_TIMEOUT="2"
         )
         wait_for(lambda: len(site.requests) >= 6)
     stopped = time.monotonic()

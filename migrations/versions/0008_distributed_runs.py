@@ -41,12 +41,14 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("spider", sa.Text(), nullable=False),
         sa.Column("arguments", _json(), nullable=False),
+        sa.Column("token", sa.String(length=32), nullable=False),
         sa.Column("started_at", _timestamp(), nullable=False),
         sa.Column("finished_at", _timestamp(), nullable=True),
         sa.Column("finish_reason", sa.Text(), nullable=True),
         sa.Column("issued", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("repushed", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_distributed_runs")),
+        sa.UniqueConstraint("token", name=op.f("uq_distributed_runs_token")),
     )
     op.add_column("crawl_runs", sa.Column("distributed_run_id", sa.Integer(), nullable=True))
     op.add_column("crawl_runs", sa.Column("idle_since", _timestamp(), nullable=True))
