@@ -372,13 +372,12 @@ class CrawlRun:
         )
         buffered = scheduler.buffered() if isinstance(scheduler, SharedScheduler) else 0
         scraping = engine.scraper.slot is not None and not engine.scraper.slot.is_idle()
-        idle = not (
-            engine.downloader.active
-            or scraping
-            or own_queue
-            or buffered
-            or (self.writer is not None and self.writer.holding())
-        )
+        fetching = bool(engine.downloader.active or scraping or own_queue or buffered)
+        if not fetching and self.writer is not None and self.writer.holding():
+            # Nothing more is coming to this batch: write it now rather than when it goes
+            # stale, so that the run's reconcile (which waits for idle workers) can begin.
+            self.writer.flush_if_idle()
+        idle = not (fetching or (self.writer is not None and self.writer.holding()))
         snapshot = Snapshot(
             idle=idle,
             navigation_done=fleet.start_done and not own_queue and idle,

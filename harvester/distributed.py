@@ -39,6 +39,7 @@ import heapq
 import itertools
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -184,6 +185,7 @@ class Fleet:
         self.keys: RunKeys | None = None
         self.worker_run_id: int | None = None  # this process's crawl_runs row
         self.coordinator = False
+        self._election = threading.Lock()
         self.finished = False
         self._coordinator_connection: Connection | None = None
         self._start_exhausted = False
@@ -256,6 +258,9 @@ class Fleet:
         from scrapy.utils.defer import maybe_deferred_to_future
         from twisted.internet import reactor, task
 
+        if not self.finished and self.run_id is not None:
+            # At once, not at the first heartbeat: the first worker of a run starts it.
+            self._try_to_coordinate()
         while not self.coordinator and not self.finished:
             pause: Deferred[None] = task.deferLater(reactor, 0.5, lambda: None)
             await maybe_deferred_to_future(pause)
@@ -309,13 +314,19 @@ class Fleet:
         if self.run_id is None:
             return "", []
         if not self.coordinator:
-            self.coordinator = self._take_coordinator_lock()
-            if self.coordinator:
-                logger.info("This worker coordinates distributed run %d", self.run_id)
+            self._try_to_coordinate()
             return "", []
         if not self._still_coordinator():
             return "coordinator_lost", []
         return self._coordinate(snapshot, now)
+
+    def _try_to_coordinate(self) -> None:
+        # The spider's start and the heartbeat's thread may both try: one election at a time.
+        with self._election:
+            if not self.coordinator:
+                self.coordinator = self._take_coordinator_lock()
+                if self.coordinator:
+                    logger.info("This worker coordinates distributed run %d", self.run_id)
 
     def _take_coordinator_lock(self) -> bool:
         connection = self.engine.connect()

@@ -210,6 +210,8 @@ class SharedRateMiddleware:
                 if paused_until > time.time():
                     await self._sleep(paused_until - time.time(), request)
                     continue
+                if turn_seconds(self.download_delay, crawl_delay, self._local_delay(request)) <= 0:
+                    return  # no delay anywhere (a local site, politeness off): nothing to share
                 slot = await self._local_slot_ready(request)
                 turn = turn_seconds(self.download_delay, crawl_delay, slot.delay if slot else 0)
                 await self._take_turn(prefix, turn, request)
@@ -254,6 +256,12 @@ class SharedRateMiddleware:
             limiter = Limiter(SingleBucketFactory(bucket, schedule_leak=False), buffer_ms=2)
             self._limiters[prefix] = (limiter, bucket)
         return self._limiters[prefix]
+
+    def _local_delay(self, request: Request) -> float:
+        """This worker's delay for the request's host now (AutoThrottle's, or the setting)."""
+        downloader = self.crawler.engine.downloader
+        slot = downloader.slots.get(downloader.get_slot_key(request))
+        return slot.delay if slot is not None else self.download_delay
 
     async def _local_slot_ready(self, request: Request) -> Slot | None:
         """This worker's downloader slot for the request, once it would send the request at
