@@ -367,9 +367,7 @@ class CrawlRun:
         if self._fleet_beating:
             return
         scheduler = engine._slot.scheduler
-        own_queue = isinstance(scheduler, SharedScheduler) and (
-            scheduler.local.has_pending_requests()
-        )
+        own_queue = isinstance(scheduler, SharedScheduler) and scheduler.in_hand()
         buffered = scheduler.buffered() if isinstance(scheduler, SharedScheduler) else 0
         scraping = engine.scraper.slot is not None and not engine.scraper.slot.is_idle()
         fetching = bool(engine.downloader.active or scraping or own_queue or buffered)

@@ -40,7 +40,9 @@ import itertools
 import json
 import logging
 import threading
+import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -80,6 +82,11 @@ RECORD_URLS = models.RecordUrl.__table__
 # ones it requests again (they pass the dupefilter that saw them the first time).
 RECORD_PAGE = "harvester_record_page"
 REPUSHED = "harvester_repushed"
+# How often the coordinator moves requests from its buffer to the shared queue (seconds).
+TOP_UP_EVERY = 0.1
+# Requests a worker takes from the shared queue at once: fewer round trips, and few enough
+# that others still find work (and that a kill costs little).
+TAKE_AT_ONCE = 4
 # Requests of a URL no worker ever answered before it is given up as a failed fetch.
 MAX_REPUSHES = 3
 
@@ -274,14 +281,23 @@ class Fleet:
     def start_done(self) -> bool:
         return self._start_exhausted
 
-    def issue(self, page: IssuedPage) -> None:
-        """Note a record request the run issues: a first issue keeps an earlier note of the
-        same URL (and its count of tries), a request issued again counts one more try."""
+    def issue(self, page: IssuedPage, fingerprint: str | None) -> bool:
+        """Note a record request the run issues, then add its fingerprint (None: a request
+        issued again, which passes) to the run's dupefilter; True if the run saw it already.
+
+        Noted first, in one round trip: a worker killed in between leaves a URL the reconcile
+        requests again, never one that nobody issues. A first issue keeps an earlier note of
+        the same URL (and its count of tries); a request issued again counts one more try."""
         assert self.keys is not None
+        steps = self.redis.pipeline(transaction=False)
         if page.tries > 1:
-            self.redis.hset(self.keys.issued, page.url, page.encoded())
+            steps.hset(self.keys.issued, page.url, page.encoded())
         else:
-            self.redis.hsetnx(self.keys.issued, page.url, page.encoded())
+            steps.hsetnx(self.keys.issued, page.url, page.encoded())
+        if fingerprint is not None:
+            steps.sadd(self.keys.dupefilter, fingerprint)
+        results = steps.execute()
+        return fingerprint is not None and results[-1] == 0
 
     # --- the heartbeat (off the reactor thread) ----------------------------------------
 
@@ -529,6 +545,9 @@ class SharedScheduler(RedisScheduler):  # type: ignore[misc]  # scrapy-redis is 
         self.local = LocalScheduler.from_crawler(crawler)
         self._buffered: list[tuple[int, int, Request]] = []  # (-priority, order, request)
         self._order = itertools.count()
+        self._next_top_up = 0.0
+        self._taken: deque[Request] = deque()  # from the shared queue, not sent yet
+        self._callbacks: dict[str, Callable[..., Any]] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> SharedScheduler:
@@ -546,7 +565,11 @@ class SharedScheduler(RedisScheduler):  # type: ignore[misc]  # scrapy-redis is 
         return self.local.open(spider)
 
     def close(self, reason: str) -> Deferred[None] | None:
-        # What the coordinator holds goes on without it: the other workers take it.
+        # What this worker took and the coordinator's buffer go on without it: back to the
+        # shared queue, for the other workers.
+        while self._taken:
+            request = self._taken.popleft()
+            heapq.heappush(self._buffered, (-request.priority, next(self._order), request))
         self._top_up(len(self._buffered))
         return self.local.close(reason)
 
@@ -556,38 +579,78 @@ class SharedScheduler(RedisScheduler):  # type: ignore[misc]  # scrapy-redis is 
         )
         if not first_issue:
             return bool(self.local.enqueue_request(request))
-        # Noted before the dupefilter sees it: a worker killed in between leaves a URL the
-        # reconcile requests again, never one that nobody issues.
-        self.fleet.issue(IssuedPage.of(request))
-        if not request.meta.get(REPUSHED) and self.df.request_seen(request):
+        fingerprint = None if request.meta.get(REPUSHED) else self.df.request_fingerprint(request)
+        if self.fleet.issue(IssuedPage.of(request), fingerprint):
             self.df.log(request, self.spider)
             return False
         heapq.heappush(self._buffered, (-request.priority, next(self._order), request))
         return True
 
     def next_request(self) -> Request | None:
-        if self._buffered:
+        # Topped up a few times a second, not at every request: each look costs a round trip.
+        if self._buffered and time.monotonic() >= self._next_top_up:
+            self._next_top_up = time.monotonic() + TOP_UP_EVERY
             self._top_up(self.buffer - len(self.queue))
         request = self.local.next_request()
         if request is None:
-            request = self.queue.pop(0)
-            if request is not None and self.stats is not None:
-                self.stats.inc_value("scheduler/dequeued/redis")
+            if not self._taken:
+                self._take()
+            if self._taken:
+                request = self._taken.popleft()
         return request
 
+    def _take(self) -> None:
+        """A few requests from the shared queue at once, the first ones by priority (one round
+        trip, atomic: ZPOPMIN). A worker killed with them costs their re-issue at reconcile."""
+        taken = self.server.zpopmin(self.queue_key, TAKE_AT_ONCE)
+        for encoded, _ in taken:
+            request = self.queue._decode_request(encoded)
+            self._same_callbacks(request)
+            self._taken.append(request)
+        if taken and self.stats is not None:
+            self.stats.inc_value("scheduler/dequeued/redis", len(taken))
+
+    def _same_callbacks(self, request: Request) -> None:
+        """A request read from Redis gets a new bound method for its callback and errback.
+        Scrapy remembers per callback object, weakly, whether it is a generator that returns a
+        value (inspect.getsource and an AST walk, about 1 ms): with a new object each time it
+        would inspect every page's callback again. One object per method, kept here."""
+        if callable(request.callback):
+            request.callback = self._callbacks.setdefault(
+                request.callback.__name__, request.callback
+            )
+        if callable(request.errback):
+            request.errback = self._callbacks.setdefault(request.errback.__name__, request.errback)
+
     def has_pending_requests(self) -> bool:
-        return bool(self.local.has_pending_requests() or self._buffered or len(self.queue))
+        return bool(
+            self.local.has_pending_requests() or self._taken or self._buffered or len(self.queue)
+        )
 
     def buffered(self) -> int:
+        """Requests in the coordinator's buffer, not in the shared queue yet."""
         return len(self._buffered)
 
+    def in_hand(self) -> bool:
+        """Requests this worker must send itself: navigation, retries, redirects, and what it
+        took from the shared queue."""
+        return bool(self._taken or self.local.has_pending_requests())
+
     def _top_up(self, room: int) -> None:
+        """Move up to ``room`` requests from the buffer to the shared queue, in one round trip
+        (scrapy-redis's encoding and score, as its queue's push)."""
+        steps = self.server.pipeline(transaction=False)
         moved = 0
         while self._buffered and moved < room:
-            self.queue.push(heapq.heappop(self._buffered)[2])
+            request = heapq.heappop(self._buffered)[2]
+            steps.execute_command(
+                "ZADD", self.queue_key, -request.priority, self.queue._encode_request(request)
+            )
             moved += 1
-        if moved and self.stats is not None:
-            self.stats.inc_value("scheduler/enqueued/redis", moved)
+        if moved:
+            steps.execute()
+            if self.stats is not None:
+                self.stats.inc_value("scheduler/enqueued/redis", moved)
 
 
 class RunScheduler(BaseScheduler):
@@ -638,6 +701,7 @@ def fleet_status(
             CRAWL_RUNS.c.idle_since,
             CRAWL_RUNS.c.finish_reason,
             CRAWL_RUNS.c.pages_fetched,
+            CRAWL_RUNS.c.started_at,
         )
         .where(CRAWL_RUNS.c.distributed_run_id == run.id)
         .order_by(CRAWL_RUNS.c.id)
@@ -647,8 +711,10 @@ def fleet_status(
         beat = _aware(row.heartbeat_at) if row.heartbeat_at else None
         if row.finish_reason is not None:
             state = row.finish_reason
-        elif beat is None or now - beat > timedelta(minutes=1):
+        elif now - (beat or _aware(row.started_at)) > timedelta(minutes=1):
             state = "gone (no heartbeat for a minute: killed?)"
+        elif beat is None:
+            state = "starting"
         else:
             state = "idle" if row.idle_since is not None else "busy"
         workers.append(

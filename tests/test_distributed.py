@@ -355,7 +355,7 @@ def test_workers_with_other_arguments_are_refused(
             shown = harvester_stats(pg_url, redis_url)
             assert "distributed run #1 (under way)" in shown
             assert " queued, " in shown
-            assert re.search(r"worker run #1: (busy|idle) \(heartbeat ", shown), shown
+            assert re.search(r"worker run #1: (starting|busy|idle) \(heartbeat ", shown), shown
             other = scrapy_crawl(
                 pg_url,
                 f"sitemap={site.url('/sitemap.xml')}",
