@@ -657,8 +657,8 @@ class RunScheduler(BaseScheduler):
     """SCHEDULER: Scrapy's own scheduler for a run on one machine, the shared one above for a
     distributed run (HARVESTER_REDIS_URL)."""
 
-    # A factory: it returns another scheduler, not an instance of this class.
     @classmethod
+    # A factory: it returns another scheduler, not an instance of this class.
     def from_crawler(cls, crawler: Crawler) -> BaseScheduler:  # type: ignore[override]
         if is_distributed(crawler):
             return cast(BaseScheduler, SharedScheduler.from_crawler(crawler))
