@@ -402,8 +402,8 @@ class Fleet:
         again = [page for page in lost if page.tries < MAX_REPUSHES]
         given_up = [page for page in lost if page.tries >= MAX_REPUSHES]
         if given_up:
-            for page in given_up:  # answered now (a failure): not counted again
-                self.redis.hdel(self.keys.issued, page.url)
+            # Kept in the issued hash: the failure the reactor thread writes for each makes it
+            # answered (visited_run_id); a coordinator killed before that asks for it again.
             return "give_up", given_up
         if again:
             with self.engine.begin() as connection:

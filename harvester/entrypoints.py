@@ -136,8 +136,13 @@ def ignored_kind(failure: Failure) -> str | None:
         return "too_large"
     if "request budget" in message:
         return "budget"
+    if CRAWL_CLOSING in message:
+        return "closing"
     return "other"
 
+
+# What a request dropped because the crawl closes while it waited says (harvester.sharedrate).
+CRAWL_CLOSING = "the crawl is closing"
 
 _IGNORED_REASONS = {
     "robots": "robots_blocked",
@@ -149,9 +154,11 @@ _IGNORED_REASONS = {
 
 def failure_reason(failure: Failure) -> str | None:
     """Why a request failed, as a ``models.GAP_REASONS`` value (None: the request budget was
-    spent, so the run is stopping and nothing is wrong with the page)."""
+    spent, or the crawl was closing before the request could leave: nothing is wrong with the
+    page, and no failure is recorded, so the next run, or a distributed run's reconcile, asks
+    for it again)."""
     kind = ignored_kind(failure)
-    if kind == "budget":
+    if kind in ("budget", "closing"):
         return None
     if kind is not None:
         return _IGNORED_REASONS.get(kind, "fetch_failed")

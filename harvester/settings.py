@@ -103,7 +103,8 @@ SCHEDULER = "harvester.distributed.RunScheduler"
 # by harvester.config.redis_url). None: a run on one machine.
 HARVESTER_REDIS_URL = None
 # Record requests the coordinator keeps in the shared queue at most; the rest wait in its
-# own buffer, so a coordinator that dies leaves little to re-issue.
+# own buffer (a coordinator that dies leaves them to the end-of-run reconcile), so that
+# Redis holds a bounded queue whatever the size of the site.
 HARVESTER_REDIS_BUFFER = 500
 EXTENSIONS = {
     # The run's owner: lock and heartbeat, writer, frontier, watchdog, counters, checks,

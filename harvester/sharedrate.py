@@ -62,6 +62,7 @@ from scrapy.settings import BaseSettings
 from scrapy.utils.httpobj import urlparse_cached
 
 from harvester.config import redis_url
+from harvester.entrypoints import CRAWL_CLOSING
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -318,7 +319,7 @@ class SharedRateMiddleware:
         engine = self.crawler.engine
         slot = getattr(engine, "_slot", None)
         if slot is not None and slot.closing is not None:
-            raise IgnoreRequest("the crawl is closing: a request waiting for its turn is dropped")
+            raise IgnoreRequest(f"{CRAWL_CLOSING}: a request waiting for its turn is dropped")
 
 
 def _display(url: str) -> str:

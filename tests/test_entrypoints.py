@@ -9,7 +9,13 @@ from scrapy.http import Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
-from harvester.entrypoints import Scope, failure_reason, ignored_kind, read_sitemap
+from harvester.entrypoints import (
+    CRAWL_CLOSING,
+    Scope,
+    failure_reason,
+    ignored_kind,
+    read_sitemap,
+)
 from harvester.errors import SitemapUnreadable
 from harvester.localsite import Site
 from harvester.monitoring import entry_point_alerts, nothing_stored_alerts
@@ -88,6 +94,8 @@ def _failure(error: Exception) -> Failure:
         (IgnoreRequest("max redirections reached"), "redirect_limit", "redirect_loop"),
         (IgnoreRequest("... exceeded DOWNLOAD_MAXSIZE (5 B) ..."), "too_large", "too_large"),
         (IgnoreRequest("request budget of 3 spent"), "budget", None),
+        # a distributed run's reconcile asks for it again: no failure may be recorded
+        (IgnoreRequest(f"{CRAWL_CLOSING}: a request waiting for its turn"), "closing", None),
         (DownloadTimeoutError("took too long"), None, "timeout"),
         (ResponseDataLossError("lost"), None, "data_loss"),
         (ConnectionRefusedError("no"), None, "fetch_failed"),
