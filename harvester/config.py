@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_DATABASE_URL = "sqlite:///ncjrs.sqlite"
 
@@ -43,3 +44,14 @@ def redis_url(settings: Mapping[str, Any] | None = None, option: str | None = No
         if configured:
             return str(configured)
     return os.environ.get("HARVESTER_REDIS_URL") or None
+
+
+def shown_redis_url(url: str) -> str:
+    """A Redis URL as it may be shown (log lines, errors): its password masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=f"{user}{host}{port}"))

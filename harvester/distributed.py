@@ -47,7 +47,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from scrapy import Request, Spider
@@ -62,7 +61,7 @@ from sqlalchemy.exc import DBAPIError
 from twisted.internet.defer import Deferred
 
 from harvester import models
-from harvester.config import redis_url
+from harvester.config import redis_url, shown_redis_url
 from harvester.db import chunks, display_url
 from harvester.errors import DistributedRunRefused
 from harvester.items import PageVisit
@@ -178,14 +177,14 @@ class Fleet:
             self.redis: redis.Redis = redis.Redis.from_url(url, socket_timeout=10)
         except ValueError as error:  # not a redis://, rediss:// or unix:// URL
             raise DistributedRunRefused(
-                f"HARVESTER_REDIS_URL is not a Redis URL ({_shown(url)}): {error}"
+                f"HARVESTER_REDIS_URL is not a Redis URL ({shown_redis_url(url)}): {error}"
             ) from None
         try:
             self.redis.ping()
         except redis.RedisError as error:
             raise DistributedRunRefused(
-                f"the Redis server of the distributed run ({_shown(url)}) cannot be reached: "
-                f"{error}"
+                f"the Redis server of the distributed run ({shown_redis_url(url)}) cannot be "
+                f"reached: {error}"
             ) from None
         self.stale_after = timedelta(seconds=3 * heartbeat_interval + 5)
         self.run_id: int | None = None  # the distributed run
@@ -668,17 +667,6 @@ class RunScheduler(BaseScheduler):
 def _arguments(arguments: dict[str, Any] | None) -> str:
     given = " ".join(f"-a {name}={value}" for name, value in sorted((arguments or {}).items()))
     return given or "(no arguments)"
-
-
-def _shown(url: str) -> str:
-    """The URL without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=f"{user}{host}{port}"))
 
 
 def fleet_status(

@@ -47,7 +47,6 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from pyrate_limiter import GCRA, Limiter, Rate, RedisStateStore, SingleBucketFactory, StateBucket
@@ -61,7 +60,7 @@ from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.settings import BaseSettings
 from scrapy.utils.httpobj import urlparse_cached
 
-from harvester.config import redis_url
+from harvester.config import redis_url, shown_redis_url
 from harvester.entrypoints import CRAWL_CLOSING
 
 logger = logging.getLogger(__name__)
@@ -295,7 +294,7 @@ class SharedRateMiddleware:
                     logger.error(
                         "Redis at %s does not answer (%s): no request is sent until it does "
                         "(politeness across workers fails closed)",
-                        _display(self.url),
+                        shown_redis_url(self.url),
                         exc,
                     )
                 self._raise_if_closing(None)
@@ -305,7 +304,7 @@ class SharedRateMiddleware:
             if self._outage_since is not None:
                 logger.warning(
                     "Redis at %s answers again after %.1f s: requests go out again",
-                    _display(self.url),
+                    shown_redis_url(self.url),
                     time.monotonic() - self._outage_since,
                 )
                 self._outage_since = None
@@ -320,9 +319,3 @@ class SharedRateMiddleware:
         slot = getattr(engine, "_slot", None)
         if slot is not None and slot.closing is not None:
             raise IgnoreRequest(f"{CRAWL_CLOSING}: a request waiting for its turn is dropped")
-
-
-def _display(url: str) -> str:
-    """The server's address without its password (it goes to the log)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
