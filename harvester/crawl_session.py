@@ -46,6 +46,7 @@ from harvester.config import database_url, redis_url
 from harvester.coverage import still_missing
 from harvester.db import create_engine_for, ensure_schema
 from harvester.distributed import (
+    ABANDONED,
     QUEUE_LOST,
     Fleet,
     IssuedPage,
@@ -106,7 +107,12 @@ class CrawlRun:
             self.engine: Engine = create_engine_for(self.url)
             ensure_schema(self.engine, auto_migrate=auto_migrate)
             if (shared := redis_url(settings)) is not None:
-                self.fleet = Fleet(self.engine, shared, heartbeat_interval=self.heartbeat_interval)
+                self.fleet = Fleet(
+                    self.engine,
+                    shared,
+                    heartbeat_interval=self.heartbeat_interval,
+                    resume_within=settings.getfloat("HARVESTER_REDIS_RESUME_WITHIN"),
+                )
                 self.lock: RunLock | None = acquire_worker_lock(
                     self.engine, heartbeat_interval=self.heartbeat_interval
                 )
@@ -253,7 +259,12 @@ class CrawlRun:
 
     def start(self, spider_name: str, arguments: dict[str, Any]) -> RecordWriter:
         if self.writer is None:
-            self.run_id = start_run(self.engine, spider_name, arguments)
+            self.run_id = start_run(
+                self.engine,
+                spider_name,
+                arguments,
+                distributed_run_id=self.fleet.run_id if self.fleet is not None else None,
+            )
             settings = self.crawler.settings
             self.writer = RecordWriter(
                 self.engine,
@@ -385,6 +396,8 @@ class CrawlRun:
 
         def done(outcome: tuple[str, list[IssuedPage]]) -> None:
             self._fleet_beating = False
+            if self.closed:  # the run closed while this beat ran: the next worker acts on it
+                return
             action, pages = outcome
             if action == "repush" and fleet.repush is not None:
                 fleet.repush(pages)
@@ -399,6 +412,13 @@ class CrawlRun:
                     f"distributed run {fleet.run_id} lost its queue in Redis (restarted "
                     "without persistence, flushed or evicted?): start the workers again; a new "
                     "run requests what is not stored yet",
+                )
+            elif action == ABANDONED:
+                self.stop(
+                    ABANDONED,
+                    f"distributed run {fleet.run_id} was ended as abandoned while this worker "
+                    "stalled (no heartbeat for HARVESTER_REDIS_RESUME_WITHIN): start it again "
+                    "to join the run under way",
                 )
             elif action == "coordinator_lost":
                 self.stop(

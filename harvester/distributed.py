@@ -46,7 +46,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import redis
 from scrapy import Request, Spider
@@ -61,15 +61,13 @@ from sqlalchemy.exc import DBAPIError
 from twisted.internet.defer import Deferred
 
 from harvester import models
+from harvester import settings as defaults
 from harvester.config import redis_url, shown_redis_url
 from harvester.db import chunks, display_url
 from harvester.errors import DistributedRunRefused
 from harvester.items import PageVisit
 from harvester.store import now_utc
 from harvester.urls import canonical_url
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +89,15 @@ MAX_REPUSHES = 3
 
 # How a distributed run ends when Redis lost its keys; its workers stop with this reason.
 QUEUE_LOST = "queue_lost"
+# How a run ends that no worker beat for HARVESTER_REDIS_RESUME_WITHIN.
+ABANDONED = "abandoned"
+# The coordinator session's server-side TCP keepalive (PostgreSQL settings any user may set):
+# first probe after 10 s idle, then every 5 s, dead after 3 unanswered: about 25 s.
+COORDINATOR_KEEPALIVES = {
+    "tcp_keepalives_idle": 10,
+    "tcp_keepalives_interval": 5,
+    "tcp_keepalives_count": 3,
+}
 
 # Advisory lock keys (any 64-bit numbers that no other lock of the database uses).
 _COORDINATOR_LOCK_KEY = 0x6E636A72735F636F  # "ncjrs_co"
@@ -164,7 +171,14 @@ class Fleet:
     this process holds the coordinator lock, coordinating it. Owned by the crawl run
     (harvester.crawl_session.CrawlRun); the heartbeat runs off the reactor thread."""
 
-    def __init__(self, engine: Engine, url: str, *, heartbeat_interval: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        url: str,
+        *,
+        heartbeat_interval: float,
+        resume_within: float = defaults.HARVESTER_REDIS_RESUME_WITHIN,
+    ) -> None:
         if make_url(engine.url).get_backend_name() != "postgresql":
             raise DistributedRunRefused(
                 f"a distributed run (HARVESTER_REDIS_URL) needs a PostgreSQL DATABASE_URL, not "
@@ -187,6 +201,7 @@ class Fleet:
                 f"reached: {error}"
             ) from None
         self.stale_after = timedelta(seconds=3 * heartbeat_interval + 5)
+        self.resume_within = timedelta(seconds=resume_within)
         self.run_id: int | None = None  # the distributed run
         self.keys: RunKeys | None = None
         self.worker_run_id: int | None = None  # this process's crawl_runs row
@@ -198,6 +213,10 @@ class Fleet:
         self._drained_at: datetime | None = None
         self._idle_since: datetime | None = None
         self.repush: Callable[[list[IssuedPage]], None] | None = None  # set by the spider
+        # Held by a heartbeat (in its thread) and by close: close waits for a beat under way
+        # instead of closing the connections it uses; no beat runs after close.
+        self._in_use = threading.Lock()
+        self._closed = False
         self.give_up: Callable[[list[PageVisit]], None] | None = None  # set by the crawl run
 
     # --- joining -----------------------------------------------------------------------
@@ -223,6 +242,21 @@ class Fleet:
                     f"{_arguments(arguments)}): start workers with the same ones, or wait "
                     "for it to finish"
                 )
+            if running is not None and (quiet := self._quiet_for(connection, running)) is not None:
+                # Every worker stopped long ago: its dupefilter would hide every page it issued
+                # (changed since, perhaps), and its queue is stale. A new run starts from the
+                # database; what the old one stored stays stored.
+                _end(connection, running.id, ABANDONED)
+                self.redis.delete(*RunKeys.of(running.token).all())
+                logger.warning(
+                    "Distributed run %d had no worker for %s (more than "
+                    "HARVESTER_REDIS_RESUME_WITHIN, %s): it is ended as abandoned, and a new "
+                    "run starts",
+                    running.id,
+                    _duration(quiet),
+                    _duration(self.resume_within),
+                )
+                running = None
             if running is not None and not self.redis.exists(RunKeys.of(running.token).marker):
                 # Redis lost the run's keys (restarted without persistence, flushed, evicted):
                 # its queue and the record of what it issued are gone. A new run derives them
@@ -249,15 +283,21 @@ class Fleet:
         self.keys = RunKeys.of(token)
         return self.keys
 
-    def attach(self, worker_run_id: int) -> None:
-        """This process's crawl_runs row works for the run."""
-        self.worker_run_id = worker_run_id
-        with self.engine.begin() as connection:
-            connection.execute(
-                update(CRAWL_RUNS)
-                .where(CRAWL_RUNS.c.id == worker_run_id)
-                .values(distributed_run_id=self.run_id)
+    def _quiet_for(self, connection: Connection, running: Any) -> timedelta | None:
+        """How long the run had no sign of life (its start or a worker's heartbeat), when that
+        is longer than ``resume_within``; None: it may be resumed."""
+        last_beat = connection.scalar(
+            select(func.max(CRAWL_RUNS.c.heartbeat_at)).where(
+                CRAWL_RUNS.c.distributed_run_id == running.id
             )
+        )
+        last_sign = max(_aware(running.started_at), _aware(last_beat or running.started_at))
+        quiet = now_utc() - last_sign
+        return quiet if quiet > self.resume_within else None
+
+    def attach(self, worker_run_id: int) -> None:
+        """This process's crawl_runs row (started with the run's id in distributed_run_id)."""
+        self.worker_run_id = worker_run_id
 
     async def coordinating(self) -> bool:
         """Wait until this process coordinates the run (True) or the run finished (False)."""
@@ -304,8 +344,14 @@ class Fleet:
         """Write this worker's heartbeat, try to become coordinator, and coordinate.
 
         Returns what the reactor thread must do: ("", []), ("repush", pages), ("give_up",
-        pages), ("finished", []), (QUEUE_LOST, []) or ("coordinator_lost", []).
+        pages), ("finished", []), (QUEUE_LOST, []), (ABANDONED, []) or ("coordinator_lost", []).
         """
+        with self._in_use:
+            if self._closed:
+                return "", []
+            return self._beat(snapshot)
+
+    def _beat(self, snapshot: Snapshot) -> tuple[str, list[IssuedPage]]:
         now = now_utc()
         if snapshot.idle:
             self._idle_since = self._idle_since or now
@@ -325,7 +371,9 @@ class Fleet:
                 ).one()
             if ended.finished_at is not None:
                 self.finished = True
-                return ("finished", []) if ended.finish_reason == "finished" else (QUEUE_LOST, [])
+                # Finished, or ended without it: queue_lost, or abandoned (this worker's heartbeat
+                # stalled for longer than HARVESTER_REDIS_RESUME_WITHIN).
+                return (ended.finish_reason or QUEUE_LOST), []
         if self.run_id is None:
             return "", []
         if not self.coordinator:
@@ -350,6 +398,13 @@ class Fleet:
         )
         connection.commit()
         if taken:
+            # The lock dies with this session. A host that crashed (power, kernel panic) never
+            # closes its connections: the server only ends the session when its TCP keepalive
+            # probes go unanswered, after two hours by the operating system's default. Probes
+            # every few seconds let another worker take over in about half a minute.
+            for name, seconds in COORDINATOR_KEEPALIVES.items():
+                connection.exec_driver_sql(f"SET {name} = {seconds}")
+            connection.commit()
             self._coordinator_connection = connection
         else:
             connection.close()
@@ -488,6 +543,11 @@ class Fleet:
             )
 
     def close(self) -> None:
+        with self._in_use:
+            self._closed = True
+            self._close()
+
+    def _close(self) -> None:
         if self._coordinator_connection is not None:
             try:
                 self._coordinator_connection.execute(
@@ -547,6 +607,10 @@ class SharedScheduler(RedisScheduler):  # type: ignore[misc]  # scrapy-redis is 
         self._next_top_up = 0.0
         self._taken: deque[Request] = deque()  # from the shared queue, not sent yet
         self._callbacks: dict[str, Callable[..., Any]] = {}
+        # Record requests not noted as issued yet because Redis failed: noted again at every
+        # top-up until Redis answers, never dropped (nobody else knows of them).
+        self._unissued: deque[Request] = deque()
+        self._redis_down_since: float | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> SharedScheduler:
@@ -569,7 +633,15 @@ class SharedScheduler(RedisScheduler):  # type: ignore[misc]  # scrapy-redis is 
         while self._taken:
             request = self._taken.popleft()
             heapq.heappush(self._buffered, (-request.priority, next(self._order), request))
+        self._issue_unissued()
         self._top_up(len(self._buffered))
+        if left := len(self._buffered) + len(self._unissued):
+            # Redis is down: the next coordinator derives them again from the database.
+            logger.warning(
+                "%d record request(s) could not be handed to the shared queue (Redis "
+                "unreachable); the next coordinator requests them again",
+                left,
+            )
         return self.local.close(reason)
 
     def enqueue_request(self, request: Request) -> bool:
@@ -578,18 +650,62 @@ class SharedScheduler(RedisScheduler):  # type: ignore[misc]  # scrapy-redis is 
         )
         if not first_issue:
             return bool(self.local.enqueue_request(request))
+        if self._unissued:  # in order: after those waiting for Redis
+            self._unissued.append(request)
+            return True
+        return self._issue(request)
+
+    def _issue(self, request: Request) -> bool:
+        """Note a record request as issued and buffer it; False: the run saw it already.
+        When Redis fails, it waits in ``_unissued`` (True: it is not dropped)."""
         fingerprint = None if request.meta.get(REPUSHED) else self.df.request_fingerprint(request)
-        if self.fleet.issue(IssuedPage.of(request), fingerprint):
+        try:
+            seen = self.fleet.issue(IssuedPage.of(request), fingerprint)
+        except redis.RedisError as error:
+            self._redis_failed("issue record requests", error)
+            self._unissued.append(request)
+            return True
+        self._redis_back()
+        if seen:
             self.df.log(request, self.spider)
             return False
         heapq.heappush(self._buffered, (-request.priority, next(self._order), request))
         return True
 
+    def _issue_unissued(self) -> None:
+        while self._unissued:
+            request = self._unissued.popleft()
+            waiting = len(self._unissued)
+            self._issue(request)
+            if len(self._unissued) > waiting:  # Redis failed again: it went to the back
+                self._unissued.rotate(1)  # back to the front, in order
+                return
+
+    def _redis_failed(self, what: str, error: redis.RedisError) -> None:
+        if self._redis_down_since is None:
+            self._redis_down_since = time.monotonic()
+            logger.error(
+                "Redis failed (%s), trying again: %s; nothing is dropped meanwhile", what, error
+            )
+
+    def _redis_back(self) -> None:
+        if self._redis_down_since is not None:
+            logger.warning(
+                "Redis answers again after %.0f s", time.monotonic() - self._redis_down_since
+            )
+            self._redis_down_since = None
+
     def next_request(self) -> Request | None:
         # Topped up a few times a second, not at every request: each look costs a round trip.
-        if self._buffered and time.monotonic() >= self._next_top_up:
+        if (self._buffered or self._unissued) and time.monotonic() >= self._next_top_up:
             self._next_top_up = time.monotonic() + TOP_UP_EVERY
-            self._top_up(self.buffer - len(self.queue))
+            self._issue_unissued()
+            try:
+                room = self.buffer - len(self.queue)
+            except redis.RedisError as error:
+                self._redis_failed("read the shared queue's length", error)
+                room = 0
+            self._top_up(room)
         request = self.local.next_request()
         if request is None:
             if not self._taken:
@@ -601,7 +717,14 @@ class SharedScheduler(RedisScheduler):  # type: ignore[misc]  # scrapy-redis is 
     def _take(self) -> None:
         """A few requests from the shared queue at once, the first ones by priority (one round
         trip, atomic: ZPOPMIN). A worker killed with them costs their re-issue at reconcile."""
-        taken = self.server.zpopmin(self.queue_key, TAKE_AT_ONCE)
+        try:
+            taken = self.server.zpopmin(self.queue_key, TAKE_AT_ONCE)
+        except redis.RedisError as error:
+            # If the server popped them before the answer was lost, they are in the issued
+            # hash: the reconcile requests them again.
+            self._redis_failed("take from the shared queue", error)
+            return
+        self._redis_back()
         for encoded, _ in taken:
             request = self.queue._decode_request(encoded)
             self._same_callbacks(request)
@@ -622,13 +745,18 @@ class SharedScheduler(RedisScheduler):  # type: ignore[misc]  # scrapy-redis is 
             request.errback = self._callbacks.setdefault(request.errback.__name__, request.errback)
 
     def has_pending_requests(self) -> bool:
-        return bool(
-            self.local.has_pending_requests() or self._taken or self._buffered or len(self.queue)
-        )
+        if self.local.has_pending_requests() or self._taken or self._buffered or self._unissued:
+            return True
+        try:
+            return bool(len(self.queue))
+        except redis.RedisError as error:
+            self._redis_failed("read the shared queue's length", error)
+            return True  # unknown: the run is not over for this worker
 
     def buffered(self) -> int:
-        """Requests in the coordinator's buffer, not in the shared queue yet."""
-        return len(self._buffered)
+        """Requests in the coordinator's buffer, not in the shared queue yet (those waiting
+        for Redis to note them included)."""
+        return len(self._buffered) + len(self._unissued)
 
     def in_hand(self) -> bool:
         """Requests this worker must send itself: navigation, retries, redirects, and what it
@@ -639,17 +767,27 @@ class SharedScheduler(RedisScheduler):  # type: ignore[misc]  # scrapy-redis is 
         """Move up to ``room`` requests from the buffer to the shared queue, in one round trip
         (scrapy-redis's encoding and score, as its queue's push)."""
         steps = self.server.pipeline(transaction=False)
-        moved = 0
-        while self._buffered and moved < room:
-            request = heapq.heappop(self._buffered)[2]
+        moving: list[tuple[int, int, Request]] = []
+        while self._buffered and len(moving) < room:
+            entry = heapq.heappop(self._buffered)
+            request = entry[2]
             steps.execute_command(
                 "ZADD", self.queue_key, -request.priority, self.queue._encode_request(request)
             )
-            moved += 1
-        if moved:
+            moving.append(entry)
+        if not moving:
+            return
+        try:
             steps.execute()
-            if self.stats is not None:
-                self.stats.inc_value("scheduler/enqueued/redis", moved)
+        except redis.RedisError as error:
+            # Back to the buffer: added twice at worst (ZADD of the same request is one entry).
+            for entry in moving:
+                heapq.heappush(self._buffered, entry)
+            self._redis_failed("top up the shared queue", error)
+            return
+        self._redis_back()
+        if self.stats is not None:
+            self.stats.inc_value("scheduler/enqueued/redis", len(moving))
 
 
 class RunScheduler(BaseScheduler):
@@ -740,6 +878,15 @@ def fleet_status(
         except redis.RedisError as error:
             status["queued"] = f"unknown ({error})"
     return status
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if seconds >= 2 * 86400:
+        return f"{seconds // 86400} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds // 3600} hours"
+    return f"{seconds // 60} min"
 
 
 def _aware(moment: datetime) -> datetime:

@@ -181,32 +181,50 @@ def acquire_worker_lock(
     engine: Engine, *, heartbeat_interval: float = defaults.HARVESTER_HEARTBEAT_INTERVAL
 ) -> RunLock:
     """Take the crawl lock in shared mode, for a worker of a distributed run (PostgreSQL), or
-    raise CrawlAlreadyRunning when a plain crawl holds it."""
-    connection = engine.connect()
-    try:
-        if not _try_lock_within(connection, _DEAD_HOLDER_GRACE, shared=True):
+    raise CrawlAlreadyRunning when a plain crawl holds it.
+
+    As for a plain crawl (``acquire_run_lock``), holding the lock is not proof enough: a plain
+    crawl whose lock connection was dropped lives on and takes its lock again at its next
+    heartbeat. A fresh heartbeat of a plain crawl is watched; one that moves on refuses this
+    worker. Other workers' heartbeats are no obstacle: the lock is theirs too."""
+    stale_after = timedelta(seconds=3 * heartbeat_interval + 5)
+    for attempt in (1, 2):
+        connection = engine.connect()
+        try:
+            if not _try_lock_within(connection, _DEAD_HOLDER_GRACE, shared=True):
+                raise CrawlAlreadyRunning(
+                    _held_message(engine, "a PostgreSQL advisory lock")
+                    + " (a distributed run cannot start while a plain crawl is under way)"
+                )
+        except BaseException:
+            connection.close()
+            raise
+        lock = RunLock(None, connection, engine, stale_after, shared=True)
+        if attempt == 2 or not _fresh_heartbeats(engine, stale_after, plain_only=True):
+            return lock
+        lock.release()
+        if _heartbeat_moves_on(engine, stale_after, plain_only=True):
             raise CrawlAlreadyRunning(
-                _held_message(engine, "a PostgreSQL advisory lock")
+                _held_message(engine, "its heartbeat is fresh; a PostgreSQL advisory lock")
                 + " (a distributed run cannot start while a plain crawl is under way)"
             )
-    except BaseException:
-        connection.close()
-        raise
-    return RunLock(
-        None, connection, engine, timedelta(seconds=3 * heartbeat_interval + 5), shared=True
-    )
+    raise AssertionError("unreachable: the second attempt returns or raises")
 
 
-def _fresh_heartbeats(engine: Engine, stale_after: timedelta) -> dict[int, datetime]:
-    """Unfinished runs whose heartbeat (or start) is younger than ``stale_after``."""
+def _fresh_heartbeats(
+    engine: Engine, stale_after: timedelta, *, plain_only: bool = False
+) -> dict[int, datetime]:
+    """Unfinished runs whose heartbeat (or start) is younger than ``stale_after``; with
+    ``plain_only``, only plain crawls (not workers of a distributed run)."""
     runs = models.CrawlRun.__table__
     cutoff = datetime.now(UTC) - stale_after
+    query = select(runs.c.id, func.coalesce(runs.c.heartbeat_at, runs.c.started_at)).where(
+        runs.c.finished_at.is_(None), runs.c.finish_reason.is_(None)
+    )
+    if plain_only:
+        query = query.where(runs.c.distributed_run_id.is_(None))
     with engine.connect() as connection:
-        rows = connection.execute(
-            select(runs.c.id, func.coalesce(runs.c.heartbeat_at, runs.c.started_at)).where(
-                runs.c.finished_at.is_(None), runs.c.finish_reason.is_(None)
-            )
-        ).all()
+        rows = connection.execute(query).all()
     return {row[0]: row[1] for row in rows if _aware(row[1]) > cutoff}
 
 
@@ -214,9 +232,11 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _heartbeat_moves_on(engine: Engine, stale_after: timedelta) -> bool:
+def _heartbeat_moves_on(
+    engine: Engine, stale_after: timedelta, *, plain_only: bool = False
+) -> bool:
     """Watch the fresh heartbeats until one moves on (True) or all are stale or finished."""
-    seen = _fresh_heartbeats(engine, stale_after)
+    seen = _fresh_heartbeats(engine, stale_after, plain_only=plain_only)
     deadline = time.monotonic() + stale_after.total_seconds() + 1
     if seen:
         logger.warning(
@@ -227,7 +247,7 @@ def _heartbeat_moves_on(engine: Engine, stale_after: timedelta) -> bool:
         )
     while seen and time.monotonic() < deadline:
         time.sleep(0.5)
-        now = _fresh_heartbeats(engine, stale_after)
+        now = _fresh_heartbeats(engine, stale_after, plain_only=plain_only)
         if any(run in seen and beat != seen[run] for run, beat in now.items()):
             return True
         seen = {run: beat for run, beat in now.items() if run in seen}

@@ -106,6 +106,11 @@ HARVESTER_REDIS_URL = None
 # own buffer (a coordinator that dies leaves them to the end-of-run reconcile), so that
 # Redis holds a bounded queue whatever the size of the site.
 HARVESTER_REDIS_BUFFER = 500
+# A distributed run none of whose workers beat for this long (seconds) is abandoned: the next
+# worker to start ends it ("abandoned") and starts a new run, rather than resume one whose
+# dupefilter would hide every page it issued, however long ago. Resuming within this time
+# (a fleet restarted after a deploy or a reboot) keeps its queue and its progress.
+HARVESTER_REDIS_RESUME_WITHIN = 3600.0
 EXTENSIONS = {
     # The run's owner: lock and heartbeat, writer, frontier, watchdog, counters, checks,
     # summary (crawl_session.py).

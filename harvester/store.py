@@ -827,11 +827,20 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def start_run(engine: Engine, spider: str, arguments: dict[str, Any]) -> int:
+def start_run(
+    engine: Engine, spider: str, arguments: dict[str, Any], *, distributed_run_id: int | None = None
+) -> int:
+    """A new crawl_runs row; ``distributed_run_id``: a worker of that distributed run, named in
+    the row from the start (the lock of a starting worker tells plain crawls by it)."""
     with engine.begin() as connection:
         result = connection.execute(
             insert(CRAWL_RUNS)
-            .values(spider=spider, arguments=arguments, started_at=now_utc())
+            .values(
+                spider=spider,
+                arguments=arguments,
+                started_at=now_utc(),
+                distributed_run_id=distributed_run_id,
+            )
             .returning(CRAWL_RUNS.c.id)
         )
         return int(result.scalar_one())

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -19,15 +20,25 @@ from typing import Any
 
 import pytest
 import redis
+from scrapy import Request, Spider
+from scrapy.utils.test import get_crawler
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from harvester import models
 from harvester.db import create_engine_for
-from harvester.distributed import Fleet
-from harvester.errors import DistributedRunRefused
+from harvester.distributed import (
+    RECORD_PAGE,
+    TOP_UP_EVERY,
+    Fleet,
+    SharedScheduler,
+    Snapshot,
+)
+from harvester.errors import CrawlAlreadyRunning, DistributedRunRefused
 from harvester.localsite import Site
-from tests.conftest import postgres_database
+from harvester.runlock import acquire_worker_lock
+from harvester.store import start_run
+from tests.conftest import postgres_database, redis_server
 from tests.faultserver import FaultServer, LoggedRequest, fault_server
 from tests.support import (
     REPO,
@@ -390,4 +401,236 @@ def test_sqlite_engine_is_refused_by_the_fleet(tmp_path: Path, redis_url: str) -
         with pytest.raises(DistributedRunRefused, match="needs a PostgreSQL DATABASE_URL"):
             Fleet(engine, redis_url, heartbeat_interval=1)
     finally:
+        engine.dispose()
+
+
+def test_a_redis_outage_while_the_coordinator_navigates_loses_nothing(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Redis stops while a sitemap is in flight and comes back (with its data, as
+    operations.md configures it): the run waits, then stores every record."""
+    data = tmp_path / "redis"
+    with fault_server(Site(records=60, seed=26, per_sitemap=10)) as site, ExitStack() as server:
+        for number in range(1, 7):
+            site.fault(f"/sitemaps/sitemap-{number}.xml", delay=1.5)
+        url = server.enter_context(redis_server(data_dir=data))
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        with workers(1, pg_url, url, site, tmp_path, CONCURRENT_REQUESTS="8") as started:
+            deadline = time.monotonic() + 30
+            while not any(r.path.startswith("/sitemaps/") for r in site.requests):
+                assert time.monotonic() < deadline, "no sitemap was requested"
+                time.sleep(0.05)
+            server.close()
+            time.sleep(3.0)
+            server.enter_context(redis_server(port=port, data_dir=data))
+            (status,) = finished(started)
+        log = (tmp_path / "worker-0.log").read_text()
+        assert status == 0, log[-3000:]
+        assert "Redis failed (" in log, log[-3000:]
+        assert "Traceback" not in log
+        engine = create_engine_for(pg_url)
+        try:
+            assert_matches_truth(engine, site)  # type: ignore[arg-type]  # same truth() shape
+        finally:
+            engine.dispose()
+
+
+def test_record_requests_issued_while_redis_is_down_wait_for_it(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The coordinator's scheduler keeps the record requests it could not note as issued (a
+    dropped one would be known to nobody) and hands them out once Redis is back."""
+    data = tmp_path / "redis"
+    engine = create_engine_for(pg_url)
+    urls = [f"http://127.0.0.1:9/records/{number}" for number in range(6)]
+    with ExitStack() as server:
+        url = server.enter_context(redis_server(data_dir=data))
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        fleet = Fleet(engine, url, heartbeat_interval=1)
+        # Scrapy's default local queue; the downloader-aware one needs a running engine.
+        crawler = get_crawler(
+            Spider, {"SCHEDULER_PRIORITY_QUEUE": "scrapy.pqueues.ScrapyPriorityQueue"}
+        )
+        scheduler = SharedScheduler(crawler, fleet, buffer=100)
+        scheduler.open(Spider(name="ncjrs"))
+        try:
+            for page in urls[:2]:
+                assert scheduler.enqueue_request(Request(page, meta={RECORD_PAGE: True}))
+            server.close()
+            for page in urls[2:]:
+                assert scheduler.enqueue_request(Request(page, meta={RECORD_PAGE: True}))
+            time.sleep(TOP_UP_EVERY)
+            assert scheduler.next_request() is None  # nothing to hand out, no error either
+            assert scheduler.has_pending_requests()
+            assert scheduler.buffered() == 6
+            server.enter_context(redis_server(port=port, data_dir=data))
+            handed_out = []
+            deadline = time.monotonic() + 10
+            while len(handed_out) < len(urls) and time.monotonic() < deadline:
+                if (request := scheduler.next_request()) is not None:
+                    handed_out.append(request.url)
+                time.sleep(TOP_UP_EVERY / 2)
+            assert handed_out == urls  # all of them, in order
+            assert fleet.keys is not None
+            issued = redis.Redis.from_url(url).hkeys(fleet.keys.issued)
+            assert sorted(key.decode() for key in issued) == sorted(urls)
+        finally:
+            scheduler.close("finished")
+            fleet.close()
+            engine.dispose()
+
+
+def test_a_run_no_worker_beat_for_long_is_ended_as_abandoned(pg_url: str, redis_url: str) -> None:
+    engine = create_engine_for(pg_url)
+    old = Fleet(engine, redis_url, heartbeat_interval=1)
+    new = Fleet(engine, redis_url, heartbeat_interval=1, resume_within=600)
+    try:
+        keys = old.join("ncjrs", {})
+        old.attach(start_run(engine, "ncjrs", {}, distributed_run_id=old.run_id))
+        client = redis.Redis.from_url(redis_url)
+        client.hset(keys.issued, "https://example.org/a", "{}")
+        with engine.begin() as connection:  # its last worker beat 11 minutes ago
+            connection.execute(
+                text(
+                    "UPDATE crawl_runs SET heartbeat_at = now() - interval '11 minutes', "
+                    "started_at = now() - interval '1 hour'"
+                )
+            )
+            connection.execute(
+                text("UPDATE distributed_runs SET started_at = now() - interval '1 hour'")
+            )
+        new.join("ncjrs", {})
+        assert new.run_id != old.run_id
+        runs = distributed_runs(engine)
+        assert [(run.id, run.finish_reason) for run in runs] == [
+            (old.run_id, "abandoned"),
+            (new.run_id, None),
+        ]
+        assert not client.exists(*keys.all())  # the old run's queue and notes are gone
+        client.close()
+    finally:
+        old.close()
+        new.close()
+        engine.dispose()
+
+
+def test_a_recent_run_is_resumed(pg_url: str, redis_url: str) -> None:
+    engine = create_engine_for(pg_url)
+    first = Fleet(engine, redis_url, heartbeat_interval=1, resume_within=600)
+    second = Fleet(engine, redis_url, heartbeat_interval=1, resume_within=600)
+    try:
+        first.join("ncjrs", {})
+        first.attach(start_run(engine, "ncjrs", {}, distributed_run_id=first.run_id))
+        with engine.begin() as connection:  # every worker was killed 5 minutes ago
+            connection.execute(
+                text("UPDATE crawl_runs SET heartbeat_at = now() - interval '5 minutes'")
+            )
+            connection.execute(
+                text("UPDATE distributed_runs SET started_at = now() - interval '1 hour'")
+            )
+        second.join("ncjrs", {})
+        assert second.run_id == first.run_id
+    finally:
+        first.close()
+        second.close()
+        engine.dispose()
+
+
+def test_the_coordinator_session_probes_its_connection(pg_url: str, redis_url: str) -> None:
+    """A coordinator whose host crashed never closes its session: the server finds it dead by
+    TCP keepalive, in about half a minute rather than the operating system's two hours, and
+    its lock goes to another worker."""
+    engine = create_engine_for(pg_url)
+    fleet = Fleet(engine, redis_url, heartbeat_interval=1)
+    try:
+        fleet.join("ncjrs", {})
+        assert fleet._take_coordinator_lock()
+        connection = fleet._coordinator_connection
+        assert connection is not None
+        shown = {
+            name: connection.exec_driver_sql(f"SHOW {name}").scalar()
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        }
+        assert shown == {
+            "tcp_keepalives_idle": "10",
+            "tcp_keepalives_interval": "5",
+            "tcp_keepalives_count": "3",
+        }
+    finally:
+        fleet.close()
+        engine.dispose()
+
+
+def test_closing_waits_for_a_heartbeat_under_way(pg_url: str, redis_url: str) -> None:
+    engine = create_engine_for(pg_url)
+    fleet = Fleet(engine, redis_url, heartbeat_interval=1)
+    ended: list[str] = []
+    try:
+        fleet.join("ncjrs", {})
+        worker = start_run(engine, "ncjrs", {}, distributed_run_id=fleet.run_id)
+        fleet.attach(worker)
+        with engine.connect() as blocker:
+            # Holds the worker's row: the heartbeat's update waits for it.
+            blocker.execute(text(f"SELECT 1 FROM crawl_runs WHERE id = {worker} FOR UPDATE"))
+
+            def beat() -> None:
+                fleet.beat(Snapshot(idle=True, navigation_done=False, buffered=0))
+                ended.append("beat")
+
+            def close() -> None:
+                fleet.close()
+                ended.append("close")
+
+            beating = threading.Thread(target=beat)
+            beating.start()
+            time.sleep(0.5)
+            closing = threading.Thread(target=close)
+            closing.start()
+            time.sleep(0.5)
+            assert ended == []  # close waits for the beat, which waits for the row
+            blocker.rollback()
+        beating.join(10)
+        closing.join(10)
+        assert ended == ["beat", "close"]
+        assert fleet.beat(Snapshot(idle=True, navigation_done=False, buffered=0)) == ("", [])
+    finally:
+        fleet.close()
+        engine.dispose()
+
+
+def test_a_plain_crawl_that_lost_its_lock_but_lives_refuses_workers(pg_url: str) -> None:
+    """A plain crawl whose lock connection was dropped beats on and takes its lock again at
+    its next heartbeat: a worker starting meanwhile sees the heartbeat move and is refused."""
+    engine = create_engine_for(pg_url)
+    plain = start_run(engine, "ncjrs", {})
+    beating = threading.Event()
+
+    def beat() -> None:
+        while not beating.is_set():
+            with engine.begin() as connection:
+                connection.execute(
+                    text(f"UPDATE crawl_runs SET heartbeat_at = now() WHERE id = {plain}")
+                )
+            time.sleep(0.3)
+
+    thread = threading.Thread(target=beat)
+    thread.start()
+    try:
+        with pytest.raises(CrawlAlreadyRunning, match="its heartbeat is fresh"):
+            acquire_worker_lock(engine, heartbeat_interval=1)
+        beating.set()
+        thread.join()
+        # A worker of a distributed run beating is no obstacle: the lock is shared.
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "UPDATE crawl_runs SET finished_at = now(), finish_reason = 'finished' "
+                    f"WHERE id = {plain}"
+                )
+            )
+        start_run(engine, "ncjrs", {}, distributed_run_id=7)
+        acquire_worker_lock(engine, heartbeat_interval=1).release()
+    finally:
+        beating.set()
+        thread.join()
         engine.dispose()
