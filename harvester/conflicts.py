@@ -106,6 +106,18 @@ class Verdict:
     conflict: Conflict | None
 
 
+def judged(ncj_number: int, page: Sighting, previous: Sighting | None) -> Verdict:
+    """Whether ``page`` is to be kept over the page kept so far, and the conflict if any."""
+    if previous is None:
+        return Verdict(keep=True, conflict=None)
+    keep, reason = preferred(page, previous)
+    conflict = None
+    if page.url != previous.url and page.content_key != previous.content_key:
+        kept, dropped = (page, previous) if keep else (previous, page)
+        conflict = Conflict(ncj_number, kept.url, dropped.url, reason)
+    return Verdict(keep=keep, conflict=conflict)
+
+
 class RunSightings:
     """The page kept so far for each NCJ number of one run, in a temporary SQLite file
     (harvester.runsets), so that a run's memory does not grow with its records."""
@@ -134,17 +146,10 @@ class RunSightings:
         assert record.ncj_number is not None
         page = Sighting.of(record, digest)
         previous = self.kept(record.ncj_number)
-        if previous is None:
+        verdict = judged(record.ncj_number, page, previous)
+        if verdict.keep:
             self._keep(record.ncj_number, page)
-            return Verdict(keep=True, conflict=None)
-        keep, reason = preferred(page, previous)
-        if keep:
-            self._keep(record.ncj_number, page)
-        conflict = None
-        if page.url != previous.url and page.content_key != previous.content_key:
-            kept, dropped = (page, previous) if keep else (previous, page)
-            conflict = Conflict(record.ncj_number, kept.url, dropped.url, reason)
-        return Verdict(keep=keep, conflict=conflict)
+        return verdict
 
     def close(self) -> None:
         self._db.close()

@@ -43,6 +43,7 @@ from sqlalchemy.engine import make_url
 from twisted.internet.task import LoopingCall
 
 from harvester.config import database_url, redis_url
+from harvester.conflicts import RunSightings
 from harvester.coverage import still_missing
 from harvester.db import create_engine_for, ensure_schema
 from harvester.distributed import (
@@ -51,6 +52,7 @@ from harvester.distributed import (
     Fleet,
     IssuedPage,
     SharedScheduler,
+    SharedSightings,
     Snapshot,
     lost_visit,
 )
@@ -64,8 +66,11 @@ from harvester.errors import (
 from harvester.frontier import Frontier
 from harvester.items import FetchedPage, FetchedResponse, PageVisit, Record, Rejection
 from harvester.monitoring import (
+    COVERAGE_PREFIX,
+    COVERAGE_RECORDS,
     OK_FINISH_REASONS,
     PIPELINE_ERROR_GAPS,
+    RUN_COVERAGE_RECORDS,
     RUN_RECORDS_ANSWERED,
     Thresholds,
     check_run,
@@ -161,6 +166,13 @@ class CrawlRun:
         return run
 
     # --- what the spider asks -------------------------------------------------------------
+
+    def sightings(self) -> RunSightings | SharedSightings:
+        """Where the run notes the page it keeps of each record (harvester.conflicts): shared
+        by all the workers of a distributed run, so the rule holds across them."""
+        if self.fleet is not None and self.fleet.sightings is not None:
+            return self.fleet.sightings
+        return RunSightings()
 
     def open_frontier(self, scope: Scope, full: bool, since: datetime | None) -> Frontier:
         """The run's URL knowledge, for a spider that collects on ``scope``'s hosts; the run
@@ -283,6 +295,10 @@ class CrawlRun:
                 ),
                 retry_seconds=settings.getfloat("HARVESTER_DB_RETRY_SECONDS"),
                 on_fatal=self._refused_writes,
+                # Another worker may keep a better page of a record: it is the one written.
+                superseded=self.fleet.sightings.superseded
+                if self.fleet is not None and self.fleet.sightings is not None
+                else None,
             )
             if self.fleet is not None:
                 self.fleet.attach(self.run_id)
@@ -530,7 +546,7 @@ class CrawlRun:
         stats = self.crawler.stats
         if stats is not None:
             for name, count in self._coverage.items():
-                stats.inc_value(f"harvester/coverage/{name}", count)
+                stats.inc_value(f"{COVERAGE_PREFIX}{name}", count)
         if self.writer is not None:
             counts = self.writer.close()
             if stats is not None:
@@ -613,14 +629,24 @@ class CrawlRun:
             + (counts.unwritten + counts.unwritten_visits if counts else 0),
             "conflicts": int(stats.get("harvester/conflicts", 0)),
         }
-        figures["coverage"] = coverage_from_stats(stats)
+        checked = stats
+        if self.fleet is not None and self.fleet.run_id is not None:
+            # One worker's share of a run is no sample of the site (it took what the queue
+            # held when it asked): field coverage is that of the whole run so far, this worker
+            # and those that finished before it, the last one to finish seeing all of it.
+            try:
+                checked = stats | self._run_coverage_counts(stats)
+            except Exception as error:
+                logger.error("The distributed run's coverage could not be read: %s", error)
+            stats[RUN_COVERAGE_RECORDS] = int(checked.get(COVERAGE_RECORDS, 0))
+        figures["coverage"] = coverage_from_stats(checked)
         thresholds = Thresholds.from_settings(self.crawler.settings)
         try:
             history = self._healthy_runs(thresholds)
         except Exception as error:  # the checks still run, without the coverage baseline
             logger.error("Earlier runs could not be read: %s", error)
             history = []
-        alerts = check_run(figures, stats, history, thresholds) + check_run_integrity(
+        alerts = check_run(figures, checked, history, thresholds) + check_run_integrity(
             figures, stats
         )
         for alert in alerts:
@@ -679,24 +705,64 @@ class CrawlRun:
             save_sitemaps(connection, completed, now_utc(), self.run_id)
 
     def _healthy_runs(self, thresholds: Thresholds) -> list[dict[str, Any]]:
-        """Earlier runs that passed their checks on enough records, newest first."""
+        """Earlier runs that passed their checks on enough records, newest first. A
+        distributed run counts once, by the worker that finished it last (its coverage is the
+        whole run's); this run's own workers are no earlier run."""
         runs = CRAWL_RUNS
         stored = runs.c.records_new + runs.c.records_updated + runs.c.records_unchanged
         query = (
-            select(runs.c.coverage, runs.c.alerts)
+            select(
+                runs.c.coverage,
+                runs.c.alerts,
+                runs.c.distributed_run_id,
+                runs.c.stats,
+                stored.label("stored"),
+            )
             .where(
                 runs.c.id != (self.run_id or 0),
                 runs.c.finish_reason.in_(OK_FINISH_REASONS),
                 runs.c.coverage.is_not(None),
-                stored >= thresholds.min_records,
             )
-            .order_by(runs.c.id.desc())
-            .limit(thresholds.history * 4)
+            .order_by(runs.c.finished_at.desc(), runs.c.id.desc())
+            .limit(thresholds.history * 40)
         )
+        own = self.fleet.run_id if self.fleet is not None else None
+        healthy: list[dict[str, Any]] = []
+        seen: set[int] = set()
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
-        healthy = [{"coverage": row.coverage} for row in rows if not row.alerts]
+        for row in rows:
+            if row.distributed_run_id is not None:
+                if row.distributed_run_id == own or row.distributed_run_id in seen:
+                    continue
+                seen.add(row.distributed_run_id)
+            # A worker's coverage is measured on its run's records so far, not on its own.
+            measured_on = int((row.stats or {}).get(RUN_COVERAGE_RECORDS, row.stored))
+            if row.alerts or measured_on < thresholds.min_records:
+                continue
+            healthy.append({"coverage": row.coverage})
         return healthy[: thresholds.history]
+
+    def _run_coverage_counts(self, stats: dict[str, Any]) -> dict[str, int]:
+        """The coverage counts (``harvester/coverage/*`` stats) of this worker and of the
+        workers of its distributed run that finished before it, added up."""
+        assert self.fleet is not None
+        totals = Counter(
+            {key: int(value) for key, value in stats.items() if key.startswith(COVERAGE_PREFIX)}
+        )
+        with self.engine.connect() as connection:
+            siblings = connection.execute(
+                select(CRAWL_RUNS.c.stats).where(
+                    CRAWL_RUNS.c.distributed_run_id == self.fleet.run_id,
+                    CRAWL_RUNS.c.id != (self.run_id or 0),
+                    CRAWL_RUNS.c.finished_at.is_not(None),
+                )
+            ).scalars()
+            for sibling in siblings:
+                for key, value in (sibling or {}).items():
+                    if key.startswith(COVERAGE_PREFIX):
+                        totals[key] += int(value)
+        return dict(totals)
 
 
 def lost_record_page(item: object, failure: Any) -> PageVisit | None:

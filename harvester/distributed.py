@@ -55,7 +55,7 @@ from scrapy.core.scheduler import Scheduler as LocalScheduler
 from scrapy.crawler import Crawler
 from scrapy_redis.dupefilter import RFPDupeFilter
 from scrapy_redis.scheduler import Scheduler as RedisScheduler
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from twisted.internet.defer import Deferred
@@ -63,9 +63,10 @@ from twisted.internet.defer import Deferred
 from harvester import models
 from harvester import settings as defaults
 from harvester.config import redis_url, shown_redis_url
+from harvester.conflicts import Sighting, Verdict, judged
 from harvester.db import chunks, display_url
 from harvester.errors import DistributedRunRefused
-from harvester.items import PageVisit
+from harvester.items import PageVisit, Record
 from harvester.store import now_utc
 from harvester.urls import canonical_url
 
@@ -102,6 +103,9 @@ COORDINATOR_KEEPALIVES = {
 # Advisory lock keys (any 64-bit numbers that no other lock of the database uses).
 _COORDINATOR_LOCK_KEY = 0x6E636A72735F636F  # "ncjrs_co"
 _JOIN_LOCK_KEY = 0x6E636A72735F6A6E  # "ncjrs_jn"
+# The two-number advisory locks (a key space of their own) that order the writes of one
+# NCJ number's pages by the run's workers: (this, NCJ number).
+_RECORD_LOCK_CLASS = 0x6E636A
 
 
 def is_distributed(crawler: Crawler) -> bool:
@@ -116,11 +120,13 @@ class RunKeys:
     dupefilter: str  # scrapy-redis fingerprints
     issued: str  # hash: URL -> what is needed to request it again (PageRequest fields)
     marker: str  # set when the run starts: gone means Redis lost the run's keys
+    kept: str  # hash: NCJ number -> the page of it the run keeps (SharedSightings)
 
     @classmethod
     def of(cls, token: str) -> RunKeys:
         prefix = f"ncjrs:run:{token}:"
-        return cls(*(f"{prefix}{name}" for name in ("requests", "dupefilter", "issued", "run")))
+        names = ("requests", "dupefilter", "issued", "run", "kept")
+        return cls(*(f"{prefix}{name}" for name in names))
 
     def all(self) -> list[str]:
         return [self.requests, self.dupefilter, self.issued, self.marker]
@@ -204,6 +210,7 @@ class Fleet:
         self.resume_within = timedelta(seconds=resume_within)
         self.run_id: int | None = None  # the distributed run
         self.keys: RunKeys | None = None
+        self.sightings: SharedSightings | None = None  # once joined
         self.worker_run_id: int | None = None  # this process's crawl_runs row
         self.coordinator = False
         self._election = threading.Lock()
@@ -281,6 +288,7 @@ class Fleet:
                 self.run_id, token = running.id, running.token
                 logger.info("Joined distributed run %d", self.run_id)
         self.keys = RunKeys.of(token)
+        self.sightings = SharedSightings(self.redis, self.keys.kept)
         return self.keys
 
     def _quiet_for(self, connection: Connection, running: Any) -> timedelta | None:
@@ -583,6 +591,112 @@ def lost_visit(page: IssuedPage, run_id: int | None) -> PageVisit:
             "(each worker that took it stopped first)"
         ),
         sitemap_url=page.sitemap_url,
+    )
+
+
+class SharedSightings:
+    """The page each NCJ number keeps in a distributed run, shared by its workers in Redis:
+    the conflict rule (harvester.conflicts) holds across workers as it does in one process.
+
+    Two workers can reach two pages of one record. Each offers its page (``offer``): the
+    better one, by ``conflicts.preferred``, is noted as kept (compare-and-set, so two offers
+    never both win), the other dropped as a duplicate. Their writers may still commit in the
+    other order, so a writer writes a record only while its page is the kept one
+    (``superseded``), holding a lock on the NCJ number until its transaction commits.
+
+    When Redis does not answer, a page is kept and written (the last write wins, as if it
+    were the only page), rather than lose a record.
+    """
+
+    # Set ARGV[3] at field ARGV[1] if its value is still ARGV[2] ("" for none): 1 if set.
+    _COMPARE_AND_SET = """
+        local current = redis.call('HGET', KEYS[1], ARGV[1])
+        if (current == false and ARGV[2] == '') or current == ARGV[2] then
+            redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+            return 1
+        end
+        return 0
+    """
+
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        self.client = client
+        self.key = key
+        self._compare_and_set = client.register_script(self._COMPARE_AND_SET)
+        self._warned = False
+
+    def offer(self, record: Record, digest: str) -> Verdict:
+        assert record.ncj_number is not None
+        page = Sighting.of(record, digest)
+        field = str(record.ncj_number)
+        try:
+            while True:
+                current = cast(bytes | None, self.client.hget(self.key, field))
+                previous = _sighting(current) if current is not None else None
+                verdict = judged(record.ncj_number, page, previous)
+                if not verdict.keep:
+                    return verdict
+                expected = current.decode() if current is not None else ""
+                if self._compare_and_set(keys=[self.key], args=[field, expected, _noted(page)]):
+                    return verdict
+                # Another worker noted a page meanwhile: judge against that one.
+        except redis.RedisError as error:
+            self._unknown(error)
+            return Verdict(keep=True, conflict=None)
+
+    def superseded(self, connection: Connection, records: list[Record]) -> set[int]:
+        """The NCJ numbers of ``records`` whose kept page is another one (a better page
+        another worker reached): not to be written. Called in the writer's transaction: it
+        locks these NCJ numbers until the transaction ends, so a worker that noted a better
+        page meanwhile writes it after this one, never before."""
+        numbers = sorted({record.ncj_number for record in records if record.ncj_number})
+        if not numbers:
+            return set()
+        # In ascending order (unnest keeps the array's order): two writers never deadlock.
+        connection.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(:lock_class, n) "
+                "FROM unnest(CAST(:numbers AS integer[])) AS n"
+            ),
+            {"lock_class": _RECORD_LOCK_CLASS, "numbers": numbers},
+        )
+        try:
+            noted = self.client.hmget(self.key, [str(number) for number in numbers])
+        except redis.RedisError as error:
+            self._unknown(error)
+            return set()
+        kept_urls = {
+            number: _sighting(value).url
+            for number, value in zip(numbers, cast(list[bytes | None], noted), strict=True)
+            if value is not None
+        }
+        return {
+            record.ncj_number
+            for record in records
+            if record.ncj_number in kept_urls and kept_urls[record.ncj_number] != record.source_url
+        }
+
+    def close(self) -> None:
+        """Nothing to free: the run's keys are deleted when it finishes."""
+
+    def _unknown(self, error: redis.RedisError) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.error(
+                "Redis failed (compare a record's pages across workers): %s; pages are kept "
+                "as they come meanwhile (the last one written wins)",
+                error,
+            )
+
+
+def _noted(page: Sighting) -> str:
+    return f"{page.layout_rank} {page.filled} {page.content_key} {page.url}"
+
+
+def _sighting(value: bytes | str) -> Sighting:
+    text = value.decode() if isinstance(value, bytes) else value
+    layout_rank, filled, content_key, url = text.split(" ", 3)
+    return Sighting(
+        layout_rank=int(layout_rank), filled=int(filled), url=url, content_key=int(content_key)
     )
 
 

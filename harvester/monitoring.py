@@ -89,13 +89,20 @@ class Thresholds:
         )
 
 
+# Stats of field coverage: the records counted, and per field the records that have it.
+COVERAGE_PREFIX = "harvester/coverage/"
+COVERAGE_RECORDS = f"{COVERAGE_PREFIX}records"
+# A worker of a distributed run: the records of the whole run (so far) its coverage is of.
+RUN_COVERAGE_RECORDS = "harvester/distributed/coverage_records"
+
+
 def coverage_from_stats(stats: Mapping[str, Any]) -> dict[str, float] | None:
     """Share of the run's records with each field (None when the run stored no record)."""
-    records = int(stats.get("harvester/coverage/records", 0))
+    records = int(stats.get(COVERAGE_RECORDS, 0))
     if not records:
         return None
     return {
-        name: round(int(stats.get(f"harvester/coverage/{name}", 0)) / records, 4)
+        name: round(int(stats.get(f"{COVERAGE_PREFIX}{name}", 0)) / records, 4)
         for name in COVERAGE_FIELDS
     }
 
@@ -156,7 +163,7 @@ def check_run(
                 )
 
     coverage = figures.get("coverage")
-    records = int(stats.get("harvester/coverage/records", 0))
+    records = int(stats.get(COVERAGE_RECORDS, 0))
     baseline_runs = [run for run in history[: thresholds.history] if run.get("coverage")]
     if coverage and records >= thresholds.min_records and baseline_runs:
         for name in COVERAGE_FIELDS:

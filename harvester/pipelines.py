@@ -27,7 +27,6 @@ from scrapy.exceptions import DropItem
 from scrapy.http import HtmlResponse, Request
 from scrapy.utils.asyncio import is_asyncio_available
 
-from harvester.conflicts import RunSightings
 from harvester.crawl_session import CrawlRun, run_of
 from harvester.items import FetchedResponse, PageVisit, Record
 from harvester.judge import Judgement, judge_response
@@ -269,7 +268,7 @@ class DedupePipeline:
     def __init__(self, crawler: Crawler, run: CrawlRun) -> None:
         self.crawler = crawler
         self.run = run
-        self.sightings = RunSightings()
+        self.sightings = run.sightings()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> DedupePipeline:

@@ -58,6 +58,9 @@ from harvester.urlstate import (
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+# Which records of a batch another page of them supersedes (a distributed run's workers:
+# harvester.distributed.SharedSightings.superseded), asked in the batch's transaction.
+Superseded = Callable[[Connection, list[Record]], set[int]]
 
 RECORDS: Table = models.Record.__table__
 CONTRIBUTORS: Table = models.Contributor.__table__
@@ -236,6 +239,7 @@ def write_batch(
     pages: Mapping[int, FetchedPage] | None = None,
     history: RecordHistory | None = None,
     retry: GapRetry = DEFAULT_GAP_RETRY,
+    superseded: Superseded | None = None,
 ) -> WriteCounts:
     """Write one batch in the caller's transaction. ``records`` holds (record, content hash).
 
@@ -244,6 +248,8 @@ def write_batch(
     returned in ``WriteCounts.counted``, for the caller to add once the transaction commits.
     ``visits`` are fetches that carry no record to store (304s, non-record pages, duplicates,
     quarantined pages); the records' own URL state is written with them.
+    ``superseded`` (a distributed run's): the NCJ numbers of records not to write, as a
+    better page of them, kept by another worker, is theirs; their URL state is written.
     ``pages`` holds the fetched pages of records, by NCJ number, when raw pages are kept;
     quarantine rows carry theirs under ``fetched_page``.
     """
@@ -263,6 +269,11 @@ def write_batch(
         )
         counts.not_modified, counts.withdrawn = state.not_modified, state.withdrawn
         counts.reappeared = state.reappeared
+    if superseded is not None and records:
+        dropped = superseded(connection, [record for record, _ in records])
+        records = [
+            (record, digest) for record, digest in records if record.ncj_number not in dropped
+        ]
     if not records:
         return counts
     keys = [record.ncj_number for record, _ in records]
@@ -484,8 +495,10 @@ class RecordWriter:
         retry: GapRetry = DEFAULT_GAP_RETRY,
         retry_seconds: float = defaults.HARVESTER_DB_RETRY_SECONDS,
         on_fatal: Callable[[str], None] | None = None,
+        superseded: Superseded | None = None,
     ) -> None:
         self.engine = engine
+        self.superseded = superseded
         self.withdrawal = withdrawal
         self.retry = retry
         self.run_id = run_id
@@ -792,6 +805,7 @@ class RecordWriter:
                     pages=pages,
                     history=self.history,
                     retry=self.retry,
+                    superseded=self.superseded,
                 )
         except BaseException:
             # Nothing the rolled-back transaction did (a dictionary it trained, lookups it

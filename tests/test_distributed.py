@@ -5,6 +5,7 @@ local site; killed with SIGKILL at random moments."""
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import random
 import re
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import pytest
 import redis
 from scrapy import Request, Spider
 from scrapy.utils.test import get_crawler
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.orm import Session
 
 from harvester import models
@@ -32,12 +33,15 @@ from harvester.distributed import (
     TOP_UP_EVERY,
     Fleet,
     SharedScheduler,
+    SharedSightings,
     Snapshot,
 )
 from harvester.errors import CrawlAlreadyRunning, DistributedRunRefused
+from harvester.items import Record
 from harvester.localsite import Site
+from harvester.normalize import content_hash
 from harvester.runlock import acquire_worker_lock
-from harvester.store import start_run
+from harvester.store import now_utc, start_run, write_batch
 from tests.conftest import postgres_database, redis_server
 from tests.faultserver import FaultServer, LoggedRequest, fault_server
 from tests.support import (
@@ -48,6 +52,7 @@ from tests.support import (
     scrapy_crawl,
     stored_content,
 )
+from tests.test_conflicts import PAGES, kept_in
 
 pytestmark = pytest.mark.postgres
 
@@ -634,3 +639,80 @@ def test_a_plain_crawl_that_lost_its_lock_but_lives_refuses_workers(pg_url: str)
         beating.set()
         thread.join()
         engine.dispose()
+
+
+def test_workers_keep_the_page_one_process_keeps(redis_url: str) -> None:
+    """Pages of one record offered by two workers in any order: the page kept and the
+    conflicts counted are those of a run on one machine (harvester.conflicts)."""
+    names = list(PAGES)
+    for order in itertools.permutations(names):
+        clients = [redis.Redis.from_url(redis_url) for _ in range(2)]
+        key = f"test:kept:{'/'.join(order)}"
+        workers_sightings = [SharedSightings(client, key) for client in clients]
+        kept, conflicts = "", 0
+        for number, name in enumerate(order):
+            verdict = workers_sightings[number % 2].offer(PAGES[name], content_hash(PAGES[name]))
+            kept = name if verdict.keep else kept
+            conflicts += verdict.conflict is not None
+        assert (kept, conflicts) == kept_in(order), order
+        for client in clients:
+            client.close()
+
+
+def test_a_worker_never_overwrites_a_better_page_another_worker_keeps(
+    pg_url: str, redis_url: str
+) -> None:
+    engine = create_engine_for(pg_url)
+    client = redis.Redis.from_url(redis_url)
+    sightings = SharedSightings(client, "test:kept")
+    worse, better = PAGES["current, later URL"], PAGES["current, earlier URL"]
+    stored_url = text("SELECT source_url FROM records WHERE ncj_number = 78126")
+
+    def write(record: Record, connection: Connection) -> None:
+        write_batch(
+            connection,
+            [(record, content_hash(record))],
+            [],
+            now=now_utc(),
+            run_id=None,
+            counted=set(),
+            superseded=sightings.superseded,
+        )
+
+    try:
+        assert sightings.offer(worse, content_hash(worse)).keep  # worker A keeps its page
+        with engine.connect() as first:
+            first.begin()
+            # A's writer checks its page (still the kept one) and holds the record's lock...
+            assert sightings.superseded(first, [worse]) == set()
+            # ...while worker B reaches a better page and its writer writes it.
+            assert sightings.offer(better, content_hash(better)).keep
+            second = threading.Thread(target=lambda: engine_write(engine, write, better))
+            second.start()
+            time.sleep(0.5)
+            assert second.is_alive()  # B waits for A's transaction
+            write(worse, first)  # superseded meanwhile: not written
+            first.commit()
+        second.join(10)
+        assert not second.is_alive()
+        with engine.connect() as connection:
+            assert connection.execute(stored_url).scalar() == better.source_url
+            visited = connection.execute(text("SELECT url FROM record_urls ORDER BY url")).scalars()
+            # Both URLs are known as the record's: the next run fetches neither for nothing.
+            assert len(list(visited)) == 2
+        # A's page offered late, once B's is written: dropped, B's row stays.
+        assert not sightings.offer(worse, content_hash(worse)).keep
+        with engine.begin() as connection:
+            write(worse, connection)
+        with engine.connect() as connection:
+            assert connection.execute(stored_url).scalar() == better.source_url
+    finally:
+        client.close()
+        engine.dispose()
+
+
+def engine_write(
+    engine: Engine, write: Callable[[Record, Connection], None], record: Record
+) -> None:
+    with engine.begin() as connection:
+        write(record, connection)
