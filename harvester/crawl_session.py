@@ -136,6 +136,9 @@ class CrawlRun:
             DistributedRunRefused,
         ) as error:
             logger.critical("Not crawling: %s", error)
+            taken: RunLock | None = getattr(self, "lock", None)
+            if taken is not None:  # refused after it was taken: not held while exiting
+                taken.release()
             raise
         mark_interrupted_runs(self.engine, stale_after=self.lock.stale_after)
         self.run_id: int | None = None

@@ -43,7 +43,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -55,7 +55,7 @@ from scrapy.core.scheduler import Scheduler as LocalScheduler
 from scrapy.crawler import Crawler
 from scrapy_redis.dupefilter import RFPDupeFilter
 from scrapy_redis.scheduler import Scheduler as RedisScheduler
-from sqlalchemy import Connection, Engine, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, event, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from twisted.internet.defer import Deferred
@@ -63,7 +63,7 @@ from twisted.internet.defer import Deferred
 from harvester import models
 from harvester import settings as defaults
 from harvester.config import redis_url, shown_redis_url
-from harvester.conflicts import Sighting, Verdict, judged
+from harvester.conflicts import Sighting, Verdict, judged, preferred
 from harvester.db import chunks, display_url
 from harvester.errors import DistributedRunRefused
 from harvester.items import PageVisit, Record
@@ -92,9 +92,9 @@ MAX_REPUSHES = 3
 QUEUE_LOST = "queue_lost"
 # How a run ends that no worker beat for HARVESTER_REDIS_RESUME_WITHIN.
 ABANDONED = "abandoned"
-# The coordinator session's server-side TCP keepalive (PostgreSQL settings any user may set):
-# first probe after 10 s idle, then every 5 s, dead after 3 unanswered: about 25 s.
-COORDINATOR_KEEPALIVES = {
+# Every session's server-side TCP keepalive in a distributed run (PostgreSQL settings any user
+# may set): first probe after 10 s idle, then every 5 s, dead after 3 unanswered: about 25 s.
+SESSION_KEEPALIVES = {
     "tcp_keepalives_idle": 10,
     "tcp_keepalives_interval": 5,
     "tcp_keepalives_count": 3,
@@ -129,7 +129,7 @@ class RunKeys:
         return cls(*(f"{prefix}{name}" for name in names))
 
     def all(self) -> list[str]:
-        return [self.requests, self.dupefilter, self.issued, self.marker]
+        return [self.requests, self.dupefilter, self.issued, self.marker, self.kept]
 
 
 @dataclass(frozen=True)
@@ -192,6 +192,12 @@ class Fleet:
                 "file safely (a network file system breaks its locking)"
             )
         self.engine = engine
+        # A host that crashed (power, kernel panic) never closes its sessions: the server only
+        # ends one when its TCP keepalive probes go unanswered, after two hours by the
+        # operating system's default, and until then the session keeps its locks (the
+        # coordinator's, a writer's). Probes every few seconds free them in half a minute.
+        event.listen(engine, "connect", _probe_keepalive)
+        engine.dispose()  # the sessions opened before (schema checks) are opened again
         self.redis_url = url
         try:
             self.redis: redis.Redis = redis.Redis.from_url(url, socket_timeout=10)
@@ -232,6 +238,15 @@ class Fleet:
         """The run under way with these arguments, or a new one; refuses one with others."""
         if self.keys is not None:
             return self.keys
+        try:
+            return self._join(spider, arguments)
+        except redis.RedisError as error:
+            raise DistributedRunRefused(
+                f"the Redis server of the distributed run ({shown_redis_url(self.redis_url)}) "
+                f"failed while this worker joined the run: {error}"
+            ) from None
+
+    def _join(self, spider: str, arguments: dict[str, Any]) -> RunKeys:
         with self.engine.begin() as connection:
             connection.execute(select(func.pg_advisory_xact_lock(_JOIN_LOCK_KEY)))
             running = connection.execute(
@@ -406,13 +421,6 @@ class Fleet:
         )
         connection.commit()
         if taken:
-            # The lock dies with this session. A host that crashed (power, kernel panic) never
-            # closes its connections: the server only ends the session when its TCP keepalive
-            # probes go unanswered, after two hours by the operating system's default. Probes
-            # every few seconds let another worker take over in about half a minute.
-            for name, seconds in COORDINATOR_KEEPALIVES.items():
-                connection.exec_driver_sql(f"SET {name} = {seconds}")
-            connection.commit()
             self._coordinator_connection = connection
         else:
             connection.close()
@@ -570,6 +578,13 @@ class Fleet:
         self.redis.close()
 
 
+def _probe_keepalive(dbapi_connection: Any, _record: Any) -> None:
+    with dbapi_connection.cursor() as cursor:
+        for name, seconds in SESSION_KEEPALIVES.items():
+            cursor.execute(f"SET {name} = {seconds}")
+    dbapi_connection.commit()
+
+
 def _end(connection: Connection, run_id: int, reason: str, **figures: int) -> None:
     connection.execute(
         update(DISTRIBUTED_RUNS)
@@ -632,7 +647,13 @@ class SharedSightings:
             while True:
                 current = cast(bytes | None, self.client.hget(self.key, field))
                 previous = _sighting(current) if current is not None else None
-                verdict = judged(record.ncj_number, page, previous)
+                if previous is not None and previous.url == page.url:
+                    # The kept page itself again: requested again because the worker that had
+                    # it stopped before writing it (its kill left it unanswered). Kept, or the
+                    # record would be known to the run and stored by nobody.
+                    verdict = Verdict(keep=True, conflict=None)
+                else:
+                    verdict = judged(record.ncj_number, page, previous)
                 if not verdict.keep:
                     return verdict
                 expected = current.decode() if current is not None else ""
@@ -643,12 +664,12 @@ class SharedSightings:
             self._unknown(error)
             return Verdict(keep=True, conflict=None)
 
-    def superseded(self, connection: Connection, records: list[Record]) -> set[int]:
-        """The NCJ numbers of ``records`` whose kept page is another one (a better page
-        another worker reached): not to be written. Called in the writer's transaction: it
-        locks these NCJ numbers until the transaction ends, so a worker that noted a better
-        page meanwhile writes it after this one, never before."""
-        numbers = sorted({record.ncj_number for record in records if record.ncj_number})
+    def superseded(self, connection: Connection, records: Sequence[tuple[Record, str]]) -> set[int]:
+        """The NCJ numbers of ``records`` (record, content hash) that a better page, kept by
+        another worker, supersedes: not to be written. Called first in the writer's
+        transaction: it locks these NCJ numbers until the transaction ends, so a worker that
+        noted a better page meanwhile writes it after this one, never before."""
+        numbers = sorted({record.ncj_number for record, _ in records if record.ncj_number})
         if not numbers:
             return set()
         # In ascending order (unnest keeps the array's order): two writers never deadlock.
@@ -664,16 +685,32 @@ class SharedSightings:
         except redis.RedisError as error:
             self._unknown(error)
             return set()
-        kept_urls = {
-            number: _sighting(value).url
+        kept = {
+            number: _sighting(value)
             for number, value in zip(numbers, cast(list[bytes | None], noted), strict=True)
             if value is not None
         }
-        return {
-            record.ncj_number
-            for record in records
-            if record.ncj_number in kept_urls and kept_urls[record.ncj_number] != record.source_url
-        }
+        superseded: set[int] = set()
+        for record, digest in records:
+            number = record.ncj_number
+            other = kept.get(number) if number is not None else None
+            # Only a page that beats this one: a page noted while Redis failed for this one
+            # (or the same page again) does not stop it.
+            if (
+                number is not None
+                and other is not None
+                and other.url != record.source_url
+                and preferred(other, Sighting.of(record, digest))[0]
+            ):
+                superseded.add(number)
+        if superseded:
+            logger.info(
+                "%d record page(s) not written: another worker keeps a better page of them "
+                "(NCJ %s)",
+                len(superseded),
+                ", ".join(map(str, sorted(superseded)[:10])),
+            )
+        return superseded
 
     def close(self) -> None:
         """Nothing to free: the run's keys are deleted when it finishes."""
@@ -742,6 +779,10 @@ class SharedScheduler(RedisScheduler):  # type: ignore[misc]  # scrapy-redis is 
         return self.local.open(spider)
 
     def close(self, reason: str) -> Deferred[None] | None:
+        if self.fleet.finished:
+            # The run ended (finished, abandoned, lost its queue): its keys are gone, and
+            # pushing back would only make them again, for nobody.
+            return self.local.close(reason)
         # What this worker took and the coordinator's buffer go on without it: back to the
         # shared queue, for the other workers.
         while self._taken:
@@ -769,9 +810,11 @@ class SharedScheduler(RedisScheduler):  # type: ignore[misc]  # scrapy-redis is 
             return True
         return self._issue(request)
 
-    def _issue(self, request: Request) -> bool:
+    def _issue(self, request: Request, *, again: bool = False) -> bool:
         """Note a record request as issued and buffer it; False: the run saw it already.
-        When Redis fails, it waits in ``_unissued`` (True: it is not dropped)."""
+        When Redis fails, it waits in ``_unissued`` (True: it is not dropped). ``again``: one
+        that waited there, buffered even if its fingerprint is known (the failed attempt may
+        have added it before its answer was lost)."""
         fingerprint = None if request.meta.get(REPUSHED) else self.df.request_fingerprint(request)
         try:
             seen = self.fleet.issue(IssuedPage.of(request), fingerprint)
@@ -780,7 +823,7 @@ class SharedScheduler(RedisScheduler):  # type: ignore[misc]  # scrapy-redis is 
             self._unissued.append(request)
             return True
         self._redis_back()
-        if seen:
+        if seen and not again:
             self.df.log(request, self.spider)
             return False
         heapq.heappush(self._buffered, (-request.priority, next(self._order), request))
@@ -790,7 +833,7 @@ class SharedScheduler(RedisScheduler):  # type: ignore[misc]  # scrapy-redis is 
         while self._unissued:
             request = self._unissued.popleft()
             waiting = len(self._unissued)
-            self._issue(request)
+            self._issue(request, again=True)
             if len(self._unissued) > waiting:  # Redis failed again: it went to the back
                 self._unissued.rotate(1)  # back to the front, in order
                 return

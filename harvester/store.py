@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 # Which records of a batch another page of them supersedes (a distributed run's workers:
 # harvester.distributed.SharedSightings.superseded), asked in the batch's transaction.
-Superseded = Callable[[Connection, list[Record]], set[int]]
+Superseded = Callable[[Connection, Sequence[tuple[Record, str]]], set[int]]
 
 RECORDS: Table = models.Record.__table__
 CONTRIBUTORS: Table = models.Contributor.__table__
@@ -256,6 +256,8 @@ def write_batch(
     history = history or RecordHistory()
     pages = pages or {}
     counts = WriteCounts(quarantined=len(quarantined))
+    # First, before any row is written: its locks are then never waited for while holding one.
+    dropped = superseded(connection, records) if superseded is not None and records else set()
     if quarantined:
         connection.execute(insert(QUARANTINE), history.quarantine_rows(connection, quarantined))
     if history.sighting:  # a re-derivation from stored pages fetched nothing
@@ -269,8 +271,7 @@ def write_batch(
         )
         counts.not_modified, counts.withdrawn = state.not_modified, state.withdrawn
         counts.reappeared = state.reappeared
-    if superseded is not None and records:
-        dropped = superseded(connection, [record for record, _ in records])
+    if dropped:
         records = [
             (record, digest) for record, digest in records if record.ncj_number not in dropped
         ]
@@ -460,6 +461,11 @@ def error_kind(error: BaseException) -> ErrorKind:
     message = str(original).lower()
     sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
     if sqlstate:
+        hint = str(getattr(getattr(original, "diag", None), "message_hint", None) or "")
+        if sqlstate == "53200" and "max_locks_per_transaction" in f"{message} {hint}":
+            # The lock table is full while many writers hold many locks (a distributed run's
+            # per-record locks): it frees as their transactions end.
+            return "transient"
         if sqlstate in _PG_FATAL:
             return "fatal"
         if sqlstate in _PG_TRANSIENT or sqlstate.startswith("08"):

@@ -634,7 +634,9 @@ def test_a_plain_crawl_that_lost_its_lock_but_lives_refuses_workers(pg_url: str)
                 )
             )
         start_run(engine, "ncjrs", {}, distributed_run_id=7)
+        started = time.monotonic()
         acquire_worker_lock(engine, heartbeat_interval=1).release()
+        assert time.monotonic() - started < 3  # not watched as a plain crawl would be
     finally:
         beating.set()
         thread.join()
@@ -657,6 +659,21 @@ def test_workers_keep_the_page_one_process_keeps(redis_url: str) -> None:
         assert (kept, conflicts) == kept_in(order), order
         for client in clients:
             client.close()
+
+
+def test_the_kept_page_fetched_again_is_kept_again(redis_url: str) -> None:
+    """A worker killed after its page was noted as kept, before it was written: the URL is
+    requested again, and the worker that fetches it must write it."""
+    clients = [redis.Redis.from_url(redis_url) for _ in range(2)]
+    killed, survivor = (SharedSightings(client, "test:kept") for client in clients)
+    page = PAGES["current, earlier URL"]
+    assert killed.offer(page, content_hash(page)).keep
+    again = survivor.offer(page, content_hash(page))
+    assert (again.keep, again.conflict) == (True, None)
+    worse = PAGES["current, later URL"]
+    assert not survivor.offer(worse, content_hash(worse)).keep
+    for client in clients:
+        client.close()
 
 
 def test_a_worker_never_overwrites_a_better_page_another_worker_keeps(
@@ -684,13 +701,12 @@ def test_a_worker_never_overwrites_a_better_page_another_worker_keeps(
         with engine.connect() as first:
             first.begin()
             # A's writer checks its page (still the kept one) and holds the record's lock...
-            assert sightings.superseded(first, [worse]) == set()
+            assert sightings.superseded(first, [(worse, content_hash(worse))]) == set()
             # ...while worker B reaches a better page and its writer writes it.
             assert sightings.offer(better, content_hash(better)).keep
             second = threading.Thread(target=lambda: engine_write(engine, write, better))
             second.start()
-            time.sleep(0.5)
-            assert second.is_alive()  # B waits for A's transaction
+            waiting_for_a_lock(engine)  # B waits for A's transaction
             write(worse, first)  # superseded meanwhile: not written
             first.commit()
         second.join(10)
@@ -706,6 +722,38 @@ def test_a_worker_never_overwrites_a_better_page_another_worker_keeps(
             write(worse, connection)
         with engine.connect() as connection:
             assert connection.execute(stored_url).scalar() == better.source_url
+    finally:
+        client.close()
+        engine.dispose()
+
+
+def waiting_for_a_lock(engine: Engine) -> None:
+    """Until a session of the database waits for an advisory lock another one holds."""
+    query = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            if connection.execute(query).scalar():
+                return
+        time.sleep(0.05)
+    raise AssertionError("no session waits for an advisory lock")
+
+
+def test_a_page_noted_while_redis_failed_is_written_if_it_is_better(
+    pg_url: str, redis_url: str
+) -> None:
+    """Worker A could not note its page (Redis failed) and kept it; worker B noted a poorer
+    page. A's writer writes A's page: only a page that beats it stops it."""
+    engine = create_engine_for(pg_url)
+    client = redis.Redis.from_url(redis_url)
+    sightings = SharedSightings(client, "test:kept")
+    poorer, better = PAGES["current, fewer fields"], PAGES["current, earlier URL"]
+    try:
+        assert sightings.offer(poorer, content_hash(poorer)).keep  # B's, noted
+        with engine.begin() as connection:
+            assert sightings.superseded(connection, [(better, content_hash(better))]) == set()
+            assert sightings.superseded(connection, [(poorer, content_hash(poorer))]) == set()
+        assert not sightings.offer(PAGES["publication"], content_hash(PAGES["publication"])).keep
     finally:
         client.close()
         engine.dispose()
