@@ -202,6 +202,7 @@ def test_killed_workers_cost_refetches_not_records(
             4, pg_url, redis_url, site, tmp_path, CONCURRENT_REQUESTS="4", DOWNLOAD_DELAY="0.05"
         ) as started:
             lead = coordinator(tmp_path, 4)
+            every_worker_has_its_row(pg_url, 4)  # a loaded machine starts them slowly
             others = [n for n in range(4) if n != lead]
             victims = (
                 [lead, chance.choice(others)] if kill_coordinator else chance.sample(others, 2)
@@ -233,6 +234,20 @@ def test_killed_workers_cost_refetches_not_records(
         finally:
             engine.dispose()
     assert not any("Traceback" in logs[n] for n in logs if n not in victims)
+
+
+def every_worker_has_its_row(database: str, count: int) -> None:
+    engine = create_engine_for(database)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with engine.connect() as connection:
+                if connection.execute(text("SELECT count(*) FROM crawl_runs")).scalar() >= count:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"fewer than {count} workers started")
+    finally:
+        engine.dispose()
 
 
 def test_a_run_whose_redis_keys_are_lost_stops_with_status_3_and_the_next_run_completes(
