@@ -623,14 +623,15 @@ class SharedSightings:
     were the only page), rather than lose a record.
     """
 
-    # Set ARGV[3] at field ARGV[1] if its value is still ARGV[2] ("" for none): 1 if set.
+    # Set field ARGV[1] to ARGV[3] if its value is still ARGV[2] ("" for none): nil if set,
+    # else the value it has ("" for none), to judge against.
     _COMPARE_AND_SET = """
         local current = redis.call('HGET', KEYS[1], ARGV[1])
         if (current == false and ARGV[2] == '') or current == ARGV[2] then
             redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-            return 1
+            return false
         end
-        return 0
+        return current or ''
     """
 
     def __init__(self, client: redis.Redis, key: str) -> None:
@@ -643,10 +644,18 @@ class SharedSightings:
         assert record.ncj_number is not None
         page = Sighting.of(record, digest)
         field = str(record.ncj_number)
+        # Most records have one page: noted as the first, in one round trip.
+        verdict, expected = Verdict(keep=True, conflict=None), ""
         try:
             while True:
-                current = cast(bytes | None, self.client.hget(self.key, field))
-                previous = _sighting(current) if current is not None else None
+                current = self._compare_and_set(
+                    keys=[self.key], args=[field, expected, _noted(page)]
+                )
+                if current is None:
+                    return verdict
+                # Another page is noted (by another worker, perhaps meanwhile): judge again.
+                expected = current.decode()
+                previous = _sighting(expected) if expected else None
                 if previous is not None and previous.url == page.url:
                     # The kept page itself again: requested again because the worker that had
                     # it stopped before writing it (its kill left it unanswered). Kept, or the
@@ -656,10 +665,6 @@ class SharedSightings:
                     verdict = judged(record.ncj_number, page, previous)
                 if not verdict.keep:
                     return verdict
-                expected = current.decode() if current is not None else ""
-                if self._compare_and_set(keys=[self.key], args=[field, expected, _noted(page)]):
-                    return verdict
-                # Another worker noted a page meanwhile: judge against that one.
         except redis.RedisError as error:
             self._unknown(error)
             return Verdict(keep=True, conflict=None)
