@@ -54,7 +54,7 @@ from harvester.history import RecordHistory, versions_of_run
 from harvester.items import FetchedPage
 from harvester.judge import Judgement, Parser, judge_page
 from harvester.parsing import PARSER_VERSION, parse_page
-from harvester.rawpages import DICTIONARIES, RAW_PAGES, decoded_page
+from harvester.rawpages import DICTIONARIES, RAW_PAGES, decoded_page, stored_reference
 from harvester.store import (
     RECORDS,
     RecordWriter,
@@ -106,7 +106,8 @@ def default_jobs() -> int:
 
 class PageJudge:
     """Decompresses stored pages and judges them: in the re-parse's own process (one job), or
-    one in each judging process, which learns the zstd dictionaries from the tasks it gets."""
+    one in each judging process, which learns the zstd dictionaries stored when it starts,
+    and any trained since from the tasks it gets."""
 
     def __init__(self, parse: Parser) -> None:
         self.parse = parse
@@ -122,7 +123,14 @@ class PageJudge:
         return decoded_page(row, self._dictionaries)
 
     def judge(self, row: StoredRow) -> Judgement:
-        return judge_page(self.page(row), parse=self.parse)
+        """The page judged; the judgement refers to the page without its body (it is stored
+        already: ``rawpages.stored_reference``), so sending it back costs little."""
+        judgement = judge_page(self.page(row), parse=self.parse)
+        if judgement.page is not None:
+            judgement.page = stored_reference(judgement.page)
+            if judgement.record is not None and judgement.record.raw is not None:
+                judgement.record.raw.fetched_page = judgement.page
+        return judgement
 
 
 def stored_row(row: Mapping[Any, Any]) -> StoredRow:
@@ -186,20 +194,25 @@ class JudgingPool:
     those waiting are dropped).
     """
 
-    def __init__(self, jobs: int, parse: Parser) -> None:
+    def __init__(
+        self, jobs: int, parse: Parser, dictionaries: Mapping[int, bytes] | None = None
+    ) -> None:
+        """``dictionaries``: the zstd dictionaries stored when the run starts (a database has
+        one: harvester.rawpages trains one only when there is none), which every judging
+        process learns when it starts."""
         check_jobs(jobs, parse)
         self.jobs = jobs
         self._judge = PageJudge(parse)  # one job: this process judges
-        # The dictionaries of the pages read so far, sent with every task: a database has one
-        # (harvester.rawpages trains one only when there is none), about 110 KiB, which costs
-        # a task of 50 pages well under a millisecond; and one trained meanwhile (by a crawl
-        # writing to the same database) reaches every process the same way.
-        self._dictionaries: dict[int, bytes] = {}
+        self._dictionaries: dict[int, bytes] = dict(dictionaries or {})
+        self._judge.learn(self._dictionaries)
+        # One trained later (by a crawl writing to the same database) is sent with every task
+        # instead, as the judging processes know only those they started with.
+        self._known_at_start = frozenset(self._dictionaries)
         self._executor: ProcessPoolExecutor | None = None
         self._children_before: set[Any] = set()
         if jobs > 1:
             self._children_before = set(multiprocessing.active_children())
-            self._executor = _started_pool(jobs, parse)
+            self._executor = _started_pool(jobs, parse, self._dictionaries)
 
     def __enter__(self) -> JudgingPool:
         return self
@@ -238,7 +251,9 @@ class JudgingPool:
         ahead = self.jobs * TASKS_AHEAD_PER_JOB
         try:
             for key, task in tasks:
-                dictionaries = dict(self._dictionaries)
+                dictionaries = {
+                    i: d for i, d in self._dictionaries.items() if i not in self._known_at_start
+                }
                 future = self._executor.submit(_in_worker, function, task, dictionaries)
                 pending.append((key, future))
                 if len(pending) >= ahead:
@@ -262,7 +277,9 @@ class JudgingPool:
             child.kill()
 
 
-def _started_pool(jobs: int, parse: Parser) -> ProcessPoolExecutor:
+def _started_pool(
+    jobs: int, parse: Parser, dictionaries: Mapping[int, bytes]
+) -> ProcessPoolExecutor:
     """``jobs`` judging processes, all started now with Ctrl-C ignored from their first
     instruction: one pressed while they start would otherwise print their tracebacks. (An
     ignored signal stays ignored across fork and exec, and Python keeps it so.)
@@ -277,7 +294,7 @@ def _started_pool(jobs: int, parse: Parser) -> ProcessPoolExecutor:
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         with _ctrl_c_ignored():
-            return _pool(jobs, parse, multiprocessing.get_context("spawn"))
+            return _pool(jobs, parse, dictionaries, multiprocessing.get_context("spawn"))
     from multiprocessing import forkserver  # POSIX only
 
     context = multiprocessing.get_context("forkserver")
@@ -285,12 +302,17 @@ def _started_pool(jobs: int, parse: Parser) -> ProcessPoolExecutor:
     context.set_forkserver_preload(["__main__", __name__])
     with _ctrl_c_ignored():
         forkserver.ensure_running()  # no wait for its imports
-    return _pool(jobs, parse, context)
+    return _pool(jobs, parse, dictionaries, context)
 
 
-def _pool(jobs: int, parse: Parser, context: Any) -> ProcessPoolExecutor:
+def _pool(
+    jobs: int, parse: Parser, dictionaries: Mapping[int, bytes], context: Any
+) -> ProcessPoolExecutor:
     executor = ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_judging_process_started, initargs=(parse,)
+        jobs,
+        mp_context=context,
+        initializer=_judging_process_started,
+        initargs=(parse, dict(dictionaries)),
     )
     for _ in range(jobs):  # one process is started per task handed out, up to jobs
         executor.submit(int)
@@ -314,7 +336,7 @@ def _ctrl_c_ignored() -> Iterator[None]:
 _process_judge: PageJudge | None = None
 
 
-def _judging_process_started(parse: Parser) -> None:
+def _judging_process_started(parse: Parser, dictionaries: Mapping[int, bytes]) -> None:
     """In a judging process: leave Ctrl-C to the parent, and end with it.
 
     Ctrl-C reaches every process of the terminal's group; the parent stops handing out pages,
@@ -337,6 +359,7 @@ def _judging_process_started(parse: Parser) -> None:
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
     _process_judge = PageJudge(parse)
+    _process_judge.learn(dictionaries)
 
 
 def _in_worker(
@@ -478,7 +501,8 @@ def _reparse(
                 )
                 or 0
             )
-        with JudgingPool(jobs, parse) as pool:
+            dictionaries = stored_dictionaries(connection)
+        with JudgingPool(jobs, parse, dictionaries) as pool:
             for _, judgements in pool.map(_judge_rows, _stored_pages(engine, pool, batch_size)):
                 ctrl_c.stop_if_pressed()
                 for judgement in judgements:
