@@ -209,10 +209,11 @@ class JudgingPool:
         # instead, as the judging processes know only those they started with.
         self._known_at_start = frozenset(self._dictionaries)
         self._executor: ProcessPoolExecutor | None = None
+        self._started: Future[None] = _done(None)  # once the judging processes are forked
         self._children_before: set[Any] = set()
         if jobs > 1:
             self._children_before = set(multiprocessing.active_children())
-            self._executor = _started_pool(jobs, parse, self._dictionaries)
+            self._executor, self._started = _started_pool(jobs, parse, self._dictionaries)
 
     def __enter__(self) -> JudgingPool:
         return self
@@ -224,6 +225,7 @@ class JudgingPool:
         traceback: TracebackType | None,
     ) -> None:
         if self._executor is not None:
+            self._started.exception()  # waits: no process is started after the shutdown
             self._executor.shutdown(wait=True, cancel_futures=True)
 
     def learn(self, connection: Connection, rows: Iterable[StoredRow]) -> None:
@@ -247,20 +249,39 @@ class JudgingPool:
             for key, task in tasks:
                 yield key, function(self._judge, task)
             return
-        pending: deque[tuple[Key, Future[Result]]] = deque()
+        # Each with whether the pool judges it (else it was judged here, and is done).
+        pending: deque[tuple[Key, Future[Result], bool]] = deque()
         ahead = self.jobs * TASKS_AHEAD_PER_JOB
+        in_pool = 0
+        remaining = iter(tasks)
         try:
-            for key, task in tasks:
-                dictionaries = {
-                    i: d for i, d in self._dictionaries.items() if i not in self._known_at_start
-                }
-                future = self._executor.submit(_in_worker, function, task, dictionaries)
-                pending.append((key, future))
-                if len(pending) >= ahead:
-                    key, future = pending.popleft()
+            # While the judging processes start (the fork server imports the parser: a second
+            # of one core), the first tasks are held for them and this process judges the next
+            # ones, instead of leaving a core idle. A run of a few tasks is all theirs.
+            held: list[tuple[Key, Task]] = []
+            here: list[tuple[Key, Result]] = []
+            while not self._started.done():
+                if (item := next(remaining, None)) is None:
+                    break
+                if len(held) < ahead:
+                    held.append(item)
+                else:
+                    here.append((item[0], function(self._judge, item[1])))
+            self._started.result()  # the pool could not start: why
+            for key, task in held:
+                pending.append((key, self._submit(function, task), True))
+                in_pool += 1
+            pending.extend((key, _done(result), False) for key, result in here)
+            del held, here
+            for key, task in remaining:
+                pending.append((key, self._submit(function, task), True))
+                in_pool += 1
+                while pending and (pending[0][1].done() or in_pool >= ahead):
+                    key, future, pooled = pending.popleft()
+                    in_pool -= pooled
                     yield key, future.result()
             while pending:
-                key, future = pending.popleft()
+                key, future, _ = pending.popleft()
                 yield key, future.result()
         except BrokenProcessPool as error:
             self._kill_the_others()
@@ -268,6 +289,11 @@ class JudgingPool:
                 "a judging process died (killed, out of memory?): what was judged before it "
                 "is written; run the command again to finish"
             ) from error
+
+    def _submit(self, function: Callable[[PageJudge, Task], Result], task: Task) -> Future[Result]:
+        assert self._executor is not None
+        later = {i: d for i, d in self._dictionaries.items() if i not in self._known_at_start}
+        return self._executor.submit(_in_worker, function, task, later)
 
     def _kill_the_others(self) -> None:
         """After one judging process died: end the others now. The pool sends them SIGTERM
@@ -279,10 +305,11 @@ class JudgingPool:
 
 def _started_pool(
     jobs: int, parse: Parser, dictionaries: Mapping[int, bytes]
-) -> ProcessPoolExecutor:
-    """``jobs`` judging processes, all started now with Ctrl-C ignored from their first
-    instruction: one pressed while they start would otherwise print their tracebacks. (An
-    ignored signal stays ignored across fork and exec, and Python keeps it so.)
+) -> tuple[ProcessPoolExecutor, Future[None]]:
+    """``jobs`` judging processes, started with Ctrl-C ignored from their first instruction:
+    one pressed while they start would otherwise print their tracebacks. (An ignored signal
+    stays ignored across fork and exec, and Python keeps it so.) The future is done once
+    they are forked; this process judges meanwhile (``JudgingPool.map``).
 
     They are forked from a fork server, a fresh process that imports the parser once (most
     of a second of CPU), rather than spawned, each importing it again; not forked from this
@@ -294,12 +321,17 @@ def _started_pool(
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         with _ctrl_c_ignored():
-            return _pool(jobs, parse, dictionaries, multiprocessing.get_context("spawn"))
+            executor, started = _pool(
+                jobs, parse, dictionaries, multiprocessing.get_context("spawn")
+            )
+            started.exception()  # waits for them to be spawned
+        return executor, started
     from multiprocessing import forkserver  # POSIX only
 
     context = multiprocessing.get_context("forkserver")
     # The main module too, as spawned processes import it: a parser may be defined there.
-    context.set_forkserver_preload(["__main__", __name__])
+    # And the parser's own module, which every process would import to unpickle it.
+    context.set_forkserver_preload(list(dict.fromkeys(["__main__", parse.__module__, __name__])))
     with _ctrl_c_ignored():
         forkserver.ensure_running()  # no wait for its imports
     return _pool(jobs, parse, dictionaries, context)
@@ -307,16 +339,34 @@ def _started_pool(
 
 def _pool(
     jobs: int, parse: Parser, dictionaries: Mapping[int, bytes], context: Any
-) -> ProcessPoolExecutor:
+) -> tuple[ProcessPoolExecutor, Future[None]]:
+    """The pool, and a future done once its processes are forked: they are started by a
+    thread, as starting one waits for the fork server to be ready (its imports)."""
     executor = ProcessPoolExecutor(
         jobs,
         mp_context=context,
         initializer=_judging_process_started,
         initargs=(parse, dict(dictionaries)),
     )
-    for _ in range(jobs):  # one process is started per task handed out, up to jobs
-        executor.submit(int)
-    return executor
+    started: Future[None] = Future()
+
+    def start() -> None:
+        try:
+            for _ in range(jobs):  # one process is started per task handed out, up to jobs
+                executor.submit(int)
+        except BaseException as error:
+            started.set_exception(error)
+        else:
+            started.set_result(None)
+
+    threading.Thread(target=start, name="judging-pool-start", daemon=True).start()
+    return executor, started
+
+
+def _done(result: Result) -> Future[Result]:
+    future: Future[Result] = Future()
+    future.set_result(result)
+    return future
 
 
 @contextmanager
