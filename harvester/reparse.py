@@ -16,11 +16,13 @@ site), or lose a stored record. A page that no longer gives a valid record goes 
 stored page are counted and left alone.
 
 On every core: ``jobs`` processes decompress and judge the stored pages (``harvester reparse
---jobs``, the cores by default); this process only reads the compressed pages from the
-database, hands them out and writes what comes back, in the order it read them, through one
-record writer. The conflict rule therefore sees the pages in the same order whatever ``jobs``
-is, and the records, versions and quarantine rows written are the same. ``jobs=1`` judges in
-this process, with no pool. A judging process that dies stops the run with
+--jobs``, the cores by default); this process reads the compressed pages from the database,
+hands them out and writes what comes back, in the order it read them, through one record
+writer; it judges too only while the judging processes start (``JudgingPool.map``). What
+comes back refers to each page by its key (``rawpages.stored_reference``), not its body. The
+conflict rule therefore sees the pages in the same order whatever ``jobs`` is, and the
+records, versions and quarantine rows written are the same. ``jobs=1`` judges in this
+process, with no pool. A judging process that dies stops the run with
 ``JudgingProcessDied`` (what was judged before is written; running it again finishes the
 job); Ctrl-C reaches the judging processes too, which leave it to this one: it stops handing
 out pages, writes what was judged and finishes the run as ``shutdown``. It stops between two
