@@ -43,6 +43,7 @@ from harvester.reparse import (
     StoredRow,
     check_jobs,
     stop_reason,
+    stored_dictionaries,
     stored_rows_by_key,
 )
 from harvester.store import (
@@ -192,7 +193,9 @@ def _replay_rows(
     history = RecordHistory(parser_version=parser_version, sighting=False)
     sightings = RunSightings()
     counted: set[int] = set()
-    with JudgingPool(jobs, parse) as pool:
+    with engine.connect() as connection:
+        dictionaries = stored_dictionaries(connection)
+    with JudgingPool(jobs, parse, dictionaries) as pool:
         chunk = _Chunk()
         tasks = _open_rows(engine, pool, reason, batch_size)
         for (rows, last), judgements in pool.map(_judge_rows, tasks):

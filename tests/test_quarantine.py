@@ -321,6 +321,8 @@ def test_a_replay_whose_judging_process_dies_is_finished_by_the_next(
     quarantined: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("harvester.quarantine.PAGES_PER_TASK", 2)
+    # Every task for the judging processes, none judged here while they start.
+    monkeypatch.setattr("harvester.reparse.TASKS_AHEAD_PER_JOB", 1000)
     at_once = copy_sqlite(quarantined, tmp_path / "at_once.sqlite")
     replayed(at_once, 1, parse=parser_that_recovers_titles, batch_size=4)
     stopped = copy_sqlite(quarantined, tmp_path / "stopped.sqlite")

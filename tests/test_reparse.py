@@ -28,7 +28,7 @@ import psutil
 import pytest
 from click.testing import CliRunner
 from scrapy.http import TextResponse
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select
 
 from harvester import models
 from harvester.cli import main
@@ -37,7 +37,13 @@ from harvester.items import FetchedPage, NonRecordPage, RawRecord, Record
 from harvester.localsite import SiteHandle, serve_site
 from harvester.normalize import content_hash, normalize_record
 from harvester.parsing import PARSER_VERSION, parse_page
-from harvester.rawpages import fetched_page
+from harvester.rawpages import (
+    RAW_PAGES,
+    PageCodec,
+    fetched_page,
+    is_reference,
+    stored_reference,
+)
 from harvester.reparse import CtrlC, JudgingProcessDied, reparse
 from harvester.store import write_batch
 from tests.support import REPO, migrated, response_from_file
@@ -374,6 +380,8 @@ def test_a_judging_process_that_dies_stops_the_run_and_the_next_run_finishes_the
     before_rows = record_rows(crawled)
     numbers = sorted(before)
     monkeypatch.setattr("harvester.reparse.PAGES_PER_TASK", 7)  # tasks finish before the death
+    # Every task for the judging processes, none judged here while they start.
+    monkeypatch.setattr("harvester.reparse.TASKS_AHEAD_PER_JOB", RECORDS)
     with pytest.raises(JudgingProcessDied, match="a judging process died"):
         reparse(crawled, parse=parser_that_dies, parser_version=NEXT_VERSION, jobs=2)
     with crawled.connect() as connection:
@@ -600,3 +608,41 @@ def test_a_parser_the_judging_processes_cannot_import_is_refused_before_anything
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(models.CrawlRun)) == 0
     assert reparse(engine, parse=local_parser, jobs=1).pages == 0  # in-process: any parser
+
+
+def test_a_page_read_back_is_kept_by_its_key_and_never_stored_empty(engine: Engine) -> None:
+    """What judging processes send back instead of a stored page (``stored_reference``): the
+    writer stores nothing for it, and refuses one whose page is gone rather than store an
+    empty body under its key. A page whose body is empty is a page, not a reference."""
+    ensure_schema(engine, auto_migrate=True)
+    body = b"<html><body><h1>A page</h1></body></html>"
+    page = FetchedPage(
+        sha256=hashlib.sha256(body).hexdigest(),
+        body=body,
+        url="https://www.ojp.gov/ncjrs/virtual-library/abstracts/a-page",
+        status=200,
+        content_type="text/html; charset=utf-8",
+        encoding="utf-8",
+        fetched_at=datetime.now(UTC),
+    )
+    empty = dataclasses.replace(page, sha256=hashlib.sha256(b"").hexdigest(), body=b"")
+    with engine.begin() as connection:
+        PageCodec().store(connection, [page])
+    reference = stored_reference(page)
+    assert (reference.body, reference.sha256) == (b"", page.sha256)
+    assert is_reference(reference)
+    assert not is_reference(page)
+    assert not is_reference(empty)
+    with engine.begin() as connection:
+        PageCodec().store(connection, [reference, empty])
+    with engine.connect() as connection:
+        stored = PageCodec().pages(connection, [page.sha256, empty.sha256])
+    assert stored[page.sha256].body == body
+    assert stored[empty.sha256].body == b""
+    with engine.begin() as connection:
+        connection.execute(delete(RAW_PAGES).where(RAW_PAGES.c.sha256 == page.sha256))
+    with (
+        pytest.raises(ValueError, match=f"raw pages no longer stored: {page.sha256}"),
+        engine.begin() as connection,
+    ):
+        PageCodec().store(connection, [reference])
