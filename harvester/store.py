@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from harvester import models
 from harvester import settings as defaults
+from harvester.allocator import PeriodicRelease
 from harvester.db import WRITE_TRANSACTION_OPTION, chunks, insert_for
 from harvester.history import STORED_COLUMNS, RecordHistory
 from harvester.items import (
@@ -462,6 +463,10 @@ def error_kind(error: BaseException) -> ErrorKind:
     return "refused"
 
 
+# How often the writer thread returns the allocator's free memory (harvester.allocator).
+RELEASE_MEMORY_SECONDS = 10.0
+
+
 class RecordWriter:
     """Buffers records and writes them in batches on one background thread.
 
@@ -506,6 +511,9 @@ class RecordWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvester-db")
         self._pending: list[Future[WriteCounts]] = []  # oldest first
         self._raised = 0  # writes that raised (a bug, not a database error)
+        # A written batch leaves its buffers free in the writer thread's arena, which glibc
+        # keeps: give it back now and then so a long crawl's RSS stays where a short one's is.
+        self._release_memory = PeriodicRelease(RELEASE_MEMORY_SECONDS)
         self.last_written = time.monotonic()  # when a batch last committed (the watchdog's)
 
     @property
@@ -800,6 +808,7 @@ class RecordWriter:
             raise
         self._counted.update(counts.counted)
         self.last_written = time.monotonic()
+        self._release_memory()
         return counts
 
     def close(self) -> WriteCounts:
