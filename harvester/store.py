@@ -465,6 +465,10 @@ def error_kind(error: BaseException) -> ErrorKind:
 
 # How often the writer thread returns the allocator's free memory (harvester.allocator).
 RELEASE_MEMORY_SECONDS = 10.0
+# A batch is also full once its pages' bodies reach this size: a batch of 500 record pages of
+# the site (about 37 KiB each) held 18 MiB until written, and the next one filled meanwhile,
+# so the crawl's peak memory rose by a batch whenever the database was slow for a moment.
+BATCH_PAGE_BYTES = 8 * 2**20
 
 
 class RecordWriter:
@@ -489,8 +493,10 @@ class RecordWriter:
         retry: GapRetry = DEFAULT_GAP_RETRY,
         retry_seconds: float = defaults.HARVESTER_DB_RETRY_SECONDS,
         on_fatal: Callable[[str], None] | None = None,
+        batch_page_bytes: int = BATCH_PAGE_BYTES,
     ) -> None:
         self.engine = engine
+        self.batch_page_bytes = batch_page_bytes
         self.withdrawal = withdrawal
         self.retry = retry
         self.run_id = run_id
@@ -503,6 +509,7 @@ class RecordWriter:
         self.counts = WriteCounts()
         self._records: dict[int, tuple[Record, str]] = {}
         self._pages: dict[int, FetchedPage] = {}  # held until their batch is written
+        self._page_bytes = 0  # of the bodies in _pages
         self._quarantined: list[dict[str, Any]] = []
         self._visits: list[PageVisit] = []
         self._first_buffered: float | None = None
@@ -532,10 +539,12 @@ class RecordWriter:
         if replaced is not None:  # a richer page of the same record: keep the poorer one's URL
             self._visits.append(visit_of(replaced[0]))
         self._records[record.ncj_number] = (record, digest or known_content_hash(record))
+        dropped = self._pages.pop(record.ncj_number, None)
+        if dropped is not None:
+            self._page_bytes -= len(dropped.body)
         if page is not None:
             self._pages[record.ncj_number] = page
-        else:
-            self._pages.pop(record.ncj_number, None)
+            self._page_bytes += len(page.body)
         return self._buffered()
 
     def add_quarantined(self, record: Record, rejection: Rejection) -> bool:
@@ -568,7 +577,10 @@ class RecordWriter:
     def _buffered(self) -> bool:
         if self._first_buffered is None:
             self._first_buffered = time.monotonic()
-        return len(self._records) + len(self._quarantined) + len(self._visits) >= self.batch_size
+        return (
+            len(self._records) + len(self._quarantined) + len(self._visits) >= self.batch_size
+            or self._page_bytes >= self.batch_page_bytes
+        )
 
     def holding(self) -> bool:
         """Anything handed over and not written yet (buffered or being written)."""
@@ -611,6 +623,7 @@ class RecordWriter:
         records = list(self._records.values())
         quarantined, visits, pages = self._quarantined, self._visits, self._pages
         self._records, self._quarantined, self._visits, self._pages = {}, [], [], {}
+        self._page_bytes = 0
         self._first_buffered = None
         self._pending.append(
             self._executor.submit(self._write, records, quarantined, visits, pages)
