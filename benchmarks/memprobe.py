@@ -2,10 +2,11 @@
 
 Every ``MEMPROBE_EVERY`` items scraped it logs one JSON line: the RSS and the anonymous
 memory of the process (``/proc/self/smaps_rollup``), the Python objects by type that grew
-since the previous line (``gc.get_objects``), SQLite's own heap (``sqlite3_memory_used``),
-and with ``MEMPROBE_TRACEMALLOC=1`` tracemalloc's top growth by line since the previous line;
-with ``MEMPROBE_TRIM=1`` the RSS again after ``malloc_trim(0)`` (how much is free memory
-the allocator keeps). Load it with the crawl's own extensions::
+since the previous line (``gc.get_objects``), SQLite's own heap (``sqlite3_memory_used``)
+and what each open SQLite connection holds (page cache, schema, prepared statements); with
+``MEMPROBE_TRACEMALLOC=1`` tracemalloc's top growth by line since the previous line; with
+``MEMPROBE_TRIM=1`` the RSS again after ``malloc_trim(0)`` (how much is free memory the
+allocator keeps) and how long the trim took. Load it with the crawl's own extensions::
 
     -s 'EXTENSIONS={"harvester.crawl_session.CrawlRun": 100, ...,
                     "benchmarks.memprobe.MemoryProbe": 900}'
