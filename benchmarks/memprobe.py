@@ -2,10 +2,11 @@
 
 Every ``MEMPROBE_EVERY`` items scraped it logs one JSON line: the RSS and the anonymous
 memory of the process (``/proc/self/smaps_rollup``), the Python objects by type that grew
-since the previous line (``gc.get_objects``), SQLite's own heap (``sqlite3_memory_used``),
-and with ``MEMPROBE_TRACEMALLOC=1`` tracemalloc's top growth by line since the previous line;
-with ``MEMPROBE_TRIM=1`` the RSS again after ``malloc_trim(0)`` (how much is free memory
-the allocator keeps). Load it with the crawl's own extensions::
+since the previous line (``gc.get_objects``), SQLite's own heap (``sqlite3_memory_used``)
+and what each open SQLite connection holds (page cache, schema, prepared statements); with
+``MEMPROBE_TRACEMALLOC=1`` tracemalloc's top growth by line since the previous line; with
+``MEMPROBE_TRIM=1`` the RSS again after ``malloc_trim(0)`` (how much is free memory the
+allocator keeps) and how long the trim took. Load it with the crawl's own extensions::
 
     -s 'EXTENSIONS={"harvester.crawl_session.CrawlRun": 100, ...,
                     "benchmarks.memprobe.MemoryProbe": 900}'
@@ -19,7 +20,9 @@ import gc
 import json
 import logging
 import os
+import sqlite3
 import threading
+import time
 import tracemalloc
 from collections import Counter
 from typing import Any
@@ -48,13 +51,56 @@ def _rollup_kib() -> dict[str, int]:
     return found
 
 
-def _sqlite_heap() -> int | None:
+def _sqlite_library() -> Any:
     name = ctypes.util.find_library("sqlite3")
-    if name is None:
+    return ctypes.CDLL(name) if name is not None else None
+
+
+def _sqlite_heap() -> int | None:
+    library = _sqlite_library()
+    if library is None:
         return None
-    library = ctypes.CDLL(name)
     library.sqlite3_memory_used.restype = ctypes.c_int64
     return int(library.sqlite3_memory_used())
+
+
+# sqlite3_db_status verbs: what one connection holds (SQLite's sqlite3.h).
+_DB_STATUS = {"cache": 1, "schema": 2, "statements": 3}
+
+
+def _connections_kib() -> list[dict[str, int]] | None:
+    """Per open sqlite3 connection of the process: its page cache, schema and prepared
+    statements in KiB (``sqlite3_db_status``).
+
+    CPython does not expose a connection's ``sqlite3 *``: it is the first field after the
+    object header of ``pysqlite_Connection`` (Modules/_sqlite/connection.h, 3.11), read here
+    with ctypes. Only for this probe, on the libsqlite3 that _sqlite3 links to.
+    """
+    library = _sqlite_library()
+    if library is None:
+        return None
+    status = library.sqlite3_db_status
+    status.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.POINTER(ctypes.c_int),
+        ctypes.POINTER(ctypes.c_int),
+        ctypes.c_int,
+    ]
+    found = []
+    for connection in gc.get_objects():
+        if not isinstance(connection, sqlite3.Connection):
+            continue
+        handle = ctypes.c_void_p.from_address(id(connection) + object.__basicsize__).value
+        if not handle:
+            continue  # closed
+        used: dict[str, int] = {}
+        for name, verb in _DB_STATUS.items():
+            current, highest = ctypes.c_int(), ctypes.c_int()
+            status(handle, verb, ctypes.byref(current), ctypes.byref(highest), 0)
+            used[name] = current.value // 1024
+        found.append(used)
+    return found
 
 
 class MemoryProbe:
@@ -97,6 +143,7 @@ class MemoryProbe:
             "rss_kib": _status_kib("VmRSS"),
             "anonymous_kib": _rollup_kib().get("Anonymous"),
             "sqlite_heap": _sqlite_heap(),
+            "sqlite_connections_kib": _connections_kib(),
             "objects": len(gc.get_objects()),
             "threads": threading.active_count(),
             "pool": self._pool_status(),
@@ -111,6 +158,8 @@ class MemoryProbe:
             self.snapshot = snapshot
         if self.trim:
             libc = ctypes.CDLL(ctypes.util.find_library("c"))
+            started = time.perf_counter()
             libc.malloc_trim(0)
+            line["trim_ms"] = round((time.perf_counter() - started) * 1000, 1)
             line["rss_after_trim_kib"] = _status_kib("VmRSS")
         logger.warning("memprobe %s", json.dumps(line))

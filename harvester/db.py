@@ -54,6 +54,20 @@ from harvester.errors import DatabaseUnavailable, SchemaError
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# What one SQLite connection may hold, so that a long crawl's memory stops growing early
+# (measured with benchmarks/memprobe.py, docs/performance.md). Prepared statements: the
+# sqlite3 module caches 128 per connection by default, and the writer's varying statements
+# (a multi-row INSERT per batch size, an IN list per length) filled that with 3-4 MB per
+# connection over tens of thousands of records; a statement not cached is prepared again,
+# which costs microseconds against the milliseconds of the batch that runs it.
+SQLITE_CACHED_STATEMENTS = 32
+# Pages cached per connection, in KiB (SQLite's default is 2,000): the file is in the OS's
+# page cache anyway, and a crawl's writer fills this within its first batches.
+SQLITE_CACHE_KIB = 1024
+# Connections kept open between uses. A crawl uses two at a time (the writer thread's and
+# the reactor's reads); a third, needed now and then, is closed when it is given back
+# instead of being kept, with its page cache and statements, for the rest of the run.
+SQLITE_POOL_SIZE = 2
 # Execution option: this connection's transactions write (SQLite: BEGIN IMMEDIATE).
 WRITE_TRANSACTION_OPTION = "harvester_write_transaction"
 T = TypeVar("T")
@@ -136,8 +150,15 @@ def create_engine_for(url: str | URL, *, read_only: bool = False) -> Engine:
                 )
             mode = sqlite_read_mode(path.resolve())
             kwargs["creator"] = lambda: sqlite3.connect(
-                sqlite_uri(path.resolve(), mode), uri=True, check_same_thread=False
+                sqlite_uri(path.resolve(), mode),
+                uri=True,
+                check_same_thread=False,
+                cached_statements=SQLITE_CACHED_STATEMENTS,
             )
+        else:
+            kwargs["connect_args"] = {"cached_statements": SQLITE_CACHED_STATEMENTS}
+        if path is not None:  # a file: pooled (in-memory databases get a single connection)
+            kwargs["pool_size"] = SQLITE_POOL_SIZE
     else:
         # Long crawls outlive server restarts and idle timeouts; ping before reuse.
         kwargs["pool_pre_ping"] = True
@@ -227,6 +248,7 @@ def _install_sqlite_hooks(engine: Engine, *, read_only: bool = False) -> None:
         try:
             # busy_timeout first, so that even switching to WAL waits for other writers.
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
             if read_only:
                 # Any write fails, and the file keeps its journal mode (switching is a write).
                 cursor.execute("PRAGMA query_only = ON")

@@ -27,6 +27,7 @@ from scrapy.exceptions import DropItem
 from scrapy.http import HtmlResponse, Request
 from scrapy.utils.asyncio import is_asyncio_available
 
+from harvester.allocator import PeriodicRelease
 from harvester.crawl_session import CrawlRun, run_of
 from harvester.items import FetchedResponse, PageVisit, Record
 from harvester.judge import Judgement, judge_response
@@ -70,6 +71,11 @@ def judge_fetched(fetched: FetchedResponse, keep_page: bool) -> Judgement:
     return judge_response(response_of(fetched), keep_page=keep_page, fetched_at=fetched.fetched_at)
 
 
+# The judging process's parser frees what it built for each page; glibc keeps it (see
+# harvester.allocator). Called after a batch, at most this often.
+_release_judging_memory = PeriodicRelease(10.0)
+
+
 def judge_batch(pages: list[FetchedResponse], keep_page: bool) -> list[Judgement | RuntimeError]:
     """In a judging process: the verdicts on a batch of pages, in order.
 
@@ -90,6 +96,7 @@ def judge_batch(pages: list[FetchedResponse], keep_page: bool) -> list[Judgement
             if judgement.record is not None and judgement.record.raw is not None:
                 judgement.record.raw.fetched_page = judgement.page
         verdicts.append(judgement)
+    _release_judging_memory()
     return verdicts
 
 

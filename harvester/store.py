@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from harvester import models
 from harvester import settings as defaults
+from harvester.allocator import PeriodicRelease
 from harvester.db import WRITE_TRANSACTION_OPTION, chunks, insert_for
 from harvester.history import STORED_COLUMNS, RecordHistory
 from harvester.items import (
@@ -479,6 +480,14 @@ def error_kind(error: BaseException) -> ErrorKind:
     return "refused"
 
 
+# How often the writer thread returns the allocator's free memory (harvester.allocator).
+RELEASE_MEMORY_SECONDS = 10.0
+# A batch is also full once its pages' bodies reach this size: a batch of 500 record pages of
+# the site (about 37 KiB each) held 18 MiB until written, and the next one filled meanwhile,
+# so the crawl's peak memory rose by a batch whenever the database was slow for a moment.
+BATCH_PAGE_BYTES = 8 * 2**20
+
+
 class RecordWriter:
     """Buffers records and writes them in batches on one background thread.
 
@@ -502,9 +511,11 @@ class RecordWriter:
         retry_seconds: float = defaults.HARVESTER_DB_RETRY_SECONDS,
         on_fatal: Callable[[str], None] | None = None,
         superseded: Superseded | None = None,
+        batch_page_bytes: int = BATCH_PAGE_BYTES,
     ) -> None:
         self.engine = engine
         self.superseded = superseded
+        self.batch_page_bytes = batch_page_bytes
         self.withdrawal = withdrawal
         self.retry = retry
         self.run_id = run_id
@@ -517,6 +528,7 @@ class RecordWriter:
         self.counts = WriteCounts()
         self._records: dict[int, tuple[Record, str]] = {}
         self._pages: dict[int, FetchedPage] = {}  # held until their batch is written
+        self._page_bytes = 0  # of the bodies in _pages
         self._quarantined: list[dict[str, Any]] = []
         self._visits: list[PageVisit] = []
         self._first_buffered: float | None = None
@@ -525,6 +537,9 @@ class RecordWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvester-db")
         self._pending: list[Future[WriteCounts]] = []  # oldest first
         self._raised = 0  # writes that raised (a bug, not a database error)
+        # A written batch leaves its buffers free in the writer thread's arena, which glibc
+        # keeps: give it back now and then so a long crawl's RSS stays where a short one's is.
+        self._release_memory = PeriodicRelease(RELEASE_MEMORY_SECONDS)
         self.last_written = time.monotonic()  # when a batch last committed (the watchdog's)
 
     @property
@@ -543,10 +558,12 @@ class RecordWriter:
         if replaced is not None:  # a richer page of the same record: keep the poorer one's URL
             self._visits.append(visit_of(replaced[0]))
         self._records[record.ncj_number] = (record, digest or known_content_hash(record))
+        dropped = self._pages.pop(record.ncj_number, None)
+        if dropped is not None:
+            self._page_bytes -= len(dropped.body)
         if page is not None:
             self._pages[record.ncj_number] = page
-        else:
-            self._pages.pop(record.ncj_number, None)
+            self._page_bytes += len(page.body)
         return self._buffered()
 
     def add_quarantined(self, record: Record, rejection: Rejection) -> bool:
@@ -579,7 +596,10 @@ class RecordWriter:
     def _buffered(self) -> bool:
         if self._first_buffered is None:
             self._first_buffered = time.monotonic()
-        return len(self._records) + len(self._quarantined) + len(self._visits) >= self.batch_size
+        return (
+            len(self._records) + len(self._quarantined) + len(self._visits) >= self.batch_size
+            or self._page_bytes >= self.batch_page_bytes
+        )
 
     def holding(self) -> bool:
         """Anything handed over and not written yet (buffered or being written)."""
@@ -622,6 +642,7 @@ class RecordWriter:
         records = list(self._records.values())
         quarantined, visits, pages = self._quarantined, self._visits, self._pages
         self._records, self._quarantined, self._visits, self._pages = {}, [], [], {}
+        self._page_bytes = 0
         self._first_buffered = None
         self._pending.append(
             self._executor.submit(self._write, records, quarantined, visits, pages)
@@ -820,6 +841,7 @@ class RecordWriter:
             raise
         self._counted.update(counts.counted)
         self.last_written = time.monotonic()
+        self._release_memory()
         return counts
 
     def close(self) -> WriteCounts:

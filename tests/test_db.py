@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -22,6 +23,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import QueuePool
 
 from harvester import db
 from harvester.db import (
@@ -208,6 +210,27 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
             assert pragma("foreign_keys") == 1
             assert pragma("busy_timeout") == db.SQLITE_BUSY_TIMEOUT_MS
             assert pragma("synchronous") == 1  # NORMAL
+            assert pragma("cache_size") == -db.SQLITE_CACHE_KIB
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_keeps_only_its_pool_of_connections(tmp_path: Path) -> None:
+    """A connection needed beyond the pool's size is closed when given back, not kept with
+    its page cache and statements for the rest of a crawl."""
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'p.sqlite'}")
+    try:
+        held = [engine.connect() for _ in range(db.SQLITE_POOL_SIZE + 1)]
+        for connection in held:
+            connection.exec_driver_sql("SELECT 1")
+        last = held[-1].connection.dbapi_connection
+        for connection in held:
+            connection.close()
+        assert isinstance(engine.pool, QueuePool)
+        assert engine.pool.checkedin() == db.SQLITE_POOL_SIZE
+        assert isinstance(last, sqlite3.Connection)
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            last.execute("SELECT 1")
     finally:
         engine.dispose()
 

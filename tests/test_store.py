@@ -220,6 +220,27 @@ def test_writer_batches_and_quarantines_a_row_the_database_refuses(schema: Engin
     assert sorted(reasons) == [("invalid_ncj_number", run_id), ("store_error", run_id)]
 
 
+def test_a_batch_is_full_once_its_pages_reach_their_size(schema: Engine) -> None:
+    """Pages are held until their batch is written: their bytes bound a batch as its count
+    does, and a record's page replaced by a later one counts once."""
+    base = fixture_record("current_191386")
+    page_size = len(stored_page(1).body)
+    writer = RecordWriter(
+        schema, run_id=None, batch_size=100, batch_seconds=60, batch_page_bytes=3 * page_size
+    )
+    try:
+        assert not writer.add(dataclasses.replace(base, ncj_number=1), stored_page(1))
+        assert not writer.add(dataclasses.replace(base, ncj_number=1), stored_page(2))
+        assert not writer.add(dataclasses.replace(base, ncj_number=2))  # no page
+        assert not writer.add(dataclasses.replace(base, ncj_number=3), stored_page(3))
+        assert writer.add(dataclasses.replace(base, ncj_number=4), stored_page(4))
+        asyncio.run(writer.flush())
+        assert not writer.add(dataclasses.replace(base, ncj_number=5), stored_page(5))
+    finally:
+        counts = writer.close()
+    assert counts.new == 5
+
+
 def test_a_timer_flush_during_a_waiting_flush_loses_no_counts(schema: Engine) -> None:
     writer = RecordWriter(schema, run_id=None, batch_size=2, batch_seconds=0)
     base = fixture_record("current_191386")
