@@ -275,8 +275,8 @@ class Fleet:
                     "HARVESTER_REDIS_RESUME_WITHIN, %s): it is ended as abandoned, and a new "
                     "run starts",
                     running.id,
-                    _duration(quiet),
-                    _duration(self.resume_within),
+                    timedelta(seconds=int(quiet.total_seconds())),
+                    self.resume_within,
                 )
                 running = None
             if running is not None and not self.redis.exists(RunKeys.of(running.token).marker):
@@ -717,9 +717,6 @@ class SharedSightings:
             )
         return superseded
 
-    def close(self) -> None:
-        """Nothing to free: the run's keys are deleted when it finishes."""
-
     def _unknown(self, error: redis.RedisError) -> None:
         if not self._warned:
             self._warned = True
@@ -813,20 +810,20 @@ class SharedScheduler(RedisScheduler):  # type: ignore[misc]  # scrapy-redis is 
         if self._unissued:  # in order: after those waiting for Redis
             self._unissued.append(request)
             return True
-        return self._issue(request)
-
-    def _issue(self, request: Request, *, again: bool = False) -> bool:
-        """Note a record request as issued and buffer it; False: the run saw it already.
-        When Redis fails, it waits in ``_unissued`` (True: it is not dropped). ``again``: one
-        that waited there, buffered even if its fingerprint is known (the failed attempt may
-        have added it before its answer was lost)."""
-        fingerprint = None if request.meta.get(REPUSHED) else self.df.request_fingerprint(request)
         try:
-            seen = self.fleet.issue(IssuedPage.of(request), fingerprint)
+            return self._issue(request)
         except redis.RedisError as error:
+            # Kept until Redis answers (nobody else knows of it), then issued in order.
             self._redis_failed("issue record requests", error)
             self._unissued.append(request)
             return True
+
+    def _issue(self, request: Request, *, again: bool = False) -> bool:
+        """Note a record request as issued and buffer it; False: the run saw it already.
+        ``again``: one that waited for Redis, buffered even if its fingerprint is known (the
+        failed attempt may have added it before its answer was lost)."""
+        fingerprint = None if request.meta.get(REPUSHED) else self.df.request_fingerprint(request)
+        seen = self.fleet.issue(IssuedPage.of(request), fingerprint)
         self._redis_back()
         if seen and not again:
             self.df.log(request, self.spider)
@@ -836,12 +833,12 @@ class SharedScheduler(RedisScheduler):  # type: ignore[misc]  # scrapy-redis is 
 
     def _issue_unissued(self) -> None:
         while self._unissued:
-            request = self._unissued.popleft()
-            waiting = len(self._unissued)
-            self._issue(request, again=True)
-            if len(self._unissued) > waiting:  # Redis failed again: it went to the back
-                self._unissued.rotate(1)  # back to the front, in order
+            try:
+                self._issue(self._unissued[0], again=True)
+            except redis.RedisError as error:
+                self._redis_failed("issue record requests", error)
                 return
+            self._unissued.popleft()
 
     def _redis_failed(self, what: str, error: redis.RedisError) -> None:
         if self._redis_down_since is None:
@@ -1040,15 +1037,6 @@ def fleet_status(
         except redis.RedisError as error:
             status["queued"] = f"unknown ({error})"
     return status
-
-
-def _duration(span: timedelta) -> str:
-    seconds = int(span.total_seconds())
-    if seconds >= 2 * 86400:
-        return f"{seconds // 86400} days"
-    if seconds >= 2 * 3600:
-        return f"{seconds // 3600} hours"
-    return f"{seconds // 60} min"
 
 
 def _aware(moment: datetime) -> datetime:
