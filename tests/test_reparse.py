@@ -11,12 +11,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import logging
 import multiprocessing
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -342,8 +345,45 @@ def reparsed_dump(url: str, jobs: int, **options: Any) -> tuple[Any, dict[str, A
         engine.dispose()
 
 
+def test_judging_processes_are_forked_from_a_process_whose_only_thread_forks_them() -> None:
+    """A fork copies the forking thread alone: a lock another thread held would stay locked
+    in the judging process for good. So with a second thread they come from a fork server."""
+    script = """
+import threading
+from harvester.reparse import _start_method
+alone = _start_method()
+stop = threading.Event()
+threading.Thread(target=stop.wait).start()
+print(alone, _start_method())
+stop.set()
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    if sys.platform == "linux":
+        assert done.stdout.split() == ["fork", "forkserver"]
+    else:
+        assert "fork" not in done.stdout.split()
+
+
+@contextlib.contextmanager
+def another_thread() -> Iterator[None]:
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def test_every_job_count_writes_the_same_records_versions_and_quarantine(
-    site: SiteHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    site: SiteHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     crawled_url = f"sqlite:///{tmp_path / 'crawled.sqlite'}"
     crawl(crawled_url, f"sitemap={site.base_url}/sitemap.xml")
@@ -352,10 +392,21 @@ def test_every_job_count_writes_the_same_records_versions_and_quarantine(
     options = {"parse": parser_with_failures, "parser_version": NEXT_VERSION, "batch_size": 25}
     site.clear_requests()
     one, one_dump = reparsed_dump(copy_sqlite(crawled_url, tmp_path / "one.sqlite"), 1, **options)
-    two, two_dump = reparsed_dump(copy_sqlite(crawled_url, tmp_path / "two.sqlite"), 2, **options)
+    # With another thread alive, the judging processes come from a fork server; with none,
+    # they are forked from this process (``_start_method``): both ways write the same.
+    caplog.set_level(logging.DEBUG, logger="harvester.reparse")
+    with another_thread():
+        two, two_dump = reparsed_dump(
+            copy_sqlite(crawled_url, tmp_path / "two.sqlite"), 2, **options
+        )
+    # (a thread an earlier test left behind would rule the fork out)
+    alone = threading.active_count() == 1
     three, three_dump = reparsed_dump(
         copy_sqlite(crawled_url, tmp_path / "three.sqlite"), 3, **options
     )
+    started = re.findall(r"Judging processes: (\d+), started by (\w+)", caplog.text)
+    if sys.platform == "linux":
+        assert started == [("2", "forkserver"), ("3", "fork" if alone else "forkserver")]
     assert site.requests() == []
     # every outcome is there to compare
     assert min(one.updated, one.unchanged) > 10
@@ -438,16 +489,22 @@ def finished(command: subprocess.Popen[str]) -> tuple[str, str]:
 
 
 def judging_processes(command: subprocess.Popen[str], jobs: int) -> list[psutil.Process]:
-    """The command's judging processes (forked by its fork server), as soon as they are all
-    there: judging the site's pages and writing them takes ten times longer than this polls."""
+    """The command's judging processes (forked from it, or by its fork server elsewhere than
+    Linux), as soon as they are all there: judging the site's pages and writing them takes
+    ten times longer than this polls."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert command.poll() is None, command.communicate()
         found: list[psutil.Process] = []
         with contextlib.suppress(psutil.Error):  # a process that just ended
-            for child in psutil.Process(command.pid).children():
+            parent = psutil.Process(command.pid)
+            for child in parent.children():
                 if "multiprocessing.forkserver" in " ".join(child.cmdline()):
                     found = [p for p in child.children() if p.status() != psutil.STATUS_ZOMBIE]
+                elif (  # forked: the same command line
+                    child.cmdline() == parent.cmdline() and child.status() != psutil.STATUS_ZOMBIE
+                ):
+                    found.append(child)
         if len(found) == jobs:
             return found
         time.sleep(0.01)
@@ -557,14 +614,14 @@ def test_ctrl_c_at_varied_moments_always_exits_130_in_one_line_and_keeps_the_rec
 def test_ctrl_c_while_the_judging_processes_start_is_not_lost(
     crawled: Engine, database_url: str
 ) -> None:
-    """Starting them takes over a second (the fork server imports the parser); a Ctrl-C
-    pressed meanwhile was ignored, and the run went on to the end and exited 0."""
+    """Started from a fork server, they took over a second (its imports), and a Ctrl-C
+    pressed meanwhile was ignored: the run went on to the end and exited 0. Forked from the
+    command, they start in milliseconds, with Ctrl-C held back (not ignored) meanwhile."""
     started = runs_started(crawled)
     command = cli(database_url, "reparse", "--jobs", "2")
     while runs_started(crawled) == started:  # the run has begun: the processes start now
         assert command.poll() is None, finished(command)
-        time.sleep(0.002)
-    time.sleep(0.3)  # past the first query, well inside the start of the processes
+        time.sleep(0.001)
     os.killpg(command.pid, signal.SIGINT)
     out, err = finished(command)
     assert command.returncode == 130, (out, err)
