@@ -76,9 +76,10 @@ def build_database(path: Path, records: int, seed: int) -> int:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process and its descendants: the judging processes are children of
-    a fork server that lives as long as this process and reaps them (so they count in its
-    children's time), or, spawned, children of this process that ended."""
+    """CPU time of this process and its descendants: the judging processes are forked from
+    this process (children that ended, once the pool is shut down), or children of a fork
+    server that lives as long as this process and reaps them (so they count in its children's
+    time)."""
     import psutil
 
     own = resource.getrusage(resource.RUSAGE_SELF)
