@@ -125,7 +125,11 @@ def count_rows(database: Path, table: str = "records") -> int:
     if not database.exists():
         return 0
     try:
-        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1) as connection:
+        # closing: sqlite3's own context manager ends a transaction, not the connection, and
+        # the watcher counts every second for minutes.
+        with contextlib.closing(
+            sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1)
+        ) as connection:
             return int(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
     except sqlite3.OperationalError:
         return 0
