@@ -187,8 +187,8 @@ class CrawlRun:
             full=full,
             since=since,
             stats=self.crawler.stats,
-            # A distributed run's pages are answered by every worker, not all seen here: its
-            # coordinator reads sitemaps as they come (the shared queue is bounded anyway).
+            # A distributed run's pages are answered by every worker, most of them not seen
+            # here: its coordinator reads sitemaps as before, unbounded.
             sitemaps_ahead=SITEMAPS_AHEAD if self.fleet is None else None,
         )
         return self.frontier
