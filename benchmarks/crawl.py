@@ -200,6 +200,19 @@ def rss_at(checkpoints: list[tuple[int, int]], records: int) -> tuple[int, int] 
     return next((reading for reading in checkpoints if reading[0] >= records), None)
 
 
+def process_peaks_at(
+    checkpoints: list[tuple[int, dict[str, int]]], records: int
+) -> dict[str, int] | None:
+    """Each process's peak RSS so far at the first reading at or past `records`."""
+    return next((peaks for counted, peaks in checkpoints if counted >= records), None)
+
+
+def process_peaks_text(peaks: dict[str, int]) -> str:
+    """Each process's own peak: which of them grows ("child" is the judging process, or
+    multiprocessing's helper, by size)."""
+    return " (" + ", ".join(f"{name} {rss / MIB:.1f}" for name, rss in peaks.items()) + ")"
+
+
 def run_memory(records: int, use_nginx: bool) -> int:
     sizes = sorted({min(MEMORY_BASE_RECORDS, records), records})
     peaks: dict[int, tuple[int, float]] = {}  # site size -> (records stored, peak RSS MiB)
@@ -212,7 +225,8 @@ def run_memory(records: int, use_nginx: bool) -> int:
         largest = crawl["measurement"]
         print(
             f"  {crawl['records']} records in {crawl['seconds']:.0f} s"
-            f" ({crawl['rate']:.0f} records/s), peak RSS {crawl['peak_rss_mib']:.1f} MiB",
+            f" ({crawl['rate']:.0f} records/s), peak RSS {crawl['peak_rss_mib']:.1f} MiB"
+            + process_peaks_text(crawl["measurement"].process_checkpoints[-1][1]),
             flush=True,
         )
     assert largest is not None
@@ -222,6 +236,7 @@ def run_memory(records: int, use_nginx: bool) -> int:
         if reading is not None:
             print(
                 f"  at {reading[0]:>6} records stored: peak RSS so far {reading[1] / MIB:.1f} MiB"
+                + process_peaks_text(process_peaks_at(largest.process_checkpoints, mark) or {})
             )
     failed = False
     if len(sizes) == 2:

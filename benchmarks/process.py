@@ -31,6 +31,8 @@ class Measurement:
     stderr: str
     # (records counted, peak RSS so far) each time the counter was read
     checkpoints: list[tuple[int, int]] = field(default_factory=list)
+    # (records counted, peak RSS so far of each process: "main", then "child <pid>")
+    process_checkpoints: list[tuple[int, dict[str, int]]] = field(default_factory=list)
 
     @property
     def peak_rss_mib(self) -> float:
@@ -39,13 +41,18 @@ class Measurement:
 
 def tree_rss(process: object) -> int:
     """RSS of a psutil.Process and its children (a process pool's workers count too)."""
+    return sum(process_rss(process).values())
+
+
+def process_rss(process: object) -> dict[str, int]:
+    """RSS of a psutil.Process ("main") and of each of its children ("child <pid>")."""
     import psutil
 
     assert isinstance(process, psutil.Process)
-    rss = int(process.memory_info().rss)
+    rss = {"main": int(process.memory_info().rss)}
     for child in process.children(recursive=True):
         with contextlib.suppress(psutil.Error):  # it may have just exited
-            rss += int(child.memory_info().rss)
+            rss[f"child {child.pid}"] = int(child.memory_info().rss)
     return rss
 
 
@@ -70,24 +77,34 @@ def measure(
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=stdout, stderr=stderr)
         watched = psutil.Process(process.pid)
         peak = 0
+        # Which process grows: each one's own peak, alongside the peak of their sum.
+        peaks: dict[str, int] = {}
         checkpoints: list[tuple[int, int]] = []
+        process_checkpoints: list[tuple[int, dict[str, int]]] = []
         next_count = time.perf_counter() + count_every
         while process.poll() is None:
             with contextlib.suppress(psutil.Error):  # it may have just exited
-                peak = max(peak, tree_rss(watched))
+                sample = process_rss(watched)
+                peak = max(peak, sum(sample.values()))
+                for name, rss in sample.items():
+                    peaks[name] = max(peaks.get(name, 0), rss)
             if counter is not None and time.perf_counter() >= next_count:
-                checkpoints.append((counter(), peak))
+                counted = counter()
+                checkpoints.append((counted, peak))
+                process_checkpoints.append((counted, dict(peaks)))
                 next_count += count_every
             time.sleep(sample_every)
         seconds = time.perf_counter() - started
         if counter is not None:
-            checkpoints.append((counter(), peak))
+            counted = counter()
+            checkpoints.append((counted, peak))
+            process_checkpoints.append((counted, dict(peaks)))
         stdout.seek(0)
         stderr.seek(0)
         out, err = stdout.read(), stderr.read()
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:5])} failed ({process.returncode}):\n{err[-3000:]}")
-    return Measurement(seconds, peak, out, err, checkpoints)
+    return Measurement(seconds, peak, out, err, checkpoints, process_checkpoints)
 
 
 def scrapy_command(
@@ -108,7 +125,11 @@ def count_rows(database: Path, table: str = "records") -> int:
     if not database.exists():
         return 0
     try:
-        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1) as connection:
+        # closing: sqlite3's own context manager ends a transaction, not the connection, and
+        # the watcher counts every second for minutes.
+        with contextlib.closing(
+            sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1)
+        ) as connection:
             return int(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
     except sqlite3.OperationalError:
         return 0

@@ -63,7 +63,7 @@ from harvester.errors import (
     DistributedRunRefused,
     SchemaError,
 )
-from harvester.frontier import Frontier
+from harvester.frontier import SITEMAPS_AHEAD, Frontier
 from harvester.items import FetchedPage, FetchedResponse, PageVisit, Record, Rejection
 from harvester.monitoring import (
     COVERAGE_PREFIX,
@@ -187,6 +187,9 @@ class CrawlRun:
             full=full,
             since=since,
             stats=self.crawler.stats,
+            # A distributed run's pages are answered by every worker, most of them not seen
+            # here: its coordinator reads sitemaps as before, unbounded.
+            sitemaps_ahead=SITEMAPS_AHEAD if self.fleet is None else None,
         )
         return self.frontier
 

@@ -72,8 +72,9 @@ def judge_fetched(fetched: FetchedResponse, keep_page: bool) -> Judgement:
 
 
 # The judging process's parser frees what it built for each page; glibc keeps it (see
-# harvester.allocator). Called after a batch, at most this often.
-_release_judging_memory = PeriodicRelease(10.0)
+# harvester.allocator). Called after a batch, at most this often (batches come several a
+# second; a trim takes a few ms).
+_release_judging_memory = PeriodicRelease(2.0)
 
 
 def judge_batch(pages: list[FetchedResponse], keep_page: bool) -> list[Judgement | RuntimeError]:

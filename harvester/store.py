@@ -480,8 +480,11 @@ def error_kind(error: BaseException) -> ErrorKind:
     return "refused"
 
 
-# How often the writer thread returns the allocator's free memory (harvester.allocator).
-RELEASE_MEMORY_SECONDS = 10.0
+# How often the writer thread returns the allocator's free memory (harvester.allocator): after
+# every batch (one every second or so in a fast crawl; a trim takes a few ms, off the reactor
+# thread and without the GIL). Every 10 s let the free memory of several batches pile up, and
+# the longer the crawl, the higher the highest such pile: the peak grew with the crawl.
+RELEASE_MEMORY_SECONDS = 0.0
 # A batch is also full once its pages' bodies reach this size: a batch of 500 record pages of
 # the site (about 37 KiB each) held 18 MiB until written, and the next one filled meanwhile,
 # so the crawl's peak memory rose by a batch whenever the database was slow for a moment.

@@ -166,11 +166,13 @@ class NcjrsSpider(Spider):
             engine.crawl(again)
         self._count("harvester/distributed/repushed", len(pages))
 
-    def _next_sitemap(self) -> Request | None:
-        """The next sitemap the frontier has waiting that is on this run's hosts."""
+    def _next_sitemap(self, *, force: bool = False) -> Request | None:
+        """The next sitemap the frontier has waiting that is on this run's hosts, if the
+        frontier lets the run read one now (``force``: whatever is outstanding)."""
         request = None
-        while request is None and (sitemap := self.frontier.next_sitemap()) is not None:
+        while request is None and (sitemap := self.frontier.next_sitemap(force=force)):
             if refusal := self.scope.refusal(sitemap):
+                self.frontier.sitemap_failed(sitemap)
                 self._entry_failed("sitemap", sitemap, refusal, "outside the run's hosts/ports")
                 continue
             request = Request(
@@ -197,7 +199,7 @@ class NcjrsSpider(Spider):
         raised, a request a middleware dropped). Read the next one rather than stop."""
         if getattr(self, "frontier", None) is None:
             return  # the crawl did not start
-        request = self._next_sitemap()
+        request = self._next_sitemap(force=True)
         if request is None or self.crawler.engine is None:
             self._keep_open()
             return
@@ -224,11 +226,17 @@ class NcjrsSpider(Spider):
         self.logger.info("Ignored (%s): %s (requested as %s)", kind, request.url, first)
         if not looped:
             if chain:  # an alias of a page already asked for: its answer is handled there
-                self.frontier.answered(request.meta.get("harvester_from_sitemap"))
+                self._page_done(self.frontier.answered(request.meta.get("harvester_from_sitemap")))
             return
-        self.frontier.failed(request.meta.get("harvester_from_sitemap"))
+        self._page_done(self.frontier.failed(request.meta.get("harvester_from_sitemap")))
         if entry := request.meta.get("harvester_entry"):
             self._entry_failed(entry, first, "redirect_loop", f"redirected back to {request.url}")
+
+    def _page_done(self, sitemap_finished: bool) -> None:
+        """A record page was answered (or never will be): when that finished its sitemap,
+        read the next one (the frontier keeps one ahead of the pages being fetched)."""
+        if sitemap_finished and (request := self._next_sitemap()):
+            self.crawler.engine.crawl(request)
 
     def parse_sitemap(self, response: Response) -> Iterator[Request]:
         """A robots.txt (its Sitemap: lines), a sitemap index, or a sitemap of pages."""
@@ -384,7 +392,7 @@ class NcjrsSpider(Spider):
         """A record page's answer: the page, for the pipelines to judge, or, when there is
         no page to judge (304, 404/410, not HTML), what the next crawl must know of its URL."""
         self._count("harvester/record_responses")
-        self.frontier.answered(response.meta.get("harvester_from_sitemap"))
+        self._page_done(self.frontier.answered(response.meta.get("harvester_from_sitemap")))
         if response.status == 304:
             self._count("harvester/not_modified")
             yield self._visit(response, None)
@@ -454,7 +462,9 @@ class NcjrsSpider(Spider):
     def on_error(self, failure: Failure) -> Iterator[Request | PageVisit]:
         request = getattr(failure, "request", None)
         # Not fetched (an error, robots.txt, the request budget): its sitemap is read again.
-        self.frontier.failed(request.meta.get("harvester_from_sitemap") if request else None)
+        self._page_done(
+            self.frontier.failed(request.meta.get("harvester_from_sitemap") if request else None)
+        )
         url = request.url if request is not None else "?"
         message = failure.getErrorMessage()
         if isinstance(failure.value, HttpError):
@@ -486,5 +496,10 @@ class NcjrsSpider(Spider):
                 status = response.status if response is not None else 0
                 yield self._failed_visit(request, first, reason, message, status)
         # One bad sitemap must not end the crawl: go on with the next.
-        if entry == "sitemap" and (next_sitemap := self._next_sitemap()):
-            yield next_sitemap
+        if entry == "sitemap":
+            if request is not None:
+                self.frontier.sitemap_failed(
+                    (request.meta.get("redirect_urls") or [request.url])[0]
+                )
+            if next_sitemap := self._next_sitemap():
+                yield next_sitemap

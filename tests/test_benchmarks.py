@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from benchmarks.process import last_json_line
+from benchmarks.process import MIB, last_json_line, measure
 from benchmarks.site import bench_site, nginx_binary
 from harvester.localsite import serve_site
 
@@ -62,3 +62,17 @@ def test_nginx_serves_the_local_sites_pages_byte_for_byte() -> None:
                     assert answer.headers["Content-Type"] == "text/html; charset=utf-8"
                 served += 1
         assert served >= 30
+
+
+def test_the_memory_measurement_tells_each_process_apart() -> None:
+    """A child holding 64 MiB shows in its own peak, not in its parent's: the memory
+    benchmark says which process of the crawl grows."""
+    child = "big = bytearray(64 * 2**20); import time; time.sleep(1.5)"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
+    run = measure([sys.executable, "-c", parent], {}, counter=lambda: 7, count_every=0.2)
+    counted, peaks = run.process_checkpoints[-1]
+    assert counted == 7
+    children = {name: rss for name, rss in peaks.items() if name.startswith("child ")}
+    assert len(children) == 1, peaks
+    assert next(iter(children.values())) > 64 * MIB > peaks["main"]
+    assert run.peak_rss >= sum(peaks.values()) - peaks["main"]

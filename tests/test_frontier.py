@@ -218,3 +218,31 @@ def test_revalidation_takes_the_stored_records_due_last(engine: Engine) -> None:
     assert frontier(engine, HARVESTER_REVALIDATE_DAYS=0.5).revalidation_requests() == []
     assert frontier(engine, hosts, HARVESTER_REVALIDATE_DAYS=3650).revalidation_requests() == []
     assert frontier(engine, hosts, HARVESTER_REVALIDATE_DAYS=0).revalidation_requests() == []
+
+
+def test_sitemaps_are_handed_out_one_ahead_of_the_pages_being_answered(engine: Engine) -> None:
+    urls = frontier(engine)
+    second, third, fourth = (f"{SITE}/sitemap-{n}.xml" for n in (2, 3, 4))
+    urls.wait_for([SITEMAP, second, third, fourth])
+    assert urls.next_sitemap() == SITEMAP
+    assert urls.next_sitemap() == second  # one ahead
+    assert urls.next_sitemap() is None  # a third waits for one of them to be answered
+    urls.sitemap_requests(SITEMAP, [(page(1), None), (page(2), None)])
+    urls.sitemap_requests(second, [(page(3), None)])
+    assert urls.next_sitemap() is None
+    assert not urls.answered(SITEMAP)  # a page of it is still outstanding
+    assert urls.failed(SITEMAP)  # its last page: the next may be read
+    assert urls.next_sitemap() == third
+    assert urls.sitemap_requests(third, [(page(1), None)]) == []  # asked already: done
+    assert urls.next_sitemap(force=False) == fourth
+    urls.sitemap_failed(fourth)  # could not be fetched: nothing of it to wait for
+    assert urls.answered(second)
+
+
+def test_an_idle_crawl_reads_the_next_sitemap_whatever_is_outstanding(engine: Engine) -> None:
+    urls = frontier(engine)
+    urls.wait_for([SITEMAP, f"{SITE}/sitemap-2.xml", f"{SITE}/sitemap-3.xml"])
+    urls.next_sitemap()
+    urls.next_sitemap()
+    assert urls.next_sitemap() is None
+    assert urls.next_sitemap(force=True) == f"{SITE}/sitemap-3.xml"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from harvester.runsets import RunKeys, RunUrls, url_key
 
 
@@ -29,3 +31,23 @@ def test_urls_are_kept_by_key() -> None:
     assert 1 not in urls
     assert url_key("a") != url_key("b")
     assert -(2**63) <= url_key("a") < 2**63
+
+
+def test_a_large_set_keeps_a_small_page_cache() -> None:
+    """The run's sets grow with the site; what they hold in memory must not (SQLite's own
+    figure for the connection's page cache, as benchmarks/memprobe.py reads it)."""
+    from benchmarks.memprobe import _connections_kib
+
+    before = len(_connections_kib() or [])
+    keys = RunKeys()
+    keys.update(
+        url_key(f"https://www.ojp.gov/ncjrs/virtual-library/abstracts/{n}") for n in range(100_000)
+    )
+    assert len(keys) == 100_000
+    assert url_key("https://www.ojp.gov/ncjrs/virtual-library/abstracts/99999") in keys
+    caches = [used["cache"] for used in _connections_kib() or []]
+    if len(caches) <= before:
+        keys.close()
+        pytest.skip("SQLite's connection figures are not readable here (memprobe's ctypes)")
+    assert max(caches) <= 300, caches  # KiB: the 256 KiB cache, full
+    keys.close()

@@ -411,3 +411,35 @@ def test_a_sitemap_listed_twice_does_not_break_the_chain(
     assert run.stats["harvester/ignored/duplicate"] == 2
     assert fault_site.requested(FIRST) == 1
     assert stored(database) == every_record(fault_site.site)
+
+
+def test_sitemaps_are_read_one_ahead_of_the_pages_being_fetched(tmp_path: Path) -> None:
+    """A sitemap is read only while at most one sitemap read before it has pages not answered
+    yet: a large site's record requests are never all queued in memory at once, and every
+    record is still stored. The first sitemap's pages answer slowly: before, the chain of
+    sitemaps (each one's parse asks for the next) ran ahead of the pages meanwhile."""
+    slow = 1.5
+    with fault_server(Site(records=60, seed=3, per_sitemap=6)) as fault_site:
+        site = fault_site.site
+        for path in sitemap_paths(site, 1):
+            fault_site.fault(path, delay=slow)
+        database = db(tmp_path)
+        local = {"AUTOTHROTTLE_ENABLED": "False", "DOWNLOAD_DELAY": "0"}
+        done = crawl_run(database, fault_site, CONCURRENT_REQUESTS="32", **local)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert stored(database) == every_record(site)
+        requests = fault_site.requests
+    sitemaps = -(-len(site.sitemap_entries()) // site.options.per_sitemap)
+    assert sitemaps >= 8
+    read_at = {r.path: r.time for r in requests if r.path.startswith("/sitemaps/")}
+    assert len(read_at) == sitemaps
+    first_answered = min(r.time for r in requests if r.target in sitemap_paths(site, 1)) + slow
+    for number in range(3, sitemaps + 1):
+        read = read_at[f"/sitemaps/sitemap-{number}.xml"]
+        outstanding = {
+            earlier
+            for earlier in range(1, number)
+            if (earlier == 1 and read < first_answered)
+            or any(r.time > read for r in requests if r.target in sitemap_paths(site, earlier))
+        }
+        assert len(outstanding) <= 1, (number, outstanding)
