@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks reparse", description=__doc__)
     parser.add_argument("--records", type=int, default=10000)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--run-one", type=Path, help=argparse.SUPPRESS)  # the child's part
     parser.add_argument("--pinned", action="store_true", help=argparse.SUPPRESS)

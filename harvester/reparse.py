@@ -18,7 +18,8 @@ stored page are counted and left alone.
 On every core: ``jobs`` processes decompress and judge the stored pages (``harvester reparse
 --jobs``, the cores by default); this process reads the compressed pages from the database,
 hands them out and writes what comes back, in the order it read them, through one record
-writer; it judges too only while the judging processes start (``JudgingPool.map``). What
+writer; they are forked from this process where that is safe, in milliseconds, and else come
+from a fork server, and this process judges only while they start (``JudgingPool.map``). What
 comes back refers to each page by its key (``rawpages.stored_reference``), not its body. The
 conflict rule therefore sees the pages in the same order whatever ``jobs`` is, and the
 records, versions and quarantine rows written are the same. ``jobs=1`` judges in this
