@@ -314,10 +314,10 @@ class JudgingPool:
 def _started_pool(
     jobs: int, parse: Parser, dictionaries: Mapping[int, bytes]
 ) -> tuple[ProcessPoolExecutor, Future[None]]:
-    """``jobs`` judging processes, started with Ctrl-C ignored from their first instruction:
-    one pressed while they start would otherwise print their tracebacks. (An ignored signal
-    stays ignored across fork and exec, and Python keeps it so.) The future is done once
-    they are forked.
+    """``jobs`` judging processes, started with Ctrl-C ignored (or, forked from here, held
+    back) from their first instruction: one pressed while they start would otherwise print
+    their tracebacks. (An ignored signal stays ignored across fork and exec, and Python keeps
+    it so; a blocked one stays blocked across fork.) The future is done once they are forked.
 
     Where it is safe, they are forked from this process (``_start_method``): they start at
     once with the parser imported and warm, and share this process's memory until they write
