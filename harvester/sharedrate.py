@@ -191,7 +191,10 @@ class SharedRateMiddleware:
     def from_crawler(cls, crawler: Crawler) -> SharedRateMiddleware:
         url = redis_url(crawler.settings)
         if not url:
-            raise NotConfigured("no Redis server: politeness stays per machine")
+            # A plain run: nothing to share. A message would make Scrapy log a warning on
+            # every crawl that uses no Redis, which is nearly all of them.
+            logger.debug("No Redis server: politeness stays per machine")
+            raise NotConfigured
         middleware = cls(crawler, url)
         crawler.signals.connect(middleware.spider_closed, signal=signals.spider_closed)
         return middleware

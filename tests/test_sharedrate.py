@@ -9,6 +9,7 @@ site's request log (arrival times, in the test process) is what the fleet did to
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -19,9 +20,11 @@ from pathlib import Path
 import pytest
 import redis
 from scrapy import Request
+from scrapy.exceptions import NotConfigured
+from scrapy.utils.test import get_crawler
 
 from harvester.localsite import Site
-from harvester.sharedrate import host_key, turn_seconds
+from harvester.sharedrate import SharedRateMiddleware, host_key, turn_seconds
 from tests.conftest import postgres_database, redis_server
 from tests.faultserver import FaultServer, LoggedRequest, fault_server
 from tests.support import start_scrapy_crawl
@@ -218,3 +221,16 @@ def test_a_crawl_whose_redis_stays_down_ends_with_a_reason(
     assert code == 3, stderr[-3000:]
     assert "Stopping the crawl (no_progress)" in stderr
     assert len(site.requests) < 31
+
+
+def test_a_run_without_redis_leaves_the_shared_limit_out_without_a_warning(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain run is the usual case, not something to warn of (Scrapy logs a warning for a
+    component disabled with a message)."""
+    monkeypatch.delenv("HARVESTER_REDIS_URL", raising=False)
+    crawler = get_crawler(settings_dict={"HARVESTER_REDIS_URL": ""})
+    with pytest.raises(NotConfigured) as refused:
+        SharedRateMiddleware.from_crawler(crawler)
+    assert refused.value.args == ()
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
