@@ -340,8 +340,8 @@ class Frontier:
         return sitemap
 
     def sitemap_failed(self, sitemap: str) -> None:
-        """A sitemap that could not be fetched: nothing of it to wait for (it is read again
-        next run, see ``unreadable``)."""
+        """A sitemap handed out that will not be read: not fetched (it is read again next
+        run, see ``unreadable``), or dropped as a duplicate. Nothing of it to wait for."""
         self._open.discard(canonical_url(sitemap))
 
     # --- how the pages were answered -----------------------------------------------------

@@ -204,6 +204,7 @@ class NcjrsSpider(Spider):
             self._keep_open()
             return
         self.logger.info("Reading the next waiting sitemap: %s", request.url)
+        self._count("harvester/sitemaps_read_when_idle")
         self.crawler.engine.crawl(request)
         raise DontCloseSpider
 
@@ -224,6 +225,11 @@ class NcjrsSpider(Spider):
         self._count(f"harvester/ignored/{kind}")
         first = (chain or [request.url])[0]
         self.logger.info("Ignored (%s): %s (requested as %s)", kind, request.url, first)
+        if request.meta.get("harvester_sitemap"):
+            # Neither its parse nor its errback will run: nothing of it to wait for, and the
+            # next sitemap is read now, not once the crawl has gone idle.
+            self.frontier.sitemap_failed(first)
+            self._page_done(True)
         if not looped:
             if chain:  # an alias of a page already asked for: its answer is handled there
                 self._page_done(self.frontier.answered(request.meta.get("harvester_from_sitemap")))

@@ -395,7 +395,7 @@ def test_a_sitemap_listed_twice_does_not_break_the_chain(
     fault_site: FaultServer, tmp_path: Path
 ) -> None:
     # The second copy is dropped by the scheduler's duplicate filter, so no callback or errback
-    # hands over to the next sitemap: the spider_idle handler does.
+    # of it runs: the spider's request_dropped handler hands over to the next sitemap.
     first = f"<sitemap><loc>{fault_site.url(FIRST)}</loc></sitemap>"
 
     def listed_thrice(body: bytes) -> bytes:  # first, second and last in the index
@@ -409,6 +409,9 @@ def test_a_sitemap_listed_twice_does_not_break_the_chain(
     run = last_run(database)
     assert run.alerts == []
     assert run.stats["harvester/ignored/duplicate"] == 2
+    # The dropped copies hand over to the next sitemap themselves: left open, they held
+    # back every sitemap after them until the crawl went idle.
+    assert run.stats.get("harvester/sitemaps_read_when_idle", 0) == 0
     assert fault_site.requested(FIRST) == 1
     assert stored(database) == every_record(fault_site.site)
 
@@ -443,3 +446,32 @@ def test_sitemaps_are_read_one_ahead_of_the_pages_being_fetched(tmp_path: Path) 
             or any(r.time > read for r in requests if r.target in sitemap_paths(site, earlier))
         }
         assert len(outstanding) <= 1, (number, outstanding)
+
+
+def test_sitemaps_dropped_as_duplicates_do_not_hold_back_the_ones_after_them(
+    tmp_path: Path,
+) -> None:
+    """Two sitemaps listed again in the index after they are read: the copies are dropped by
+    the scheduler's duplicate filter, and neither their parse nor their errback runs. Left
+    counted as being read, they held every later sitemap back until the crawl went idle (read
+    one at a time by the spider_idle handler instead of one ahead of the pages)."""
+    with fault_server(Site(records=60, seed=3, per_sitemap=6)) as fault_site:
+        second = "/sitemaps/sitemap-2.xml"
+        copies = "".join(
+            f"<sitemap><loc>{fault_site.url(path)}</loc></sitemap>" for path in (FIRST, second)
+        )
+
+        def listed_twice(body: bytes) -> bytes:  # again after the fourth, once they are read
+            entries = body.split(b"</sitemap>")
+            entries[3] += b"</sitemap>" + copies.removesuffix("</sitemap>").encode()
+            return b"</sitemap>".join(entries)
+
+        fault_site.fault(INDEX, rewrite=listed_twice)
+        database = db(tmp_path)
+        local = {"AUTOTHROTTLE_ENABLED": "False", "DOWNLOAD_DELAY": "0"}
+        done = crawl_run(database, fault_site, **local)
+        assert done.returncode == 0, done.stderr[-3000:]
+        run = last_run(database)
+        assert run.stats["harvester/ignored/duplicate"] == 2
+        assert run.stats.get("harvester/sitemaps_read_when_idle", 0) == 0
+        assert stored(database) == every_record(fault_site.site)
