@@ -70,7 +70,21 @@ _DB_STATUS = {"cache": 1, "schema": 2, "statements": 3}
 
 def _connections_kib() -> list[dict[str, int]] | None:
     """Per open sqlite3 connection of the process: its page cache, schema and prepared
-    statements in KiB (``sqlite3_db_status``).
+    statements in KiB (``connection_kib``)."""
+    if _sqlite_library() is None:
+        return None
+    found = []
+    for connection in gc.get_objects():
+        if isinstance(connection, sqlite3.Connection):
+            used = connection_kib(connection)
+            if used is not None:
+                found.append(used)
+    return found
+
+
+def connection_kib(connection: sqlite3.Connection) -> dict[str, int] | None:
+    """One sqlite3 connection's page cache, schema and prepared statements in KiB
+    (``sqlite3_db_status``); None when closed, or no libsqlite3 is found.
 
     CPython does not expose a connection's ``sqlite3 *``: it is the first field after the
     object header of ``pysqlite_Connection`` (Modules/_sqlite/connection.h, 3.11), read here
@@ -87,20 +101,15 @@ def _connections_kib() -> list[dict[str, int]] | None:
         ctypes.POINTER(ctypes.c_int),
         ctypes.c_int,
     ]
-    found = []
-    for connection in gc.get_objects():
-        if not isinstance(connection, sqlite3.Connection):
-            continue
-        handle = ctypes.c_void_p.from_address(id(connection) + object.__basicsize__).value
-        if not handle:
-            continue  # closed
-        used: dict[str, int] = {}
-        for name, verb in _DB_STATUS.items():
-            current, highest = ctypes.c_int(), ctypes.c_int()
-            status(handle, verb, ctypes.byref(current), ctypes.byref(highest), 0)
-            used[name] = current.value // 1024
-        found.append(used)
-    return found
+    handle = ctypes.c_void_p.from_address(id(connection) + object.__basicsize__).value
+    if not handle:
+        return None  # closed
+    used: dict[str, int] = {}
+    for name, verb in _DB_STATUS.items():
+        current, highest = ctypes.c_int(), ctypes.c_int()
+        status(handle, verb, ctypes.byref(current), ctypes.byref(highest), 0)
+        used[name] = current.value // 1024
+    return used
 
 
 class MemoryProbe:

@@ -35,19 +35,21 @@ def test_urls_are_kept_by_key() -> None:
 
 def test_a_large_set_keeps_a_small_page_cache() -> None:
     """The run's sets grow with the site; what they hold in memory must not (SQLite's own
-    figure for the connection's page cache, as benchmarks/memprobe.py reads it)."""
-    from benchmarks.memprobe import _connections_kib
+    figure for the set's connection's page cache, as benchmarks/memprobe.py reads it)."""
+    from benchmarks.memprobe import connection_kib
 
-    before = len(_connections_kib() or [])
     keys = RunKeys()
-    keys.update(
-        url_key(f"https://www.ojp.gov/ncjrs/virtual-library/abstracts/{n}") for n in range(100_000)
-    )
-    assert len(keys) == 100_000
-    assert url_key("https://www.ojp.gov/ncjrs/virtual-library/abstracts/99999") in keys
-    caches = [used["cache"] for used in _connections_kib() or []]
-    if len(caches) <= before:
+    try:
+        keys.update(
+            url_key(f"https://www.ojp.gov/ncjrs/virtual-library/abstracts/{n}")
+            for n in range(100_000)
+        )
+        assert len(keys) == 100_000
+        assert url_key("https://www.ojp.gov/ncjrs/virtual-library/abstracts/99999") in keys
+        used = connection_kib(keys._db)
+        if used is None:
+            pytest.skip("no libsqlite3 for ctypes to read SQLite's connection figures from")
+        # KiB: the 256 KiB cache, full (1 MiB before): a working probe reads more than 200
+        assert 200 <= used["cache"] <= 300, used
+    finally:
         keys.close()
-        pytest.skip("SQLite's connection figures are not readable here (memprobe's ctypes)")
-    assert max(caches) <= 300, caches  # KiB: the 256 KiB cache, full
-    keys.close()
