@@ -27,8 +27,6 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import signal
-import threading
 import time
 from collections import Counter
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -78,6 +76,12 @@ from harvester.monitoring import (
     coverage_from_stats,
     covered_fields,
 )
+from harvester.processes import (
+    ctrl_c_held,
+    fork_is_safe,
+    leave_signals_to_the_crawl,
+    name_this_process,
+)
 from harvester.runlock import RunLock, acquire_run_lock, acquire_worker_lock, mark_interrupted_runs
 from harvester.store import CRAWL_RUNS, RecordWriter, finish_run, jsonable, now_utc, start_run
 from harvester.urlstate import GapRetry, Withdrawal, forget_sitemaps, save_sitemaps
@@ -91,6 +95,8 @@ STOP_GRACE_SECONDS = 30
 # Judging processes that died (killed, out of memory) are replaced this often; past that, the
 # run judges its pages in its own process.
 MAX_JUDGE_POOL_RESTARTS = 3
+# What ``ps``/``top`` call a judging process (Linux).
+JUDGING_PROCESS_NAME = "harvester-judge"
 
 
 class CrawlRun:
@@ -99,6 +105,39 @@ class CrawlRun:
     def __init__(self, crawler: Crawler) -> None:
         settings = crawler.settings
         self.crawler = crawler
+        self.judge_processes = settings.getint("HARVESTER_JUDGE_PROCESSES")
+        self._judge_pool: ProcessPoolExecutor | None = None
+        self._judge_pool_breaks = 0
+        self.closed = False
+        if self.judge_processes > 0 and fork_is_safe():
+            # First of all, while the crawl's process has one thread, and before it has a
+            # database connection or a lock that a copy would hold too: forked, the judging
+            # processes are ready at once; spawned, they import the parser for a second of
+            # CPU, which the first pages waited for.
+            self._judge_pool = self._start_judge_pool("fork")
+        try:
+            self._open_database(crawler)
+        except BaseException:
+            if self._judge_pool is not None:  # not crawling: its processes must not linger
+                self._judge_pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        self.run_id: int | None = None
+        self.writer: RecordWriter | None = None
+        self.frontier: Frontier | None = None
+        self._coverage: Counter[str] = Counter()  # "records" and fields: see item_scraped
+        self.stop_reason: str | None = None  # why the run stopped itself
+        self.stop_message: str | None = None
+        self._timers: list[LoopingCall] = []
+        self._beating = False
+        self._fleet_beating = False
+        self.no_progress_timeout = settings.getfloat("HARVESTER_NO_PROGRESS_TIMEOUT")
+        self._progress_mark: tuple[int, ...] = ()
+        self._progress_at = time.monotonic()
+        self.started = time.monotonic()
+
+    def _open_database(self, crawler: Crawler) -> None:
+        """Connect, check the schema, and take the run's lock (or join a distributed run)."""
+        settings = crawler.settings
         self.url = database_url(settings)
         if settings.get("HARVESTER_AUTO_MIGRATE") is None:
             # Zero set-up for SQLite files; production databases are migrated on purpose.
@@ -141,23 +180,6 @@ class CrawlRun:
                 taken.release()
             raise
         mark_interrupted_runs(self.engine, stale_after=self.lock.stale_after)
-        self.run_id: int | None = None
-        self.writer: RecordWriter | None = None
-        self.frontier: Frontier | None = None
-        self.judge_processes = settings.getint("HARVESTER_JUDGE_PROCESSES")
-        self._judge_pool: ProcessPoolExecutor | None = None
-        self._judge_pool_breaks = 0
-        self._coverage: Counter[str] = Counter()  # "records" and fields: see item_scraped
-        self.closed = False
-        self.stop_reason: str | None = None  # why the run stopped itself
-        self.stop_message: str | None = None
-        self._timers: list[LoopingCall] = []
-        self._beating = False
-        self._fleet_beating = False
-        self.no_progress_timeout = settings.getfloat("HARVESTER_NO_PROGRESS_TIMEOUT")
-        self._progress_mark: tuple[int, ...] = ()
-        self._progress_at = time.monotonic()
-        self.started = time.monotonic()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CrawlRun:
@@ -203,15 +225,25 @@ class CrawlRun:
         if self._judge_pool_breaks > MAX_JUDGE_POOL_RESTARTS:
             return None
         if self._judge_pool is None:
-            # Spawned, not forked: a fork would copy the reactor, the writer thread and open
-            # database connections into the child.
-            self._judge_pool = ProcessPoolExecutor(
-                self.judge_processes,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=judging_process_started,
-                initargs=(os.getpid(),),
-            )
+            # Spawned, not forked: a fork now would copy the writer and the reactor's threads
+            # and the open database connections into the child.
+            self._judge_pool = self._start_judge_pool("spawn")
         return self._judge_pool
+
+    def _start_judge_pool(self, method: str) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(
+            self.judge_processes,
+            mp_context=multiprocessing.get_context(method),
+            initializer=judging_process_started,
+            initargs=(os.getpid(),),
+        )
+        logger.debug("Judging processes: %d, started by %s", self.judge_processes, method)
+        if method == "fork":
+            with ctrl_c_held():
+                # Forked now, by this thread: a pool forks them all at its first task.
+                for _ in range(self.judge_processes):
+                    pool.submit(int)
+        return pool
 
     def judge_pool_broke(self, pool: Executor) -> None:
         """A judging process died: the pages it held are judged again by the caller, and a new
@@ -304,6 +336,11 @@ class CrawlRun:
                 # Another worker may keep a better page of a record: it is the one written.
                 superseded=self.fleet.sightings.superseded
                 if self.fleet is not None and self.fleet.sightings is not None
+                else None,
+                # A distributed run's writer asks the shared sightings, which only the crawl's
+                # process holds: it writes in a thread.
+                process_url=self.url
+                if self.fleet is None and settings.getbool("HARVESTER_WRITER_PROCESS")
                 else None,
             )
             if self.fleet is not None:
@@ -571,6 +608,8 @@ class CrawlRun:
                     key = "url_states_unwritten" if name == "unwritten_visits" else key
                     stats.set_value(f"harvester/{key}", getattr(counts, name))
                 stats.set_value("harvester/failed_batches", self.writer.failed_batches)
+                if self.writer.process_deaths:
+                    stats.set_value("harvester/writer_process_died", self.writer.process_deaths)
                 if counts.refused:  # a gap like a failed fetch (monitoring.missing_records)
                     stats.set_value("harvester/gaps/store_error", counts.refused)
             if counts.withdrawn or counts.reappeared:
@@ -797,23 +836,10 @@ def lost_record_page(item: object, failure: Any) -> PageVisit | None:
 
 
 def judging_process_started(crawl_pid: int) -> None:
-    """In a judging process: leave the signals to the crawl, and end with it.
-
-    Ctrl-C and a service manager's SIGTERM reach every process of the group: the crawl shuts
-    down gracefully and shuts its pool down, so the worker must not die first (its pages
-    would be judged again). A crawl killed outright (SIGKILL) cannot shut the pool down, and
-    a worker holds both ends of its task queue, so it would wait forever, holding the crawl's
-    stderr open: it ends once its parent is gone.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-    def watch() -> None:
-        while os.getppid() == crawl_pid:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="crawl-watch", daemon=True).start()
+    """In a judging process: leave the signals to the crawl, and end with it
+    (``harvester.processes.leave_signals_to_the_crawl``)."""
+    leave_signals_to_the_crawl(crawl_pid)
+    name_this_process(JUDGING_PROCESS_NAME)
 
 
 def run_of(crawler: Crawler) -> CrawlRun:

@@ -218,6 +218,17 @@ class JudgePipeline:
     def from_crawler(cls, crawler: Crawler) -> JudgePipeline:
         return cls(crawler, run_of(crawler))
 
+    def open_spider(self) -> None:
+        """Start the judging processes now: the parser's modules are imported in them while
+        the first sitemaps are fetched, not while the first pages wait (about a second)."""
+        pool = self.run.judge_pool() if self.queue is not None else None
+        if pool is None:
+            return
+        try:
+            pool.submit(judge_batch, [], self.keep_pages)
+        except BrokenProcessPool:  # died already: the first pages go to a new one
+            self.run.judge_pool_broke(pool)
+
     async def process_item(self, item: Any) -> Any:
         if not isinstance(item, FetchedResponse):
             return item

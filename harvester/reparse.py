@@ -39,7 +39,6 @@ import operator
 import os
 import pickle
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -62,6 +61,7 @@ from harvester.history import RecordHistory, versions_of_run
 from harvester.items import FetchedPage
 from harvester.judge import Judgement, Parser, judge_page
 from harvester.parsing import PARSER_VERSION, parse_page
+from harvester.processes import ctrl_c_held, fork_is_safe
 from harvester.rawpages import DICTIONARIES, RAW_PAGES, decoded_page, stored_reference
 from harvester.store import (
     RECORDS,
@@ -337,7 +337,7 @@ def _started_pool(
     logger.debug("Judging processes: %d, started by %s", jobs, method)
     context = multiprocessing.get_context(method)
     if method == "fork":
-        with _ctrl_c_held():
+        with ctrl_c_held():
             # Forked now, by this thread: a pool forks them all at its first task.
             executor, started = _pool(jobs, parse, dictionaries, context, in_thread=False)
         return executor, started
@@ -357,16 +357,12 @@ def _started_pool(
 
 
 def _start_method() -> str:
-    """How judging processes start: forked from this process on Linux when this thread is
-    its only one. A fork copies only the forking thread, and a lock another thread held at
-    that moment would stay locked in the copy for good (Python 3.12 warns of it; the
-    re-parse and replay commands run single-threaded up to here, their writer thread starts
-    with the first write). macOS has fork, but its system libraries are not safe across it
-    (Python stopped using it there in 3.8)."""
-    methods = multiprocessing.get_all_start_methods()
-    if sys.platform == "linux" and "fork" in methods and threading.active_count() == 1:
+    """How judging processes start: forked from this process when that is safe
+    (``harvester.processes.fork_is_safe``: the re-parse and replay commands run
+    single-threaded up to here, their writer thread starts with the first write)."""
+    if fork_is_safe():
         return "fork"
-    return "forkserver" if "forkserver" in methods else "spawn"
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 def _pool(
@@ -408,18 +404,6 @@ def _done(result: Result) -> Future[Result]:
     future: Future[Result] = Future()
     future.set_result(result)
     return future
-
-
-@contextmanager
-def _ctrl_c_held() -> Iterator[None]:
-    """Ctrl-C held back from this thread while it forks: the processes forked meanwhile
-    start with it blocked (and ignore it from their first line), and one pressed meanwhile
-    reaches this process once it is let through, rather than being lost."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 @contextmanager

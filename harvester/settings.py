@@ -95,6 +95,10 @@ ITEM_PIPELINES = {
 # Measured on 2 cores (docs/performance.md): 1 is as fast as 0 or faster, and faster than 2
 # (a second process takes the core the reactor thread and the writer need).
 HARVESTER_JUDGE_PROCESSES = 1
+# Write the records in a process of their own (harvester/writerprocess.py), off the GIL the
+# reactor thread needs; False writes them in a thread of the crawl's process. A distributed
+# run always writes in a thread.
+HARVESTER_WRITER_PROCESS = True
 # Scrapy's own scheduler for a run on one machine; with HARVESTER_REDIS_URL, the shared
 # scheduler of a distributed run (harvester/distributed.py).
 SCHEDULER = "harvester.distributed.RunScheduler"

@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Callable, Container, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any, Literal, TypeVar, cast, get_args, get_type_hints
@@ -56,6 +57,7 @@ from harvester.urlstate import (
     visit_of,
     write_url_states,
 )
+from harvester.writerprocess import WriterProcess
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -515,6 +517,7 @@ class RecordWriter:
         on_fatal: Callable[[str], None] | None = None,
         superseded: Superseded | None = None,
         batch_page_bytes: int = BATCH_PAGE_BYTES,
+        process_url: str | None = None,
     ) -> None:
         self.engine = engine
         self.superseded = superseded
@@ -544,6 +547,24 @@ class RecordWriter:
         # keeps: give it back now and then so a long crawl's RSS stays where a short one's is.
         self._release_memory = PeriodicRelease(RELEASE_MEMORY_SECONDS)
         self.last_written = time.monotonic()  # when a batch last committed (the watchdog's)
+        # process_url: the batches are written by a process of their own (harvester.
+        # writerprocess), connected to that database and with a history of its own, rather
+        # than by the thread above, which then writes only if that process dies.
+        self._process: WriterProcess | None = None
+        self.process_deaths = 0
+        if process_url is not None:
+            self._process = WriterProcess(
+                process_url,
+                {
+                    "run_id": run_id,
+                    "batch_size": batch_size,
+                    "batch_seconds": batch_seconds,
+                    "withdrawal": withdrawal,
+                    "retry": retry,
+                    "retry_seconds": retry_seconds,
+                    "batch_page_bytes": batch_page_bytes,
+                },
+            )
 
     @property
     def failed_batches(self) -> int:
@@ -647,8 +668,65 @@ class RecordWriter:
         self._records, self._quarantined, self._visits, self._pages = {}, [], [], {}
         self._page_bytes = 0
         self._first_buffered = None
-        self._pending.append(
-            self._executor.submit(self._write, records, quarantined, visits, pages)
+        self._pending.append(self._start_write(records, quarantined, visits, pages))
+
+    def _start_write(
+        self,
+        records: list[tuple[Record, str]],
+        quarantined: list[dict[str, Any]],
+        visits: list[PageVisit],
+        pages: dict[int, FetchedPage],
+    ) -> Future[WriteCounts]:
+        batch = (records, quarantined, visits, pages)
+        if self._process is None or self._process.broken:
+            return self._executor.submit(self._write, *batch)
+        try:
+            remote = self._process.submit(*batch)
+        except (BrokenProcessPool, RuntimeError):  # RuntimeError: its pool was shut down
+            self._writer_process_died()
+            return self._executor.submit(self._write, *batch)
+        outcome: Future[WriteCounts] = Future()
+        remote.add_done_callback(partial(self._answered, batch, outcome))
+        return outcome
+
+    def _answered(
+        self,
+        batch: tuple[
+            list[tuple[Record, str]], list[dict[str, Any]], list[PageVisit], dict[int, FetchedPage]
+        ],
+        outcome: Future[WriteCounts],
+        remote: Future[tuple[WriteCounts, str | None, float]],
+    ) -> None:
+        """The writer process's answer for a batch (in the pool's thread): its counts, or the
+        batch written again here if the process died with it."""
+        try:
+            counts, fatal, last_written = remote.result()
+        except BrokenProcessPool:
+            # Whether its transaction committed is unknown: writing it again is safe (an
+            # upsert of the same content changes nothing), losing it is not.
+            self._writer_process_died()
+            written_here = self._executor.submit(self._write, *batch)
+            written_here.add_done_callback(partial(_settle, outcome))
+            return
+        except BaseException as error:
+            outcome.set_exception(error)
+            return
+        self.last_written = max(self.last_written, last_written)
+        if fatal is not None and self.fatal is None:
+            self.fatal = fatal
+            if self.on_fatal is not None:
+                self.on_fatal(fatal)
+        outcome.set_result(counts)
+
+    def _writer_process_died(self) -> None:
+        assert self._process is not None
+        if self._process.broken:
+            return
+        self._process.died()
+        self.process_deaths += 1
+        logger.error(
+            "The writer process died (killed, out of memory?): the batch it held and every "
+            "batch after it are written by the crawl's process"
         )
 
     def _collect(self) -> None:
@@ -864,7 +942,18 @@ class RecordWriter:
             self._pending = []
         finally:
             self._executor.shutdown(wait=True)
+            if self._process is not None:
+                self._process.close()
         return self.counts
+
+
+def _settle(outcome: Future[T], done: Future[T]) -> None:
+    """``outcome`` ends as ``done`` did."""
+    error = done.exception()
+    if error is not None:
+        outcome.set_exception(error)
+    else:
+        outcome.set_result(done.result())
 
 
 def _first_line(error: BaseException) -> str:

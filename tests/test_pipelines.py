@@ -9,32 +9,34 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from harvester import models
+from harvester.crawl_session import JUDGING_PROCESS_NAME
 from harvester.items import FetchedResponse
 from harvester.localsite import serve_site
 from harvester.pipelines import judge_batch, judge_fetched, with_body
 from harvester.store import now_utc
+from harvester.writerprocess import PROCESS_NAME as WRITER_PROCESS_NAME
 from tests.support import assert_matches_truth, crawl, start_scrapy_crawl
 
 RECORDS = 150
 
 
-def judging_processes(pid: int) -> list[int]:
-    """The pool workers among a process's children (not multiprocessing's resource tracker)."""
+def children_named(pid: int, name: str) -> list[int]:
+    """A process's children that go by ``name`` (what ps shows: harvester.processes)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             status = (entry / "status").read_text()
-            command = (entry / "cmdline").read_bytes()
+            command = (entry / "comm").read_text().strip()
         except OSError:
             continue
         parent = next(line for line in status.splitlines() if line.startswith("PPid:"))
-        if int(parent.split()[1]) == pid and b"spawn_main" in command:
+        if int(parent.split()[1]) == pid and command == name:
             found.append(int(entry.name))
     return found
 
@@ -121,7 +123,7 @@ def test_a_killed_judging_process_loses_no_record(database_url: str, engine_for:
         killed = None
         deadline = time.monotonic() + 120
         while killed is None and process.poll() is None and time.monotonic() < deadline:
-            for worker in judging_processes(process.pid):
+            for worker in children_named(process.pid, JUDGING_PROCESS_NAME):
                 os.kill(worker, signal.SIGKILL)
                 killed = worker
             time.sleep(0.02)
@@ -133,4 +135,39 @@ def test_a_killed_judging_process_loses_no_record(database_url: str, engine_for:
     with Session(engine_for) as session:
         run = session.scalars(select(models.CrawlRun)).one()
     assert run.stats["harvester/judge_pool_broken"] >= 1
+    assert run.finish_reason == "finished"
+
+
+def test_a_killed_writer_process_loses_no_record(database_url: str, engine_for: Engine) -> None:
+    """The batch the writer process held, and every batch after it, are written by the crawl's
+    own process: every record stored, the death said and counted, the run finished."""
+    with serve_site(records=RECORDS, seed=13) as site:
+        process = start_scrapy_crawl(
+            database_url,
+            f"sitemap={site.base_url}/sitemap.xml",
+            # Small batches, slowly: the writer dies while the crawl still has batches to write.
+            settings={
+                "HARVESTER_BATCH_SIZE": "10",
+                "CONCURRENT_REQUESTS_PER_DOMAIN": "2",
+                "DOWNLOAD_DELAY": "0.01",
+            },
+        )
+        killed = None
+        deadline = time.monotonic() + 120
+        while killed is None and process.poll() is None and time.monotonic() < deadline:
+            for writer in children_named(process.pid, WRITER_PROCESS_NAME):
+                with Session(engine_for) as session:
+                    written = session.scalar(select(func.count()).select_from(models.Record))
+                if written:  # some batches written, more to come
+                    os.kill(writer, signal.SIGKILL)
+                    killed = writer
+            time.sleep(0.02)
+        _, log = process.communicate(timeout=300)
+        assert killed is not None, log[-3000:]
+        assert process.returncode == 0, log[-3000:]
+        assert_matches_truth(engine_for, site)
+    assert "The writer process died" in log
+    with Session(engine_for) as session:
+        run = session.scalars(select(models.CrawlRun)).one()
+    assert run.stats["harvester/writer_process_died"] == 1
     assert run.finish_reason == "finished"
