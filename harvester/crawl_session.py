@@ -81,10 +81,12 @@ from harvester.processes import (
     fork_is_safe,
     leave_signals_to_the_crawl,
     name_this_process,
+    pickle_judgements_by_init,
 )
 from harvester.runlock import RunLock, acquire_run_lock, acquire_worker_lock, mark_interrupted_runs
 from harvester.store import CRAWL_RUNS, RecordWriter, finish_run, jsonable, now_utc, start_run
 from harvester.urlstate import GapRetry, Withdrawal, forget_sitemaps, save_sitemaps
+from harvester.writerprocess import WriterProcess
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +111,15 @@ class CrawlRun:
         self._judge_pool: ProcessPoolExecutor | None = None
         self._judge_pool_breaks = 0
         self.closed = False
+        # Pages go to the judging processes, judgements come back, records go to the writer
+        # process: pickled faster, here and in the processes forked below.
+        pickle_judgements_by_init()
+        # Started first, as the judging processes below, and for the same reasons. A
+        # distributed run's writer asks the shared sightings, which only the crawl's process
+        # holds: it writes in a thread.
+        self._writer_process: WriterProcess | None = None
+        if settings.getbool("HARVESTER_WRITER_PROCESS") and redis_url(settings) is None:
+            self._writer_process = WriterProcess()
         if self.judge_processes > 0 and fork_is_safe():
             # First of all, while the crawl's process has one thread, and before it has a
             # database connection or a lock that a copy would hold too: forked, the judging
@@ -118,8 +129,11 @@ class CrawlRun:
         try:
             self._open_database(crawler)
         except BaseException:
-            if self._judge_pool is not None:  # not crawling: its processes must not linger
+            # Not crawling: its processes must not linger.
+            if self._judge_pool is not None:
                 self._judge_pool.shutdown(wait=True, cancel_futures=True)
+            if self._writer_process is not None:
+                self._writer_process.close()
             raise
         self.run_id: int | None = None
         self.writer: RecordWriter | None = None
@@ -337,11 +351,7 @@ class CrawlRun:
                 superseded=self.fleet.sightings.superseded
                 if self.fleet is not None and self.fleet.sightings is not None
                 else None,
-                # A distributed run's writer asks the shared sightings, which only the crawl's
-                # process holds: it writes in a thread.
-                process_url=self.url
-                if self.fleet is None and settings.getbool("HARVESTER_WRITER_PROCESS")
-                else None,
+                process=self._writer_process,
             )
             if self.fleet is not None:
                 self.fleet.attach(self.run_id)
@@ -619,6 +629,8 @@ class CrawlRun:
                     self.writer.withdrawal.after_runs,
                     counts.reappeared,
                 )
+        elif self._writer_process is not None:  # never opened: it has nothing to write
+            self._writer_process.close()
         if self.fleet is not None and self.fleet.run_id is not None:
             try:
                 answered = self.fleet.records_answered()
@@ -840,6 +852,7 @@ def judging_process_started(crawl_pid: int) -> None:
     (``harvester.processes.leave_signals_to_the_crawl``)."""
     leave_signals_to_the_crawl(crawl_pid)
     name_this_process(JUDGING_PROCESS_NAME)
+    pickle_judgements_by_init()  # its judgements, back to the crawl (inherited when forked)
 
 
 def run_of(crawler: Crawler) -> CrawlRun:

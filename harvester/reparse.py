@@ -32,10 +32,8 @@ tasks (``CtrlC``), never inside a database query; a second Ctrl-C interrupts at 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import multiprocessing
-import operator
 import os
 import pickle
 import signal
@@ -47,13 +45,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing.reduction import ForkingPickler
 from types import TracebackType
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, func, select
 
-from harvester import items
 from harvester import settings as defaults
 from harvester.conflicts import RunSightings
 from harvester.db import chunks
@@ -61,7 +57,7 @@ from harvester.history import RecordHistory, versions_of_run
 from harvester.items import FetchedPage
 from harvester.judge import Judgement, Parser, judge_page
 from harvester.parsing import PARSER_VERSION, parse_page
-from harvester.processes import ctrl_c_held, fork_is_safe
+from harvester.processes import ctrl_c_held, fork_is_safe, pickle_judgements_by_init
 from harvester.rawpages import DICTIONARIES, RAW_PAGES, decoded_page, stored_reference
 from harvester.store import (
     RECORDS,
@@ -445,41 +441,9 @@ def _judging_process_started(parse: Parser, dictionaries: Mapping[int, bytes]) -
         os._exit(0)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-    for cls in (Judgement, *_dataclasses_of(items)):
-        _pickled_by_init(cls)
+    pickle_judgements_by_init()
     _process_judge = PageJudge(parse)
     _process_judge.learn(dictionaries)
-
-
-def _dataclasses_of(module: Any) -> list[type]:
-    return [
-        value
-        for value in vars(module).values()
-        if isinstance(value, type)
-        and dataclasses.is_dataclass(value)
-        and value.__module__ == module.__name__
-    ]
-
-
-def _pickled_by_init(cls: type) -> None:
-    """Judgements go back pickled; a dataclass with slots pickles through the
-    ``__getstate__``/``__setstate__`` that dataclasses generates, Python code that looks the
-    fields up again for every object, and a judgement holds dozens (a record, its people,
-    dates, citations). This pickles one as its class and its values in field order, which
-    unpickling passes to ``__init__``: an equal object, in a third of the time (pickled and
-    unpickled: 0.065 -> 0.022 ms per page of the benchmark), half of it in the writing
-    process. For the judging processes' results only (``ForkingPickler``), and only for
-    classes whose ``__init__`` takes every field and does nothing else (the others pickle
-    as before)."""
-    fields = dataclasses.fields(cls)
-    if not all(f.init for f in fields) or hasattr(cls, "__post_init__"):
-        return
-    names = [f.name for f in fields]
-    values = operator.attrgetter(*names)
-    if len(names) == 1:
-        ForkingPickler.register(cls, lambda obj: (cls, (values(obj),)))
-    else:
-        ForkingPickler.register(cls, lambda obj: (cls, values(obj)))
 
 
 def _in_worker(

@@ -95,6 +95,8 @@ ITEM_PIPELINES = {
 # Measured on 2 cores (docs/performance.md): 1 is as fast as 0 or faster, and faster than 2
 # (a second process takes the core the reactor thread and the writer need).
 HARVESTER_JUDGE_PROCESSES = 1
+# Scrapy's stats collector without its per-lookup deprecation shim (harvester/statscollector.py).
+STATS_CLASS = "harvester.statscollector.StatsCollector"
 # Write the records in a process of their own (harvester/writerprocess.py), off the GIL the
 # reactor thread needs; False writes them in a thread of the crawl's process. A distributed
 # run always writes in a thread.

@@ -23,7 +23,6 @@ import re
 import time
 from collections.abc import Callable, Container, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any, Literal, TypeVar, cast, get_args, get_type_hints
@@ -57,7 +56,7 @@ from harvester.urlstate import (
     visit_of,
     write_url_states,
 )
-from harvester.writerprocess import WriterProcess
+from harvester.writerprocess import WriterProcess, WriterProcessDied
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -517,7 +516,7 @@ class RecordWriter:
         on_fatal: Callable[[str], None] | None = None,
         superseded: Superseded | None = None,
         batch_page_bytes: int = BATCH_PAGE_BYTES,
-        process_url: str | None = None,
+        process: WriterProcess | None = None,
     ) -> None:
         self.engine = engine
         self.superseded = superseded
@@ -547,24 +546,22 @@ class RecordWriter:
         # keeps: give it back now and then so a long crawl's RSS stays where a short one's is.
         self._release_memory = PeriodicRelease(RELEASE_MEMORY_SECONDS)
         self.last_written = time.monotonic()  # when a batch last committed (the watchdog's)
-        # process_url: the batches are written by a process of their own (harvester.
-        # writerprocess), connected to that database and with a history of its own, rather
-        # than by the thread above, which then writes only if that process dies.
-        self._process: WriterProcess | None = None
+        # process: the batches are written by that process (harvester.writerprocess),
+        # connected to the same database and with a history of its own; the thread above is
+        # then its courier, and writes only if that process dies.
+        self._process = process
         self.process_deaths = 0
-        if process_url is not None:
-            self._process = WriterProcess(
-                process_url,
-                {
-                    "run_id": run_id,
-                    "batch_size": batch_size,
-                    "batch_seconds": batch_seconds,
-                    "withdrawal": withdrawal,
-                    "retry": retry,
-                    "retry_seconds": retry_seconds,
-                    "batch_page_bytes": batch_page_bytes,
-                },
-            )
+        if process is not None:
+            options = {
+                "run_id": run_id,
+                "batch_size": batch_size,
+                "batch_seconds": batch_seconds,
+                "withdrawal": withdrawal,
+                "retry": retry,
+                "retry_seconds": retry_seconds,
+                "batch_page_bytes": batch_page_bytes,
+            }
+            self._executor.submit(self._open_process, options)
 
     @property
     def failed_batches(self) -> int:
@@ -677,52 +674,47 @@ class RecordWriter:
         visits: list[PageVisit],
         pages: dict[int, FetchedPage],
     ) -> Future[WriteCounts]:
-        batch = (records, quarantined, visits, pages)
-        if self._process is None or self._process.broken:
-            return self._executor.submit(self._write, *batch)
-        try:
-            remote = self._process.submit(*batch)
-        except (BrokenProcessPool, RuntimeError):  # RuntimeError: its pool was shut down
-            self._writer_process_died()
-            return self._executor.submit(self._write, *batch)
-        outcome: Future[WriteCounts] = Future()
-        remote.add_done_callback(partial(self._answered, batch, outcome))
-        return outcome
+        if self._process is None:
+            return self._executor.submit(self._write, records, quarantined, visits, pages)
+        return self._executor.submit(self._write_there, records, quarantined, visits, pages)
 
-    def _answered(
-        self,
-        batch: tuple[
-            list[tuple[Record, str]], list[dict[str, Any]], list[PageVisit], dict[int, FetchedPage]
-        ],
-        outcome: Future[WriteCounts],
-        remote: Future[tuple[WriteCounts, str | None, float]],
-    ) -> None:
-        """The writer process's answer for a batch (in the pool's thread): its counts, or the
-        batch written again here if the process died with it."""
+    def _open_process(self, options: dict[str, Any]) -> None:
+        """In the writer thread: the writer process opens its writer (imports, connects)."""
+        assert self._process is not None
         try:
-            counts, fatal, last_written = remote.result()
-        except BrokenProcessPool:
-            # Whether its transaction committed is unknown: writing it again is safe (an
-            # upsert of the same content changes nothing), losing it is not.
+            self._process.open(self.engine.url.render_as_string(hide_password=False), options)
+        except WriterProcessDied:
             self._writer_process_died()
-            written_here = self._executor.submit(self._write, *batch)
-            written_here.add_done_callback(partial(_settle, outcome))
-            return
-        except BaseException as error:
-            outcome.set_exception(error)
-            return
-        self.last_written = max(self.last_written, last_written)
-        if fatal is not None and self.fatal is None:
-            self.fatal = fatal
-            if self.on_fatal is not None:
-                self.on_fatal(fatal)
-        outcome.set_result(counts)
+
+    def _write_there(
+        self,
+        records: list[tuple[Record, str]],
+        quarantined: list[dict[str, Any]],
+        visits: list[PageVisit],
+        pages: dict[int, FetchedPage],
+    ) -> WriteCounts:
+        """In the writer thread: the batch written by the writer process, or here when it has
+        died. Whether a batch it died with was committed is unknown: writing it again is safe
+        (an upsert of the same content changes nothing), losing it is not."""
+        assert self._process is not None
+        if not self._process.broken:
+            try:
+                counts, fatal, last_written = self._process.write(
+                    (records, quarantined, visits, pages)
+                )
+            except WriterProcessDied:
+                self._writer_process_died()
+            else:
+                # time.monotonic: one clock for every process of the machine.
+                self.last_written = max(self.last_written, last_written)
+                if fatal is not None and self.fatal is None:
+                    self.fatal = fatal
+                    if self.on_fatal is not None:
+                        self.on_fatal(fatal)
+                return counts
+        return self._write(records, quarantined, visits, pages)
 
     def _writer_process_died(self) -> None:
-        assert self._process is not None
-        if self._process.broken:
-            return
-        self._process.died()
         self.process_deaths += 1
         logger.error(
             "The writer process died (killed, out of memory?): the batch it held and every "
@@ -945,15 +937,6 @@ class RecordWriter:
             if self._process is not None:
                 self._process.close()
         return self.counts
-
-
-def _settle(outcome: Future[T], done: Future[T]) -> None:
-    """``outcome`` ends as ``done`` did."""
-    error = done.exception()
-    if error is not None:
-        outcome.set_exception(error)
-    else:
-        outcome.set_result(done.result())
 
 
 def _first_line(error: BaseException) -> str:

@@ -4,89 +4,115 @@ Why a process and not the writer thread it replaces: the writer's Python (buildi
 and the history of a batch, and binding every row of each ``executemany``, which lets go of
 the GIL around each SQLite step and takes it back) competes with the reactor thread for the
 crawl process's one GIL. Measured on the benchmark site (docs/performance.md), a crawl that
-wrote nothing fetched and judged 436 records/s, and the same crawl writing in a thread 303:
-the reactor thread was waiting for the GIL. In its own process the writer has its own GIL
-and its own connection; the crawl's process only hands each batch over (one pickle, in the
-pool's feeder thread) and reads back what the batch did.
+wrote nothing fetched and judged 436 records/s, the same crawl writing in a thread 303: the
+reactor thread was waiting for the GIL. In its own process the writer has its own GIL and its
+own connection.
 
 The process runs the same ``RecordWriter._write`` a writer thread runs, so retries, the
-one-by-one fallback, quarantine and fatal errors behave the same; what its writer learns that
-the crawl must know (the database refuses writes, when a batch last committed) comes back with
-each batch's counts, and its log records are relayed to the crawl's logging. A writer process
-that dies (killed, out of memory) loses nothing: the crawl keeps every batch until its answer
-comes, and writes the batch it held, and the rest of the run, in a thread of its own.
+one-by-one fallback, quarantine and fatal errors behave the same. The crawl's writer thread
+stays, as the courier: it hands a batch over, waits for its answer (the counts, why the
+database takes no more writes, when a batch last committed, and the log records the batch
+made, logged again in the crawl's process) and writes the batch itself if the process died
+with it, and every batch after it: nothing is lost.
+
+The process is forked as the run opens, before the crawl's process has a second thread, a
+database connection or a lock (``harvester.processes``); elsewhere it is spawned.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
-import logging.handlers
 import multiprocessing
 import os
-from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from harvester.processes import leave_signals_to_the_crawl, name_this_process
+from harvester.processes import (
+    ctrl_c_held,
+    fork_is_safe,
+    leave_signals_to_the_crawl,
+    name_this_process,
+)
 
 if TYPE_CHECKING:
     from harvester.items import FetchedPage, PageVisit, Record
     from harvester.store import RecordWriter, WriteCounts
+
+    Batch = tuple[
+        list[tuple[Record, str]], list[dict[str, Any]], list[PageVisit], dict[int, FetchedPage]
+    ]
 
 # What ``ps``/``top`` call the writer process (Linux): told apart from the judging processes.
 PROCESS_NAME = "harvester-write"
 
 logger = logging.getLogger(__name__)
 
-# In the writer process: the writer its batches go to (set by ``_writer_process_started``).
-_writer: RecordWriter | None = None
+
+class WriterProcessDied(Exception):
+    """The writer process is gone (killed, out of memory): whether the batch it held was
+    committed is unknown."""
 
 
-def _writer_process_started(
-    crawl_pid: int,
-    database_url: str,
-    options: dict[str, Any],
-    logs: multiprocessing.Queue[logging.LogRecord],
-    log_level: int,
-) -> None:
-    global _writer
-    leave_signals_to_the_crawl(crawl_pid)
-    name_this_process(PROCESS_NAME)
-    root = logging.getLogger()
-    root.handlers[:] = [logging.handlers.QueueHandler(logs)]
-    root.setLevel(log_level)
-    from harvester.db import create_engine_for
-    from harvester.store import RecordWriter
+class _Kept(logging.Handler):
+    """In the writer process: the log records of the batch under way, sent with its answer."""
 
-    engine = create_engine_for(database_url)
-    # Exit handlers run last registered first: the connections close before the quick exit.
-    atexit.register(engine.dispose)
-    _writer = RecordWriter(engine, **options)
-
-
-def _ready() -> int:
-    return os.getpid()
-
-
-def _write_batch(
-    records: list[tuple[Record, str]],
-    quarantined: list[dict[str, Any]],
-    visits: list[PageVisit],
-    pages: dict[int, FetchedPage],
-) -> tuple[WriteCounts, str | None, float]:
-    """In the writer process: write one batch; its counts, why the database takes no more
-    writes (or None), and when a batch last committed."""
-    assert _writer is not None, "the writer process was not started by WriterProcess"
-    counts = _writer._write(records, quarantined, visits, pages)
-    return counts, _writer.fatal, _writer.last_written
-
-
-class _Relay(logging.Handler):
-    """In the crawl's process: a log record of the writer process, through the crawl's own
-    logging (its handlers, levels, Scrapy's log counts), as if logged here."""
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        logging.getLogger(record.name).handle(record)
+        # As logging.handlers.QueueHandler.prepare: the message made here, nothing unpicklable.
+        record.msg = self.format(record) if record.exc_info else record.getMessage()
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        self.records.append(record)
+
+    def taken(self) -> list[logging.LogRecord]:
+        records, self.records = self.records, []
+        return records
+
+
+def _serve(connection: Connection, crawl_end: Connection | None, crawl_pid: int) -> None:
+    """The writer process: open a writer when told, write batch after batch, end when told
+    or when the crawl is gone."""
+    if crawl_end is not None:
+        crawl_end.close()  # a forked copy: only the crawl's end may keep the pipe open
+    leave_signals_to_the_crawl(crawl_pid)
+    name_this_process(PROCESS_NAME)
+    kept = _Kept()
+    writer: RecordWriter | None = None
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):  # the crawl is gone
+            os._exit(0)
+        if message[0] == "open":
+            _, database_url, options, log_level = message
+            root = logging.getLogger()
+            root.handlers[:] = [kept]
+            root.setLevel(log_level)
+            from harvester.db import create_engine_for
+            from harvester.store import RecordWriter
+
+            engine = create_engine_for(database_url)
+            # Exit handlers run last registered first: the connections close before the
+            # quick exit of leave_signals_to_the_crawl.
+            atexit.register(engine.dispose)
+            writer = RecordWriter(engine, **options)
+            connection.send(kept.taken())
+        elif message[0] == "write":
+            assert writer is not None, "a batch before the writer was opened"
+            counts = writer._write(*message[1])
+            connection.send((counts, writer.fatal, writer.last_written, kept.taken()))
+        else:  # "close"
+            if writer is not None:
+                writer.engine.dispose()
+            connection.send(None)
+            return
 
 
 def _least_handled_level() -> int:
@@ -97,45 +123,72 @@ def _least_handled_level() -> int:
 
 
 class WriterProcess:
-    """The process a crawl's ``RecordWriter`` hands its batches to (one at a time)."""
+    """The process a crawl's ``RecordWriter`` has its batches written by, one at a time.
 
-    def __init__(self, database_url: str, options: dict[str, Any]) -> None:
-        # Spawned, not forked: a fork would copy the reactor, its threads and the open
-        # database connections into the child.
-        context = multiprocessing.get_context("spawn")
-        self._logs: multiprocessing.Queue[logging.LogRecord] = context.Queue()
-        self._relay = logging.handlers.QueueListener(self._logs, _Relay())
-        self._relay.start()
-        self._pool = ProcessPoolExecutor(
-            1,
-            mp_context=context,
-            initializer=_writer_process_started,
-            initargs=(os.getpid(), database_url, options, self._logs, _least_handled_level()),
+    Started at once (forked when ``harvester.processes.fork_is_safe``, else spawned); the
+    writer's options come with ``open``. ``write`` and ``open`` are called by one thread (the
+    writer's courier thread), ``close`` once that thread is done.
+    """
+
+    def __init__(self) -> None:
+        forked = fork_is_safe()
+        context = (
+            multiprocessing.get_context("fork") if forked else multiprocessing.get_context("spawn")
         )
+        self._connection, child_end = context.Pipe()
+        crawl_end = self._connection if forked else None
+        self._process = context.Process(
+            target=_serve,
+            args=(child_end, crawl_end, os.getpid()),
+            name=PROCESS_NAME,
+            daemon=True,
+        )
+        with ctrl_c_held():
+            self._process.start()
+        child_end.close()
         self.broken = False
-        # Started now, while the crawl starts, rather than when the first batch is full.
-        self._pool.submit(_ready)
+        logger.debug("Writer process %s, %s", self._process.pid, "forked" if forked else "spawned")
 
-    def submit(
-        self,
-        records: list[tuple[Record, str]],
-        quarantined: list[dict[str, Any]],
-        visits: list[PageVisit],
-        pages: dict[int, FetchedPage],
-    ) -> Future[tuple[WriteCounts, str | None, float]]:
-        """Raises BrokenProcessPool when the process has died."""
-        return self._pool.submit(_write_batch, records, quarantined, visits, pages)
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
 
-    def died(self) -> None:
-        """The process is gone: no more batches go to it."""
-        if not self.broken:
+    def _ask(self, message: tuple[Any, ...]) -> Any:
+        if self.broken:
+            raise WriterProcessDied
+        try:
+            self._connection.send(message)
+            answer = self._connection.recv()
+        except (EOFError, OSError) as error:
             self.broken = True
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._connection.close()
+            raise WriterProcessDied from error
+        return answer
+
+    def open(self, database_url: str, options: dict[str, Any]) -> None:
+        _relay(self._ask(("open", database_url, options, _least_handled_level())))
+
+    def write(self, batch: Batch) -> tuple[WriteCounts, str | None, float]:
+        """The batch written there: its counts, why the database takes no more writes (or
+        None), and when a batch last committed. Raises WriterProcessDied."""
+        counts, fatal, last_written, records = self._ask(("write", batch))
+        _relay(records)
+        return counts, fatal, last_written
 
     def close(self) -> None:
-        """Wait for the process to finish (it has no batch left by now) and stop relaying."""
-        try:
-            self._pool.shutdown(wait=True)
-        finally:
-            self._relay.stop()
-            self._logs.close()
+        """Tell the process to end, and wait for it (its connections close first)."""
+        if not self.broken:
+            with contextlib.suppress(WriterProcessDied):  # gone already: nothing to wait for
+                self._ask(("close",))
+            self._connection.close()
+        self._process.join(timeout=30)
+        if self._process.is_alive():  # stuck: it holds nothing the crawl still needs
+            self._process.kill()
+            self._process.join()
+
+
+def _relay(records: list[logging.LogRecord]) -> None:
+    """The writer process's log records, through the crawl's own logging (its handlers,
+    levels, and Scrapy's log counts), as if logged here."""
+    for record in records:
+        logging.getLogger(record.name).handle(record)
