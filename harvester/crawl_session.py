@@ -35,6 +35,7 @@ from typing import Any
 
 from scrapy import Spider, signals
 from scrapy.crawler import Crawler
+from scrapy.settings import BaseSettings
 from scrapy.utils.defer import deferred_from_coro
 from sqlalchemy import Engine, select, update
 from sqlalchemy.engine import make_url
@@ -43,7 +44,7 @@ from twisted.internet.task import LoopingCall
 from harvester.config import database_url, redis_url
 from harvester.conflicts import RunSightings
 from harvester.coverage import still_missing
-from harvester.db import create_engine_for, ensure_schema
+from harvester.db import create_engine_for, ensure_schema, reachable_from_another_process
 from harvester.distributed import (
     ABANDONED,
     QUEUE_LOST,
@@ -114,19 +115,16 @@ class CrawlRun:
         # Pages go to the judging processes, judgements come back, records go to the writer
         # process: pickled faster, here and in the processes forked below.
         pickle_judgements_by_init()
-        # Started first, as the judging processes below, and for the same reasons. A
-        # distributed run's writer asks the shared sightings, which only the crawl's process
-        # holds: it writes in a thread.
         self._writer_process: WriterProcess | None = None
-        if settings.getbool("HARVESTER_WRITER_PROCESS") and redis_url(settings) is None:
-            self._writer_process = WriterProcess()
-        if self.judge_processes > 0 and fork_is_safe():
-            # First of all, while the crawl's process has one thread, and before it has a
-            # database connection or a lock that a copy would hold too: forked, the judging
-            # processes are ready at once; spawned, they import the parser for a second of
-            # CPU, which the first pages waited for.
-            self._judge_pool = self._start_judge_pool("fork")
         try:
+            # The helper processes first of all, while the crawl's process has one thread, and
+            # before it has a database connection or a lock that a copy would hold too: forked,
+            # they are ready at once; spawned, each imports its modules for a second of CPU
+            # (the first pages waited for the judging process's).
+            if self._writes_in_a_process(settings):
+                self._writer_process = WriterProcess()
+            if self.judge_processes > 0 and fork_is_safe():
+                self._judge_pool = self._start_judge_pool("fork")
             self._open_database(crawler)
         except BaseException:
             # Not crawling: its processes must not linger.
@@ -148,6 +146,17 @@ class CrawlRun:
         self._progress_mark: tuple[int, ...] = ()
         self._progress_at = time.monotonic()
         self.started = time.monotonic()
+
+    @staticmethod
+    def _writes_in_a_process(settings: BaseSettings) -> bool:
+        """HARVESTER_WRITER_PROCESS, where another process can reach the database. Not for a
+        distributed run: its writer asks the shared sightings, which only the crawl's process
+        holds; nor for an in-memory SQLite database: a writer process would open its own."""
+        return (
+            settings.getbool("HARVESTER_WRITER_PROCESS")
+            and redis_url(settings) is None
+            and reachable_from_another_process(database_url(settings))
+        )
 
     def _open_database(self, crawler: Crawler) -> None:
         """Connect, check the schema, and take the run's lock (or join a distributed run)."""

@@ -223,6 +223,13 @@ def _sqlite_path(url: URL) -> Path | None:
     return Path(database)
 
 
+def reachable_from_another_process(url: str | URL) -> bool:
+    """Whether another process that opens ``url`` reaches the same database: not so for an
+    in-memory SQLite database (nor, to be safe, a ``file:`` URI one, which may be one)."""
+    parsed = make_url(url)
+    return parsed.get_backend_name() != "sqlite" or _sqlite_path(parsed) is not None
+
+
 def _check_sqlite_path(url: URL) -> None:
     path = _sqlite_path(url)
     if path is None:

@@ -56,9 +56,10 @@ def leave_signals_to_the_crawl(crawl_pid: int) -> None:
     stderr open: it ends once its parent is gone (a write under way is rolled back, as it
     would be in a writer thread of the killed crawl).
 
-    Once the pool tells it to stop, it ends without tearing its interpreter down: the pool's
-    own exit handlers have sent its last answers by then, and tearing down the modules of a
-    spawned process took 0.35-0.45 s, which the crawl waited for at its close, per pool.
+    Once told to stop, a spawned one ends without tearing its interpreter down: its last
+    answers are sent by then, and tearing down the modules took 0.35-0.45 s, which the crawl
+    waited for at its close, per pool. (A forked one ends so anyway: multiprocessing ends a
+    forked process with ``os._exit`` after its work, without exit handlers.)
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -56,7 +56,7 @@ from harvester.urlstate import (
     visit_of,
     write_url_states,
 )
-from harvester.writerprocess import WriterProcess, WriterProcessDied
+from harvester.writerprocess import NotSendable, WriterProcess, WriterProcessDied
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -685,6 +685,10 @@ class RecordWriter:
             self._process.open(self.engine.url.render_as_string(hide_password=False), options)
         except WriterProcessDied:
             self._writer_process_died()
+        except RuntimeError as error:  # it could not open: this thread writes instead
+            logger.error("The writer process could not start writing: %s", error)
+            self._process.close()
+            self._process.broken = True
 
     def _write_there(
         self,
@@ -694,8 +698,10 @@ class RecordWriter:
         pages: dict[int, FetchedPage],
     ) -> WriteCounts:
         """In the writer thread: the batch written by the writer process, or here when it has
-        died. Whether a batch it died with was committed is unknown: writing it again is safe
-        (an upsert of the same content changes nothing), losing it is not."""
+        died (or the batch cannot be sent). A batch it died with may have been committed:
+        written again here, its records and URL states are upserts and stay one row each, but
+        its quarantine rows are added again and its records count as unchanged. That takes a
+        death between the commit and the answer; losing the batch is worse."""
         assert self._process is not None
         if not self._process.broken:
             try:
@@ -704,6 +710,8 @@ class RecordWriter:
                 )
             except WriterProcessDied:
                 self._writer_process_died()
+            except NotSendable as error:
+                logger.warning("A batch is written by the crawl's process: %s", error)
             else:
                 # time.monotonic: one clock for every process of the machine.
                 self.last_written = max(self.last_written, last_written)

@@ -21,12 +21,15 @@ database connection or a lock (``harvester.processes``); elsewhere it is spawned
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import multiprocessing
 import os
+import traceback
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.reduction import ForkingPickler
+from multiprocessing.util import Finalize
 from typing import TYPE_CHECKING, Any
 
 from harvester.processes import (
@@ -55,6 +58,10 @@ class WriterProcessDied(Exception):
     committed is unknown."""
 
 
+class NotSendable(Exception):
+    """A batch that cannot be pickled to the writer process (a thread would write it)."""
+
+
 class _Kept(logging.Handler):
     """In the writer process: the log records of the batch under way, sent with its answer."""
 
@@ -78,7 +85,9 @@ class _Kept(logging.Handler):
 
 def _serve(connection: Connection, crawl_end: Connection | None, crawl_pid: int) -> None:
     """The writer process: open a writer when told, write batch after batch, end when told
-    or when the crawl is gone."""
+    or when the crawl is gone. Each answer is ("ok", value, log records) or, when the writer
+    raised (a bug, not a database error: those it handles itself), ("raised", trace, log
+    records), which the courier raises in the crawl as a writer thread's exception would be."""
     if crawl_end is not None:
         crawl_end.close()  # a forked copy: only the crawl's end may keep the pipe open
     leave_signals_to_the_crawl(crawl_pid)
@@ -90,29 +99,30 @@ def _serve(connection: Connection, crawl_end: Connection | None, crawl_pid: int)
             message = connection.recv()
         except (EOFError, OSError):  # the crawl is gone
             os._exit(0)
-        if message[0] == "open":
-            _, database_url, options, log_level = message
-            root = logging.getLogger()
-            root.handlers[:] = [kept]
-            root.setLevel(log_level)
-            from harvester.db import create_engine_for
-            from harvester.store import RecordWriter
-
-            engine = create_engine_for(database_url)
-            # Exit handlers run last registered first: the connections close before the
-            # quick exit of leave_signals_to_the_crawl.
-            atexit.register(engine.dispose)
-            writer = RecordWriter(engine, **options)
-            connection.send(kept.taken())
-        elif message[0] == "write":
-            assert writer is not None, "a batch before the writer was opened"
-            counts = writer._write(*message[1])
-            connection.send((counts, writer.fatal, writer.last_written, kept.taken()))
-        else:  # "close"
+        if message[0] == "close":
             if writer is not None:
                 writer.engine.dispose()
-            connection.send(None)
+            connection.send(("ok", None, kept.taken()))
             return
+        try:
+            if message[0] == "open":
+                _, database_url, options, log_level = message
+                root = logging.getLogger()
+                root.handlers[:] = [kept]
+                root.setLevel(log_level)
+                from harvester.db import create_engine_for
+                from harvester.store import RecordWriter
+
+                writer = RecordWriter(create_engine_for(database_url), **options)
+                answer: Any = None
+            else:  # "write"
+                assert writer is not None, "a batch before the writer was opened"
+                counts = writer._write(*message[1])
+                answer = (counts, writer.fatal, writer.last_written)
+        except Exception:
+            connection.send(("raised", traceback.format_exc(), kept.taken()))
+        else:
+            connection.send(("ok", answer, kept.taken()))
 
 
 def _least_handled_level() -> int:
@@ -126,8 +136,9 @@ class WriterProcess:
     """The process a crawl's ``RecordWriter`` has its batches written by, one at a time.
 
     Started at once (forked when ``harvester.processes.fork_is_safe``, else spawned); the
-    writer's options come with ``open``. ``write`` and ``open`` are called by one thread (the
-    writer's courier thread), ``close`` once that thread is done.
+    writer's options come with ``open``. ``open`` and ``write`` are called by one thread (the
+    writer's courier thread), ``close`` once that thread is done. A crawl that ends without
+    closing it (one that failed to start after its run was made) ends it at exit.
     """
 
     def __init__(self) -> None:
@@ -147,48 +158,71 @@ class WriterProcess:
             self._process.start()
         child_end.close()
         self.broken = False
+        # Before multiprocessing's own exit handler, which would SIGTERM it (ignored: it leaves
+        # the signals to the crawl) and then wait for it forever, the pipe still open.
+        self._end = Finalize(
+            self, _end_process, args=(self._connection, self._process), exitpriority=10
+        )
         logger.debug("Writer process %s, %s", self._process.pid, "forked" if forked else "spawned")
 
     @property
     def pid(self) -> int | None:
         return self._process.pid
 
-    def _ask(self, message: tuple[Any, ...]) -> Any:
+    def _ask(self, message: tuple[Any, ...], timeout: float | None = None) -> Any:
         if self.broken:
             raise WriterProcessDied
         try:
-            self._connection.send(message)
-            answer = self._connection.recv()
-        except (EOFError, OSError) as error:
+            payload = ForkingPickler.dumps(message)
+        except Exception as error:
+            raise NotSendable(str(error)) from error
+        try:
+            self._connection.send_bytes(payload)
+            if timeout is not None and not self._connection.poll(timeout):
+                raise TimeoutError(f"no answer from the writer process in {timeout:.0f} s")
+            outcome, value, records = self._connection.recv()
+        except (EOFError, OSError) as error:  # OSError: BrokenPipeError, TimeoutError
             self.broken = True
-            self._connection.close()
+            self._end()  # it must not write on while the crawl writes the batch itself
             raise WriterProcessDied from error
-        return answer
+        _relay(records)
+        if outcome == "raised":
+            raise RuntimeError(f"the writer process raised:\n{value}")
+        return value
 
     def open(self, database_url: str, options: dict[str, Any]) -> None:
-        _relay(self._ask(("open", database_url, options, _least_handled_level())))
+        self._ask(("open", database_url, options, _least_handled_level()))
 
     def write(self, batch: Batch) -> tuple[WriteCounts, str | None, float]:
         """The batch written there: its counts, why the database takes no more writes (or
-        None), and when a batch last committed. Raises WriterProcessDied."""
-        counts, fatal, last_written, records = self._ask(("write", batch))
-        _relay(records)
-        return counts, fatal, last_written
+        None), and when a batch last committed. Raises WriterProcessDied, NotSendable, or
+        RuntimeError (the writer raised)."""
+        answer: tuple[WriteCounts, str | None, float] = self._ask(("write", batch))
+        return answer
 
     def close(self) -> None:
-        """Tell the process to end, and wait for it (its connections close first)."""
+        """Tell the process to end and wait for it (its connections close first); one that
+        does not answer in 30 s is killed."""
         if not self.broken:
-            with contextlib.suppress(WriterProcessDied):  # gone already: nothing to wait for
-                self._ask(("close",))
-            self._connection.close()
-        self._process.join(timeout=30)
-        if self._process.is_alive():  # stuck: it holds nothing the crawl still needs
-            self._process.kill()
-            self._process.join()
+            with contextlib.suppress(WriterProcessDied, RuntimeError):
+                self._ask(("close",), timeout=30)
+        self._end()
+
+
+def _end_process(connection: Connection, process: BaseProcess) -> None:
+    """Close the crawl's end of the pipe (the process ends on it) and wait for the process,
+    killing it if it does not end."""
+    connection.close()
+    process.join(timeout=10)
+    if process.is_alive():
+        process.kill()
+        process.join()
 
 
 def _relay(records: list[logging.LogRecord]) -> None:
     """The writer process's log records, through the crawl's own logging (its handlers,
     levels, and Scrapy's log counts), as if logged here."""
     for record in records:
-        logging.getLogger(record.name).handle(record)
+        target = logging.getLogger(record.name)
+        if target.isEnabledFor(record.levelno):
+            target.handle(record)

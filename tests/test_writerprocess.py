@@ -23,7 +23,7 @@ from harvester.normalize import normalize_record
 from harvester.parsing import parse_page
 from harvester.store import RecordWriter, start_run
 from harvester.writerprocess import WriterProcess, _Kept, _relay
-from tests.support import response_from_file
+from tests.support import response_from_file, scrapy_crawl
 
 
 @pytest.fixture
@@ -144,3 +144,17 @@ def test_the_writer_process_goes_by_its_name() -> None:
             time.sleep(0.01)
     finally:
         process.close()
+
+
+def test_a_crawl_that_fails_to_start_after_its_run_is_made_still_exits(tmp_path: Path) -> None:
+    """A downloader middleware that cannot be loaded fails the crawl after its run (and its
+    writer and judging processes) exist and before the spider opens: the run is never closed,
+    and the writer process must not hold the exit (it ignores SIGTERM and waits on its pipe)."""
+    done = scrapy_crawl(
+        f"sqlite:///{tmp_path / 'harvest.sqlite'}",
+        "url=http://127.0.0.1:9/ncjrs/virtual-library/abstracts/x",
+        settings={"DOWNLOADER_MIDDLEWARES": '{"no.such.Middleware": 1}'},
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "No module named 'no'" in done.stderr
