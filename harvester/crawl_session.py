@@ -242,7 +242,8 @@ class CrawlRun:
 
     def judge_pool(self) -> Executor | None:
         """The processes that judge pages off the reactor thread (HARVESTER_JUDGE_PROCESSES),
-        started on first use and shut down with the run; None: judge in the reactor thread."""
+        forked as the run opens where that is safe, else spawned on first use, and shut down
+        with the run; None: judge in the reactor thread."""
         if self.judge_processes <= 0 or self.closed:
             return None
         if self._judge_pool_breaks > MAX_JUDGE_POOL_RESTARTS:

@@ -665,18 +665,8 @@ class RecordWriter:
         self._records, self._quarantined, self._visits, self._pages = {}, [], [], {}
         self._page_bytes = 0
         self._first_buffered = None
-        self._pending.append(self._start_write(records, quarantined, visits, pages))
-
-    def _start_write(
-        self,
-        records: list[tuple[Record, str]],
-        quarantined: list[dict[str, Any]],
-        visits: list[PageVisit],
-        pages: dict[int, FetchedPage],
-    ) -> Future[WriteCounts]:
-        if self._process is None:
-            return self._executor.submit(self._write, records, quarantined, visits, pages)
-        return self._executor.submit(self._write_there, records, quarantined, visits, pages)
+        write = self._write if self._process is None else self._write_there
+        self._pending.append(self._executor.submit(write, records, quarantined, visits, pages))
 
     def _open_process(self, options: dict[str, Any]) -> None:
         """In the writer thread: the writer process opens its writer (imports, connects)."""
@@ -688,7 +678,6 @@ class RecordWriter:
         except RuntimeError as error:  # it could not open: this thread writes instead
             logger.error("The writer process could not start writing: %s", error)
             self._process.close()
-            self._process.broken = True
 
     def _write_there(
         self,

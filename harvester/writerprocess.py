@@ -202,10 +202,11 @@ class WriterProcess:
 
     def close(self) -> None:
         """Tell the process to end and wait for it (its connections close first); one that
-        does not answer in 30 s is killed."""
+        does not answer in 30 s is killed. It takes no batch after this."""
         if not self.broken:
             with contextlib.suppress(WriterProcessDied, RuntimeError):
                 self._ask(("close",), timeout=30)
+        self.broken = True
         self._end()
 
 
