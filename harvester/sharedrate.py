@@ -26,17 +26,18 @@ Failing closed
     finish reason ``no_progress``, exit status 3); requests waiting when the crawl closes are
     dropped, never sent unlimited.
 Keys (not per run: the fleet against one host, whatever runs it belongs to)
-    ``ncjrs:host:<host>:<port>:rate`` (the schedule), ``...:paused_until`` (epoch seconds,
-    expires with the pause), ``...:crawl_delay`` (seconds, for a day after a worker last read
-    robots.txt).
+    ``ncjrs:host:<host>:<port>:next_turn`` (the schedule: milliseconds by Redis's clock),
+    ``...:paused_until`` (epoch seconds, expires with the pause), ``...:crawl_delay``
+    (seconds, for a day after a worker last read robots.txt).
 
-The limiter is pyrate-limiter (maintained, typed, with Redis backends): its GCRA algorithm on
-a ``StateBucket`` over a ``RedisStateStore`` keeps one timestamp per host (the next free
-turn), updated by an atomic Lua script, with a wall clock that means the same on every
-machine. Because the state is that one timestamp, a host's interval can change (a
-Crawl-delay arrives, AutoThrottle slows down) without a new key: the next turn simply holds
-the host longer. pyrate-limiter has no notion of an unreachable backend (its Redis errors
-propagate) and none of pauses: failing closed and the pause key are ours.
+Turns are handed out in the order they are asked for: a Lua script reserves the host's next
+free turn atomically (``max(now, next free turn)``, then moves the next free turn on by this
+request's turn) and answers how long to wait for it, by the Redis server's clock, so workers'
+clocks need not agree. The schedule is that one timestamp, so a host's interval can change (a
+Crawl-delay arrives, AutoThrottle slows down) without a new key: the next turn simply holds the
+host longer. A limiter that retries when a turn comes free (pyrate-limiter's GCRA, used
+before) hands it to whichever worker asks first: in the tests one of three workers got no
+turn for 2-5 s while the other two took them all.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from pyrate_limiter import GCRA, Limiter, Rate, RedisStateStore, SingleBucketFactory, StateBucket
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -108,6 +108,18 @@ if paused_until > current then
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
 return 0
+"""
+
+# Reserve the host's next free turn, ARGV[1] ms long: answers the ms to wait for it. The key
+# outlives the turns it holds by a minute, then the host's schedule starts afresh.
+_TURN_SCRIPT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local next_free = tonumber(redis.call('GET', KEYS[1]) or '') or 0
+local turn = math.max(now, next_free)
+local after = turn + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], after, 'PX', after - now + 60000)
+return turn - now
 """
 
 
@@ -183,7 +195,7 @@ class SharedRateMiddleware:
         self.download_delay = settings.getfloat("DOWNLOAD_DELAY")
         self.max_crawl_delay = settings.getfloat("HARVESTER_MAX_CRAWL_DELAY")
         self.redis = connect(url)
-        self._limiters: dict[str, tuple[Limiter, StateBucket]] = {}
+        self._reserve_turn = self.redis.register_script(_TURN_SCRIPT)
         self._locks: dict[str, asyncio.Lock] = {}
         self._outage_since: float | None = None
 
@@ -234,31 +246,13 @@ class SharedRateMiddleware:
         return (float(paused) if paused is not None else 0.0), crawl_delay
 
     async def _take_turn(self, prefix: str, seconds: float, request: Request) -> None:
-        limiter, bucket = self._limiter(prefix)
-        rate = Rate(1, max(1, math.ceil(seconds * 1000)), burst=1)
-        if bucket.rates[0].interval != rate.interval:
-            bucket.rates = [rate]  # the stored state (the next free turn) stays valid
-        while True:
-            acquired = await self._retrying(
-                lambda: limiter.try_acquire_async(prefix, timeout=_WAIT_STEP)
-            )
-            if acquired:
-                return
-            self._raise_if_closing(request)
-
-    def _limiter(self, prefix: str) -> tuple[Limiter, StateBucket]:
-        if prefix not in self._limiters:
-            bucket = StateBucket(
-                [Rate(1, max(1, math.ceil(self.download_delay * 1000)), burst=1)],
-                algorithm=GCRA(),
-                store=RedisStateStore(self.redis, prefix + "rate"),
-            )
-            # A state bucket has nothing to leak (its key expires in Redis by itself).
-            # The limiter sleeps the exact wait GCRA computes (whole milliseconds, rounded
-            # up) plus buffer_ms; its default of 50 ms would slow every turn by that much.
-            limiter = Limiter(SingleBucketFactory(bucket, schedule_leak=False), buffer_ms=2)
-            self._limiters[prefix] = (limiter, bucket)
-        return self._limiters[prefix]
+        turn_ms = max(1, math.ceil(seconds * 1000))
+        wait_ms = await self._retrying(
+            lambda: self._reserve_turn(keys=[prefix + "next_turn"], args=[turn_ms])
+        )
+        due = time.monotonic() + int(wait_ms) / 1000
+        while (left := due - time.monotonic()) > 0:
+            await self._sleep(left, request)
 
     def _local_delay(self, request: Request) -> float:
         """This worker's delay for the request's host now (AutoThrottle's, or the setting)."""
