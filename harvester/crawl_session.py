@@ -41,6 +41,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.engine import make_url
 from twisted.internet.task import LoopingCall
 
+from harvester.allocator import keep_large_blocks_out_of_the_heap
 from harvester.config import database_url, redis_url
 from harvester.conflicts import RunSightings
 from harvester.coverage import still_missing
@@ -115,6 +116,9 @@ class CrawlRun:
         # Pages go to the judging processes, judgements come back, records go to the writer
         # process: pickled faster, here and in the processes forked below.
         pickle_judgements_by_init()
+        # A batch's buffers are mapped and unmapped on their own, here and in the processes
+        # forked below, instead of fragmenting the heap for good (harvester.allocator).
+        keep_large_blocks_out_of_the_heap()
         self._writer_process: WriterProcess | None = None
         try:
             # The helper processes first of all, while the crawl's process has one thread, and
@@ -862,6 +866,7 @@ def judging_process_started(crawl_pid: int) -> None:
     (``harvester.processes.leave_signals_to_the_crawl``)."""
     leave_signals_to_the_crawl(crawl_pid)
     name_this_process(JUDGING_PROCESS_NAME)
+    keep_large_blocks_out_of_the_heap()  # inherited when forked
     pickle_judgements_by_init()  # its judgements, back to the crawl (inherited when forked)
 
 

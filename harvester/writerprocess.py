@@ -32,6 +32,7 @@ from multiprocessing.reduction import ForkingPickler
 from multiprocessing.util import Finalize
 from typing import TYPE_CHECKING, Any
 
+from harvester.allocator import keep_large_blocks_out_of_the_heap
 from harvester.processes import (
     ctrl_c_held,
     fork_is_safe,
@@ -92,6 +93,7 @@ def _serve(connection: Connection, crawl_end: Connection | None, crawl_pid: int)
         crawl_end.close()  # a forked copy: only the crawl's end may keep the pipe open
     leave_signals_to_the_crawl(crawl_pid)
     name_this_process(PROCESS_NAME)
+    keep_large_blocks_out_of_the_heap()  # inherited when forked
     kept = _Kept()
     writer: RecordWriter | None = None
     while True:
@@ -178,6 +180,7 @@ class WriterProcess:
             raise NotSendable(str(error)) from error
         try:
             self._connection.send_bytes(payload)
+            del payload  # the process has it: not held here while it writes (8-10 MiB)
             if timeout is not None and not self._connection.poll(timeout):
                 raise TimeoutError(f"no answer from the writer process in {timeout:.0f} s")
             outcome, value, records = self._connection.recv()
