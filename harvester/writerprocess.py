@@ -15,6 +15,10 @@ database takes no more writes, when a batch last committed, and the log records 
 made, logged again in the crawl's process) and writes the batch itself if the process died
 with it, and every batch after it: nothing is lost.
 
+A batch goes over the pipe as one message, pickled, and then its pages' bodies, each as it
+is (pickle's out-of-band buffers): a copy of 8 MiB of pages inside the message would be held
+in both processes while the batch is written, on top of the batch itself.
+
 The process is forked as the run opens, before the crawl's process has a second thread, a
 database connection or a lock (``harvester.processes``); elsewhere it is spawned.
 """
@@ -22,9 +26,12 @@ database connection or a lock (``harvester.processes``); elsewhere it is spawned
 from __future__ import annotations
 
 import contextlib
+import copyreg
+import io
 import logging
 import multiprocessing
 import os
+import pickle
 import traceback
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -33,6 +40,7 @@ from multiprocessing.util import Finalize
 from typing import TYPE_CHECKING, Any
 
 from harvester.allocator import keep_large_blocks_out_of_the_heap
+from harvester.items import FetchedPage
 from harvester.processes import (
     ctrl_c_held,
     fork_is_safe,
@@ -41,7 +49,7 @@ from harvester.processes import (
 )
 
 if TYPE_CHECKING:
-    from harvester.items import FetchedPage, PageVisit, Record
+    from harvester.items import PageVisit, Record
     from harvester.store import RecordWriter, WriteCounts
 
     Batch = tuple[
@@ -52,6 +60,55 @@ if TYPE_CHECKING:
 PROCESS_NAME = "harvester-write"
 
 logger = logging.getLogger(__name__)
+
+
+class _MessagePickler(pickle.Pickler):
+    """ForkingPickler's reducers (the dataclasses' among them: harvester.processes), with
+    pages' bodies out of band. Not a ForkingPickler: that passes on positional arguments
+    only, and the buffer callback is a keyword."""
+
+    def __init__(self, file: io.BytesIO, buffer_callback: Any) -> None:
+        super().__init__(file, 5, buffer_callback=buffer_callback)
+        self.dispatch_table = copyreg.dispatch_table.copy()
+        self.dispatch_table.update(getattr(ForkingPickler, "_extra_reducers", {}))
+        self.dispatch_table[FetchedPage] = _page_with_its_body_apart
+
+
+def _page_with_its_body_apart(page: FetchedPage) -> tuple[Any, ...]:
+    body = pickle.PickleBuffer(page.body)
+    return FetchedPage, (
+        page.sha256,
+        body,
+        page.url,
+        page.status,
+        page.content_type,
+        page.encoding,
+        page.fetched_at,
+        page.redirect_urls,
+    )
+
+
+def _send(connection: Connection, message: tuple[Any, ...]) -> None:
+    """The message's count of bodies, the message, then each body as it is (no copy).
+    Raises NotSendable before anything is sent if it cannot be pickled."""
+    bodies: list[pickle.PickleBuffer] = []
+    stream = io.BytesIO()
+    try:
+        _MessagePickler(stream, bodies.append).dump(message)
+    except Exception as error:
+        raise NotSendable(str(error)) from error
+    connection.send_bytes(len(bodies).to_bytes(4, "big"))
+    connection.send_bytes(stream.getbuffer())
+    del stream  # the process has it: not held here while it writes
+    for body in bodies:
+        connection.send_bytes(body.raw())
+
+
+def _receive(connection: Connection) -> Any:
+    count = int.from_bytes(connection.recv_bytes(), "big")
+    message = connection.recv_bytes()
+    bodies = [connection.recv_bytes() for _ in range(count)]
+    return pickle.loads(message, buffers=bodies)
 
 
 class WriterProcessDied(Exception):
@@ -98,7 +155,7 @@ def _serve(connection: Connection, crawl_end: Connection | None, crawl_pid: int)
     writer: RecordWriter | None = None
     while True:
         try:
-            message = connection.recv()
+            message = _receive(connection)
         except (EOFError, OSError):  # the crawl is gone
             os._exit(0)
         if message[0] == "close":
@@ -175,12 +232,7 @@ class WriterProcess:
         if self.broken:
             raise WriterProcessDied
         try:
-            payload = ForkingPickler.dumps(message)
-        except Exception as error:
-            raise NotSendable(str(error)) from error
-        try:
-            self._connection.send_bytes(payload)
-            del payload  # the process has it: not held here while it writes (8-10 MiB)
+            _send(self._connection, message)
             if timeout is not None and not self._connection.poll(timeout):
                 raise TimeoutError(f"no answer from the writer process in {timeout:.0f} s")
             outcome, value, records = self._connection.recv()

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import multiprocessing
 import os
 import pickle
 import signal
 import sys
+import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,11 +21,11 @@ from sqlalchemy import Engine, select
 
 from harvester import models
 from harvester.db import ensure_schema
-from harvester.items import PartialDate, RawRecord, Record, Rejection
+from harvester.items import FetchedPage, PartialDate, RawRecord, Record, Rejection
 from harvester.normalize import normalize_record
 from harvester.parsing import parse_page
 from harvester.store import RecordWriter, start_run
-from harvester.writerprocess import WriterProcess, _Kept, _relay
+from harvester.writerprocess import WriterProcess, _Kept, _receive, _relay, _send
 from tests.support import response_from_file, scrapy_crawl
 
 
@@ -158,3 +161,24 @@ def test_a_crawl_that_fails_to_start_after_its_run_is_made_still_exits(tmp_path:
     )
     assert done.returncode != 0
     assert "No module named 'no'" in done.stderr
+
+
+def test_a_batch_crosses_with_its_pages_bodies_apart_and_whole() -> None:
+    """The message holds no copy of the bodies: each follows it as it is."""
+    body = os.urandom(300_000)  # more than a pipe holds: sent from a thread while read here
+    page = FetchedPage(
+        "a" * 64, body, "http://x/1", 200, "text/html", "utf-8", datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    batch = ("write", ([], [], [], {1: page, 2: dataclasses.replace(page, url="http://x/2")}))
+    crawl_end, writer_end = multiprocessing.Pipe()
+    for read in ("frames", "message"):
+        sender = threading.Thread(target=_send, args=(crawl_end, batch))
+        sender.start()
+        if read == "frames":
+            count, message, first, second = (writer_end.recv_bytes() for _ in range(4))
+            assert int.from_bytes(count, "big") == 2
+            assert len(message) < 2_000
+            assert first == second == body
+        else:
+            assert _receive(writer_end) == batch
+        sender.join()
