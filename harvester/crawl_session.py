@@ -295,13 +295,15 @@ class CrawlRun:
 
     async def store(self, record: Record, page: FetchedPage | None) -> None:
         writer = self._writer()
+        await writer.make_room()  # the back-pressure: never more than a batch ahead
         if writer.add(record, page):
-            await writer.flush()
+            writer.flush_if_idle()
 
     async def store_visit(self, visit: PageVisit) -> None:
         writer = self._writer()
+        await writer.make_room()
         if writer.add_visit(visit):
-            await writer.flush()
+            writer.flush_if_idle()
 
     def quarantine(self, record: Record, rejection: Rejection) -> None:
         """Written with the next batch (a timer writes a stale one)."""

@@ -617,10 +617,25 @@ class RecordWriter:
     def _buffered(self) -> bool:
         if self._first_buffered is None:
             self._first_buffered = time.monotonic()
+        return self._full()
+
+    def _full(self) -> bool:
         return (
             len(self._records) + len(self._quarantined) + len(self._visits) >= self.batch_size
             or self._page_bytes >= self.batch_page_bytes
         )
+
+    async def make_room(self) -> None:
+        """Wait until the buffer takes more: a full one is handed over once the write under way
+        is done. Called before ``add`` by every item, it bounds a batch; waiting only after
+        ``add`` (``flush``) let every item that came meanwhile join the full buffer, so a batch
+        grew with the time the previous one took to write (13.5 MiB of pages seen, for 8)."""
+        while self._full():
+            if self._pending:
+                await asyncio.wait([asyncio.wrap_future(self._pending[0])])
+                self._collect()
+            else:
+                self._submit()
 
     def holding(self) -> bool:
         """Anything handed over and not written yet (buffered or being written)."""

@@ -241,6 +241,37 @@ def test_a_batch_is_full_once_its_pages_reach_their_size(schema: Engine) -> None
     assert counts.new == 5
 
 
+def test_items_that_come_while_a_batch_is_written_wait_for_room(schema: Engine) -> None:
+    """Thirty items at once, as a crawl's concurrent items come, batches of 4 written slowly:
+    each waits for room before it is added (as ``CrawlRun.store`` does), so no batch holds
+    more than its size; adding first and waiting after let all of them into one batch."""
+    writer = RecordWriter(schema, run_id=None, batch_size=4, batch_seconds=60)
+    base = fixture_record("current_191386")
+    sizes: list[int] = []
+    write = writer._write
+
+    def slow_write(records: list[Any], *rest: Any) -> Any:
+        sizes.append(len(records))
+        time.sleep(0.05)
+        return write(records, *rest)
+
+    writer._write = slow_write  # type: ignore[method-assign]
+
+    async def item(number: int) -> None:
+        await writer.make_room()
+        if writer.add(dataclasses.replace(base, ncj_number=number)):
+            writer.flush_if_idle()
+
+    async def crawl() -> None:
+        await asyncio.gather(*(item(number) for number in range(1, 31)))
+
+    asyncio.run(crawl())
+    counts = writer.close()
+    assert counts.new == 30
+    assert max(sizes) == 4, sizes
+    assert sum(sizes) == 30
+
+
 def test_a_timer_flush_during_a_waiting_flush_loses_no_counts(schema: Engine) -> None:
     writer = RecordWriter(schema, run_id=None, batch_size=2, batch_seconds=0)
     base = fixture_record("current_191386")
