@@ -294,16 +294,11 @@ class CrawlRun:
     # --- what the pipelines hand over --------------------------------------------------
 
     async def store(self, record: Record, page: FetchedPage | None) -> None:
-        writer = self._writer()
-        await writer.make_room()  # the back-pressure: never more than a batch ahead
-        if writer.add(record, page):
-            writer.flush_if_idle()
+        # The back-pressure: an item waits while the buffer is full and a write under way.
+        await self._writer().add_when_room(record, page)
 
     async def store_visit(self, visit: PageVisit) -> None:
-        writer = self._writer()
-        await writer.make_room()
-        if writer.add_visit(visit):
-            writer.flush_if_idle()
+        await self._writer().add_visit_when_room(visit)
 
     def quarantine(self, record: Record, rejection: Rejection) -> None:
         """Written with the next batch (a timer writes a stale one)."""

@@ -492,6 +492,19 @@ RELEASE_MEMORY_SECONDS = 0.0
 BATCH_PAGE_BYTES = 8 * 2**20
 
 
+@dataclasses.dataclass(slots=True, eq=False)
+class _Waiting:
+    """An item waiting for room in the buffer: added once, by itself or by ``close``."""
+
+    add: Callable[[], bool]
+    added: bool = False
+
+    def add_now(self) -> None:
+        if not self.added:
+            self.added = True
+            self.add()
+
+
 class RecordWriter:
     """Buffers records and writes them in batches on one background thread.
 
@@ -541,6 +554,7 @@ class RecordWriter:
         self._counted = RunKeys()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvester-db")
         self._pending: list[Future[WriteCounts]] = []  # oldest first
+        self._waiting: list[_Waiting] = []  # items waiting for room (add_when_room)
         self._raised = 0  # writes that raised (a bug, not a database error)
         # A written batch leaves its buffers free in the writer thread's arena, which glibc
         # keeps: give it back now and then so a long crawl's RSS stays where a short one's is.
@@ -625,22 +639,54 @@ class RecordWriter:
             or self._page_bytes >= self.batch_page_bytes
         )
 
-    async def make_room(self) -> None:
-        """Wait until the buffer takes more: a full one is handed over once the write under way
-        is done. Called before ``add`` by every item, it bounds a batch; waiting only after
-        ``add`` (``flush``) let every item that came meanwhile join the full buffer, so a batch
-        grew with the time the previous one took to write (13.5 MiB of pages seen, for 8)."""
-        while self._full():
-            if self._pending:
-                await asyncio.wait([asyncio.wrap_future(self._pending[0])])
-                self._collect()
-            else:
-                self._submit()
+    async def add_when_room(self, record: Record, page: FetchedPage | None = None) -> None:
+        """``add``, once the buffer has room: the crawl's back-pressure (see ``_when_room``)."""
+        await self._when_room(lambda: self.add(record, page))
+
+    async def add_visit_when_room(self, visit: PageVisit) -> None:
+        await self._when_room(lambda: self.add_visit(visit))
+
+    async def _when_room(self, add: Callable[[], bool]) -> None:
+        """Add once the buffer is not full: a full one is handed over when the write under way
+        is done. Waiting before adding bounds a batch; adding first and waiting after
+        (``flush``) let every item that came meanwhile join the full buffer, so a batch grew
+        with the time the previous one took to write (13.5 MiB of pages seen, for 8) and took
+        longer still. Whatever ends the wait (room, a failed write raised here, ``close``
+        from a stop, cancellation), the item is added, once."""
+        waiting = _Waiting(add)
+        self._waiting.append(waiting)
+        try:
+            while self._full() and (self._records or self._quarantined or self._visits):
+                if self._pending:
+                    await self._oldest_write_done()
+                    self._collect()
+                else:
+                    self._submit()
+        finally:
+            if waiting in self._waiting:
+                self._waiting.remove(waiting)
+            added_by_close = waiting.added
+            waiting.add_now()
+        if self._full() and not added_by_close:
+            self.flush_if_idle()
+
+    async def _oldest_write_done(self) -> None:
+        """Wait for the oldest write; its outcome is for ``_collect``. The exception of a failed
+        one is marked seen on this waiter's future: otherwise asyncio logs "Future exception
+        was never retrieved" when the future is dropped, formatting the traceback from a
+        garbage collection, which can land inside another ``ast.parse`` of this thread and
+        break it (Python 3.11: "AST constructor recursion depth mismatch")."""
+        write = asyncio.wrap_future(self._pending[0])
+        await asyncio.wait([write])
+        if not write.cancelled():
+            write.exception()
 
     def holding(self) -> bool:
         """Anything handed over and not written yet (buffered or being written)."""
         self._collect()
-        return bool(self._records or self._quarantined or self._visits or self._pending)
+        return bool(
+            self._records or self._quarantined or self._visits or self._pending or self._waiting
+        )
 
     def is_stale(self) -> bool:
         return (
@@ -649,13 +695,12 @@ class RecordWriter:
         )
 
     async def flush(self) -> None:
-        """Hand the buffer to the writer thread once the writes under way are done.
-
-        Waiting here is the back-pressure: parsing never runs more than one batch ahead of
-        the database. A write that failed is reported here (raised) once, then forgotten.
+        """Hand the buffer to the writer thread once the writes under way are done (callers
+        that add one item at a time; the crawl waits before adding: ``add_when_room``). A
+        write that failed is reported here (raised) once, then forgotten.
         """
         while self._pending:
-            await asyncio.wait([asyncio.wrap_future(self._pending[0])])
+            await self._oldest_write_done()
             self._collect()
         self._submit()
 
@@ -934,6 +979,9 @@ class RecordWriter:
 
         A failed batch is logged and counted in ``failed_batches``; the others still count.
         """
+        for waiting in self._waiting:  # items waiting for room (a stop while a write is slow)
+            waiting.add_now()
+        self._waiting.clear()
         self._submit()
         try:
             for future in self._pending:

@@ -36,6 +36,7 @@ from harvester.store import (
     LIST_TABLES,
     RECORDS,
     RecordWriter,
+    WriteCounts,
     normalized_name,
     raw_from_json,
     raw_to_json,
@@ -241,35 +242,85 @@ def test_a_batch_is_full_once_its_pages_reach_their_size(schema: Engine) -> None
     assert counts.new == 5
 
 
-def test_items_that_come_while_a_batch_is_written_wait_for_room(schema: Engine) -> None:
-    """Thirty items at once, as a crawl's concurrent items come, batches of 4 written slowly:
-    each waits for room before it is added (as ``CrawlRun.store`` does), so no batch holds
-    more than its size; adding first and waiting after let all of them into one batch."""
-    writer = RecordWriter(schema, run_id=None, batch_size=4, batch_seconds=60)
-    base = fixture_record("current_191386")
+def slowly_written(
+    writer: RecordWriter, fail_first: bool = False, queued: list[int] | None = None
+) -> list[int]:
+    """The sizes of the batches the writer writes, each taking 50 ms; the first raises (a
+    bug) if ``fail_first``. ``queued``: the writes handed over and not done, at each write."""
     sizes: list[int] = []
     write = writer._write
 
     def slow_write(records: list[Any], *rest: Any) -> Any:
+        if queued is not None:
+            queued.append(len(writer._pending))
         sizes.append(len(records))
         time.sleep(0.05)
+        if fail_first and len(sizes) == 1:
+            raise RuntimeError("a bug in the writer")
         return write(records, *rest)
 
     writer._write = slow_write  # type: ignore[method-assign]
+    return sizes
 
-    async def item(number: int) -> None:
-        await writer.make_room()
-        if writer.add(dataclasses.replace(base, ncj_number=number)):
-            writer.flush_if_idle()
+
+def items_at_once(writer: RecordWriter, count: int) -> list[Any]:
+    base = fixture_record("current_191386")
+    return [
+        writer.add_when_room(dataclasses.replace(base, ncj_number=number))
+        for number in range(1, count + 1)
+    ]
+
+
+def test_items_that_come_while_a_batch_is_written_wait_for_room(schema: Engine) -> None:
+    """Thirty items at once, as a crawl's concurrent items come, batches of 4 written slowly:
+    each waits for room before it is added (``CrawlRun.store``), so no batch holds more than
+    its size; adding first and waiting after let 26 of them into one batch."""
+    writer = RecordWriter(schema, run_id=None, batch_size=4, batch_seconds=60)
+    queued: list[int] = []
+    sizes = slowly_written(writer, queued=queued)
 
     async def crawl() -> None:
-        await asyncio.gather(*(item(number) for number in range(1, 31)))
+        await asyncio.gather(*items_at_once(writer, 30))
+        while writer.holding():  # the rest, as the crawl's timer writes it
+            writer.flush_if_idle()
+            await asyncio.sleep(0.01)
 
     asyncio.run(crawl())
     counts = writer.close()
+    assert (counts.new, max(sizes), sum(sizes)) == (30, 4, 30), sizes
+    assert max(queued) == 1  # the batch being written, none handed over behind it
+
+
+def test_items_waiting_for_room_are_written_by_a_stop(schema: Engine) -> None:
+    """A stop closes the writer from the event loop (``CrawlRun`` on a forced or unclean
+    stop) while items still wait: they are written, and once only."""
+    writer = RecordWriter(schema, run_id=None, batch_size=4, batch_seconds=60)
+    slowly_written(writer)
+
+    async def crawl() -> WriteCounts:
+        items = [asyncio.ensure_future(item) for item in items_at_once(writer, 30)]
+        while len(writer._waiting) < 20:
+            await asyncio.sleep(0.001)
+        counts = writer.close()
+        await asyncio.gather(*items)  # they resume and add nothing more
+        return counts
+
+    counts = asyncio.run(crawl())
     assert counts.new == 30
-    assert max(sizes) == 4, sizes
-    assert sum(sizes) == 30
+    assert count(schema, models.Record) == 30
+
+
+def test_a_failed_write_is_raised_once_and_the_waiting_items_are_kept(schema: Engine) -> None:
+    writer = RecordWriter(schema, run_id=None, batch_size=4, batch_seconds=60)
+    sizes = slowly_written(writer, fail_first=True)
+
+    async def crawl() -> list[Any]:
+        return await asyncio.gather(*items_at_once(writer, 30), return_exceptions=True)
+
+    outcomes = asyncio.run(crawl())
+    counts = writer.close()
+    assert [str(o) for o in outcomes if isinstance(o, Exception)] == ["a bug in the writer"]
+    assert (counts.new, writer.failed_batches) == (30 - sizes[0], 1)
 
 
 def test_a_timer_flush_during_a_waiting_flush_loses_no_counts(schema: Engine) -> None:
