@@ -15,7 +15,8 @@ then landed in the heap, and what they left free between the blocks still in use
 the process: in a 30,000-record crawl the crawl's process grew by 7 MiB (fragments, no live
 objects: tracemalloc saw none) and the writer process swung by 25-35 MiB a batch. With the
 threshold fixed at 256 KiB, a large block is mapped when it is made and unmapped when it is
-freed: the crawl's process stayed flat and the writer's highest swing fell by 10 MiB.
+freed: the crawl's process swung without that trend and the writer's highest swing fell by
+10 MiB (docs/performance.md, "Memory").
 """
 
 from __future__ import annotations

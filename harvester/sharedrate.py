@@ -229,6 +229,9 @@ class SharedRateMiddleware:
                     return  # no delay anywhere (a local site, politeness off): nothing to share
                 slot = await self._local_slot_ready(request)
                 turn = turn_seconds(self.download_delay, crawl_delay, slot.delay if slot else 0)
+                # A closing crawl drops its waiting requests: none may reserve a turn first,
+                # which every other worker would then wait out unused.
+                self._raise_if_closing(request)
                 await self._take_turn(prefix, turn, request)
                 paused_until, _ = await self._read(prefix)
                 if paused_until <= time.time():

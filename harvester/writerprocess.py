@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copyreg
+import dataclasses
 import io
 import logging
 import multiprocessing
@@ -75,17 +76,12 @@ class _MessagePickler(pickle.Pickler):
 
 
 def _page_with_its_body_apart(page: FetchedPage) -> tuple[Any, ...]:
-    body = pickle.PickleBuffer(page.body)
-    return FetchedPage, (
-        page.sha256,
-        body,
-        page.url,
-        page.status,
-        page.content_type,
-        page.encoding,
-        page.fetched_at,
-        page.redirect_urls,
-    )
+    values = [getattr(page, name) for name in _PAGE_FIELDS]
+    values[_PAGE_FIELDS.index("body")] = pickle.PickleBuffer(page.body)
+    return FetchedPage, tuple(values)
+
+
+_PAGE_FIELDS = [field.name for field in dataclasses.fields(FetchedPage)]
 
 
 def _send(connection: Connection, message: tuple[Any, ...]) -> None:

@@ -63,7 +63,10 @@ class Info(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
         "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split())]
 
-libc = ctypes.CDLL("libc.so.6")
+try:
+    libc = ctypes.CDLL("libc.so.6")
+except OSError:  # not glibc
+    sys.exit(3)
 if not hasattr(libc, "mallinfo2"):
     sys.exit(3)
 libc.mallinfo2.restype = Info
