@@ -648,8 +648,8 @@ class RecordWriter:
 
     async def _when_room(self, add: Callable[[], bool]) -> None:
         """Add once the buffer is not full: a full one is handed over when the write under way
-        is done. Waiting before adding bounds a batch; adding first and waiting after
-        (``flush``) let every item that came meanwhile join the full buffer, so a batch grew
+        is done. Waiting before adding bounds a batch; adding first and waiting after (as
+        the crawl did) let every item that came meanwhile join the full buffer, so a batch grew
         with the time the previous one took to write (13.5 MiB of pages seen, for 8) and took
         longer still. Whatever ends the wait (room, a failed write raised here, ``close``
         from a stop, cancellation), the item is added, once."""
@@ -694,18 +694,9 @@ class RecordWriter:
             and time.monotonic() - self._first_buffered >= self.batch_seconds
         )
 
-    async def flush(self) -> None:
-        """Hand the buffer to the writer thread once the writes under way are done (callers
-        that add one item at a time; the crawl waits before adding: ``add_when_room``). A
-        write that failed is reported here (raised) once, then forgotten.
-        """
-        while self._pending:
-            await self._oldest_write_done()
-            self._collect()
-        self._submit()
-
     def flush_blocking(self) -> None:
-        """``flush`` outside the crawl's event loop (re-parse): waits, then hands over."""
+        """Outside the crawl's event loop (re-parse): wait for the writes under way, then hand
+        the buffer over."""
         while self._pending:
             self._pending[0].exception()  # waits for it
             self._collect()

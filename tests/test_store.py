@@ -204,8 +204,7 @@ def test_writer_batches_and_quarantines_a_row_the_database_refuses(schema: Engin
 
     async def feed() -> None:
         for record in records:
-            if writer.add(record):
-                await writer.flush()
+            await writer.add_when_room(record)
         writer.add_quarantined(rejected, Rejection("invalid_ncj_number", "NCJ Number is 'x'"))
 
     asyncio.run(feed())
@@ -235,7 +234,7 @@ def test_a_batch_is_full_once_its_pages_reach_their_size(schema: Engine) -> None
         assert not writer.add(dataclasses.replace(base, ncj_number=2))  # no page
         assert not writer.add(dataclasses.replace(base, ncj_number=3), stored_page(3))
         assert writer.add(dataclasses.replace(base, ncj_number=4), stored_page(4))
-        asyncio.run(writer.flush())
+        writer.flush_if_idle()
         assert not writer.add(dataclasses.replace(base, ncj_number=5), stored_page(5))
     finally:
         counts = writer.close()
@@ -323,29 +322,27 @@ def test_a_failed_write_is_raised_once_and_the_waiting_items_are_kept(schema: En
     assert (counts.new, writer.failed_batches) == (30 - sizes[0], 1)
 
 
-def test_a_timer_flush_during_a_waiting_flush_loses_no_counts(schema: Engine) -> None:
+def test_a_timer_flush_while_an_item_waits_for_room_loses_no_counts(schema: Engine) -> None:
     writer = RecordWriter(schema, run_id=None, batch_size=2, batch_seconds=0)
     base = fixture_record("current_191386")
 
-    def add(number: int) -> bool:
-        return writer.add(dataclasses.replace(base, ncj_number=number))
+    async def add(number: int) -> None:
+        await writer.add_when_room(dataclasses.replace(base, ncj_number=number))
 
     async def crawl() -> None:
-        add(1)
-        if add(2):
-            await writer.flush()  # batch 1 goes to the writer thread
+        await add(1)
+        await add(2)  # full: batch 1 goes to the writer thread at once
 
         async def second_batch() -> None:
-            add(3)
-            if add(4):
-                await writer.flush()  # waits for batch 1
+            await add(3)
+            await add(4)  # full while batch 1 is written: handed over later
+            await add(5)  # waits for batch 1
 
         waiting = asyncio.create_task(second_batch())
-        await asyncio.sleep(0)  # it is now waiting for batch 1
+        await asyncio.sleep(0)  # record 5 now waits for batch 1
         time.sleep(0.5)  # batch 1 is written meanwhile; the event loop has not noticed yet
         writer.flush_if_idle()  # the periodic timer writes records 3 and 4
-        add(5)
-        await waiting  # the waiting flush resumes and writes record 5
+        await waiting  # the waiting item resumes and adds record 5
 
     asyncio.run(crawl())
     counts = writer.close()
@@ -394,8 +391,7 @@ def test_a_row_the_driver_refuses_is_quarantined_and_writing_goes_on(schema: Eng
     async def crawl() -> None:
         for numbers in batches:
             for number in numbers:
-                if writer.add(dataclasses.replace(base, ncj_number=number)):
-                    await writer.flush()
+                await writer.add_when_room(dataclasses.replace(base, ncj_number=number))
 
     asyncio.run(crawl())
     counts = writer.close()

@@ -64,8 +64,7 @@ def records_with_pages(count: int, first: int = 1_000_000) -> list[tuple[Record,
 def write_all(writer: RecordWriter, items: list[tuple[Record, FetchedPage]]) -> WriteCounts:
     async def feed() -> None:
         for record, page in items:
-            if writer.add(record, page):
-                await writer.flush()
+            await writer.add_when_room(record, page)
 
     asyncio.run(feed())
     return writer.close()

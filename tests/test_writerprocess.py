@@ -53,8 +53,7 @@ def write_them(writer: RecordWriter) -> None:
 
     async def feed() -> None:
         for record in records:
-            if writer.add(record):
-                await writer.flush()
+            await writer.add_when_room(record)
         writer.add_quarantined(rejected, Rejection("invalid_ncj_number", "NCJ Number is 'x'"))
 
     asyncio.run(feed())
