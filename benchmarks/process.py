@@ -33,6 +33,8 @@ class Measurement:
     checkpoints: list[tuple[int, int]] = field(default_factory=list)
     # (records counted, peak RSS so far of each process: "main", then "child <pid>")
     process_checkpoints: list[tuple[int, dict[str, int]]] = field(default_factory=list)
+    # (records counted at the last reading, summed RSS) for every sample
+    samples: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def peak_rss_mib(self) -> float:
@@ -81,11 +83,14 @@ def measure(
         peaks: dict[str, int] = {}
         checkpoints: list[tuple[int, int]] = []
         process_checkpoints: list[tuple[int, dict[str, int]]] = []
+        samples: list[tuple[int, int]] = []
+        counted = 0
         next_count = time.perf_counter() + count_every
         while process.poll() is None:
             with contextlib.suppress(psutil.Error):  # it may have just exited
                 sample = process_rss(watched)
                 peak = max(peak, sum(sample.values()))
+                samples.append((counted, sum(sample.values())))
                 for name, rss in sample.items():
                     peaks[name] = max(peaks.get(name, 0), rss)
             if counter is not None and time.perf_counter() >= next_count:
@@ -104,7 +109,7 @@ def measure(
         out, err = stdout.read(), stderr.read()
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:5])} failed ({process.returncode}):\n{err[-3000:]}")
-    return Measurement(seconds, peak, out, err, checkpoints, process_checkpoints)
+    return Measurement(seconds, peak, out, err, checkpoints, process_checkpoints, samples)
 
 
 def scrapy_command(

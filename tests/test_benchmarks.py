@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from benchmarks.crawl import window_peak
 from benchmarks.process import MIB, last_json_line, measure
 from benchmarks.site import bench_site, nginx_binary
 from harvester.localsite import serve_site
@@ -76,3 +77,13 @@ def test_the_memory_measurement_tells_each_process_apart() -> None:
     assert len(children) == 1, peaks
     assert next(iter(children.values())) > 64 * MIB > peaks["main"]
     assert run.peak_rss >= sum(peaks.values()) - peaks["main"]
+    # every sample is kept with the count read before it: the windows below are cut from them
+    assert max(rss for _, rss in run.samples) == run.peak_rss
+    assert {counted for counted, _ in run.samples} <= {0, 7}
+
+
+def test_a_window_peak_is_the_highest_rss_while_its_records_were_stored() -> None:
+    samples = [(0, 100), (1000, 300), (2000, 150), (3000, 160), (4000, 170), (4000, 120)]
+    assert window_peak(samples, 2000, 4000) == 170  # the early 300 is not in it
+    assert window_peak(samples, 0, 1000) == 300
+    assert window_peak(samples, 5000, 6000) is None
