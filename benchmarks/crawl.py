@@ -15,11 +15,12 @@ included. Prints the ratios project/bare (target >= 0.9, aim > 1.0) and project/
 
 --memory: the project crawl of a 5,000-record site and of a --records site (50,000, say),
 sampling the RSS of the crawl process and its children every 0.25 s and the stored records
-every second. The growth in MiB per 1,000 records (target < 0.1) is that of the larger crawl,
-its peak RSS over records 5,000-10,000 against its peak over its last 5,000 records: windows
-of equal length, as a longer one gives a rare coincidence of transient buffers more chances.
-For information it also prints the small crawl's peak against that last window (two processes
-differ by a few MiB anyway), each whole crawl's peak, and the peak so far at checkpoints.
+every second. The growth in MiB per 1,000 records (target < 0.1) is that of the larger crawl:
+from 5,000 records on, in bins of 5,000, the least-squares slope of each bin's peak RSS and of
+its median RSS (not the peak so far, which a longer crawl's rarer coincidences of transient
+buffers push up with no memory kept). For information it also prints the small crawl's peak
+against the larger crawl's last bin and whole peak (two processes differ by a few MiB anyway),
+and the peak so far at checkpoints.
 
 --profile FILE: one project crawl under cProfile (the main thread: Scrapy's reactor), then
 the top functions by own time and by cumulative time.
@@ -34,6 +35,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -204,10 +206,48 @@ def rss_at(checkpoints: list[tuple[int, int]], records: int) -> tuple[int, int] 
     return next((reading for reading in checkpoints if reading[0] >= records), None)
 
 
-def window_peak(samples: list[tuple[int, int]], first: int, last: int) -> int | None:
-    """The highest RSS sampled while the records stored were from `first` to `last`."""
-    inside = [rss for counted, rss in samples if first <= counted <= last]
-    return max(inside) if inside else None
+@dataclass(frozen=True, slots=True)
+class RecordBin:
+    """The RSS samples taken while the records stored were from `first` up to `last`."""
+
+    first: int
+    last: int
+    rss: list[int]
+
+    @property
+    def middle(self) -> float:
+        return (self.first + self.last) / 2
+
+    @property
+    def peak(self) -> int:
+        return max(self.rss)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rss)
+
+
+def record_bins(samples: list[tuple[int, int]], start: int, width: int) -> list[RecordBin]:
+    """The samples from `start` records on, in bins of `width` records; the last bin runs to
+    the end (the close included) and takes in a remainder shorter than half a bin."""
+    if not samples:
+        return []
+    end = max(counted for counted, _ in samples)
+    edges = list(range(start, end, width))
+    if len(edges) > 1 and end - edges[-1] < width // 2:
+        edges.pop()
+    bins = []
+    for index, first in enumerate(edges):
+        last = edges[index + 1] if index + 1 < len(edges) else end + 1
+        rss = [value for counted, value in samples if first <= counted < last]
+        if rss:
+            bins.append(RecordBin(first, min(last, end), rss))
+    return bins
+
+
+def slope_per_thousand(points: list[tuple[float, float]]) -> float:
+    """The least-squares slope of (records, MiB) points, in MiB per 1,000 records."""
+    return statistics.linear_regression([x for x, _ in points], [y for _, y in points]).slope * 1000
 
 
 def process_peaks_at(
@@ -248,45 +288,49 @@ def run_memory(records: int, use_nginx: bool) -> int:
                 f"  at {reading[0]:>6} records stored: peak RSS so far {reading[1] / MIB:.1f} MiB"
                 + process_peaks_text(process_peaks_at(largest.process_checkpoints, mark) or {})
             )
-    failed = len(sizes) < 2
-    if len(sizes) == 2:
-        # Peaks over windows of equal length (MEMORY_BASE_RECORDS records each): a longer
-        # window gives a rare coincidence of transient buffers more chances, so the peak so
-        # far of a longer crawl rises with no memory kept (docs/performance.md, "Memory").
-        small_records, small_rss = peaks[sizes[0]]
-        window = MEMORY_BASE_RECORDS
-        large_records = largest.checkpoints[-1][0]
-        late = window_peak(largest.samples, large_records - window, large_records)
-        early = window_peak(largest.samples, window, 2 * window)
-        if late is not None:
-            # Informational: two crawl processes differ by several MiB at the same point of a
-            # crawl (where start-up put the heap), so this compares processes as much as
-            # crawl lengths; the verdict is on the growth within one crawl, below.
-            growth = (late / MIB - small_rss) / ((large_records - small_records) / 1000)
-            print(
-                f"peak RSS of the {small_records}-record crawl {small_rss:.1f} MiB -> over the last"
-                f" {window} records of the {large_records}-record crawl {late / MIB:.1f} MiB:"
-                f" {growth:+.3f} MiB per 1,000 records (another process: for information)"
-            )
-        if early is not None and late is not None and large_records > 3 * window:
-            within = (late - early) / MIB / ((large_records - 2 * window) / 1000)
-            failed |= within >= TARGET_RSS_GROWTH
-            print(
-                f"within the {large_records}-record crawl, peak RSS over records"
-                f" {window}-{2 * window} {early / MIB:.1f} MiB -> over the last {window}"
-                f" {late / MIB:.1f} MiB: {within:+.3f} MiB per 1,000 records"
-                f" (target < {TARGET_RSS_GROWTH}: {verdict(within < TARGET_RSS_GROWTH)})"
-            )
-        else:
-            failed = True
-            print(f"no verdict: the growth needs a crawl of more than {3 * window} records")
-        _, large_peak = peaks[sizes[1]]
+    if len(sizes) < 2:
+        print(f"no verdict: the growth is measured on a crawl of more than {MEMORY_BASE_RECORDS}")
+        return 1
+    window = MEMORY_BASE_RECORDS
+    small_records, small_rss = peaks[sizes[0]]
+    large_records, large_peak = peaks[sizes[1]]
+    # From 5,000 records on, bins of 5,000: each bin's peak RSS (the target's measure) and its
+    # median (the level between spikes). A slope fitted over every bin, not the peak so far: a
+    # peak so far can only rise, and a longer crawl gives a rare coincidence of transient
+    # buffers more chances to set it, with no memory kept (docs/performance.md, "Memory").
+    bins = record_bins(largest.samples, window, window)
+    for part in bins:
         print(
-            f"(peak RSS of the whole crawls, {small_rss:.1f} -> {large_peak:.1f} MiB:"
-            f" {(large_peak - small_rss) / ((large_records - small_records) / 1000):+.3f} MiB"
-            " per 1,000 records, the longer crawl's peak including its rarer coincidences)"
+            f"  records {part.first:>6}-{part.last:<6} peak RSS {part.peak / MIB:.1f} MiB,"
+            f" median {part.median / MIB:.1f} MiB ({len(part.rss)} samples)"
         )
-    return 1 if failed else 0
+    if large_records < 0.9 * records or len(bins) < 3:
+        print(
+            f"no verdict: {large_records} records stored, {len(bins)} bins of {window} records"
+            f" (the growth needs at least 90% of the {records} records and 3 bins)"
+        )
+        return 1
+    peak_slope = slope_per_thousand([(b.middle, b.peak / MIB) for b in bins])
+    median_slope = slope_per_thousand([(b.middle, b.median / MIB) for b in bins])
+    met = peak_slope < TARGET_RSS_GROWTH and median_slope < TARGET_RSS_GROWTH
+    print(
+        f"growth within the {large_records}-record crawl, from {window} records on"
+        f" (least-squares slope over {len(bins)} bins): peak RSS {peak_slope:+.3f},"
+        f" median RSS {median_slope:+.3f} MiB per 1,000 records"
+        f" (target < {TARGET_RSS_GROWTH}: {verdict(met)})"
+    )
+    # For information: another process (two crawl processes differ by several MiB at the same
+    # point of a crawl), and the whole crawls' peaks.
+    if large_records > small_records:
+        span = (large_records - small_records) / 1000
+        print(
+            f"for information: peak RSS of the {small_records}-record crawl {small_rss:.1f} MiB,"
+            f" of the {large_records}-record crawl's last bin {bins[-1].peak / MIB:.1f} MiB"
+            f" ({(bins[-1].peak / MIB - small_rss) / span:+.3f} MiB per 1,000 records),"
+            f" of the whole {large_records}-record crawl {large_peak:.1f} MiB"
+            f" ({(large_peak - small_rss) / span:+.3f})"
+        )
+    return 0 if met else 1
 
 
 def run_profile(records: int, output: Path, use_nginx: bool, top: int = 30) -> int:

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from benchmarks.crawl import window_peak
+from benchmarks.crawl import record_bins, slope_per_thousand
 from benchmarks.process import MIB, last_json_line, measure
 from benchmarks.site import bench_site, nginx_binary
 from harvester.localsite import serve_site
@@ -82,8 +82,18 @@ def test_the_memory_measurement_tells_each_process_apart() -> None:
     assert {counted for counted, _ in run.samples} <= {0, 7}
 
 
-def test_a_window_peak_is_the_highest_rss_while_its_records_were_stored() -> None:
-    samples = [(0, 100), (1000, 300), (2000, 150), (3000, 160), (4000, 170), (4000, 120)]
-    assert window_peak(samples, 2000, 4000) == 170  # the early 300 is not in it
-    assert window_peak(samples, 0, 1000) == 300
-    assert window_peak(samples, 5000, 6000) is None
+def test_memory_bins_split_a_crawl_by_records_stored_and_the_slope_is_per_thousand() -> None:
+    # start-up (counted 0) is left out; 12,000 ends a bin of 2,000 records, taken into the last
+    samples = [(0, 900), (5000, 100), (7000, 140), (10_000, 110), (11_000, 130), (12_000, 120)]
+    bins = record_bins(samples, 5000, 5000)
+    assert [(b.first, b.last, b.rss) for b in bins] == [(5000, 12_000, [100, 140, 110, 130, 120])]
+    samples += [(15_000, 150), (16_000, 170), (20_000, 160)]
+    bins = record_bins(samples, 5000, 5000)
+    assert [(b.first, b.last, b.peak, b.median) for b in bins] == [
+        (5000, 10_000, 140, 120),
+        (10_000, 15_000, 130, 120),
+        (15_000, 20_000, 170, 160),  # the last bin runs to the end, the close included
+    ]
+    # 1 MiB more every 10,000 records: 0.1 MiB per 1,000
+    assert slope_per_thousand([(0, 400.0), (10_000, 401.0), (20_000, 402.0)]) == pytest.approx(0.1)
+    assert record_bins([], 5000, 5000) == []
