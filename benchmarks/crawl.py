@@ -289,16 +289,17 @@ def run_memory(records: int, use_nginx: bool) -> int:
                 + process_peaks_text(process_peaks_at(largest.process_checkpoints, mark) or {})
             )
     if len(sizes) < 2:
-        print(f"no verdict: the growth is measured on a crawl of more than {MEMORY_BASE_RECORDS}")
+        print(f"no verdict: the growth needs --records over {MEMORY_BASE_RECORDS}")
         return 1
-    window = MEMORY_BASE_RECORDS
+    bin_records = MEMORY_BASE_RECORDS
     small_records, small_rss = peaks[sizes[0]]
     large_records, large_peak = peaks[sizes[1]]
     # From 5,000 records on, bins of 5,000: each bin's peak RSS (the target's measure) and its
     # median (the level between spikes). A slope fitted over every bin, not the peak so far: a
     # peak so far can only rise, and a longer crawl gives a rare coincidence of transient
-    # buffers more chances to set it, with no memory kept (docs/performance.md, "Memory").
-    bins = record_bins(largest.samples, window, window)
+    # buffers more chances to set it, with no memory kept (docs/performance.md, "How memory
+    # growth is measured").
+    bins = record_bins(largest.samples, bin_records, bin_records)
     for part in bins:
         print(
             f"  records {part.first:>6}-{part.last:<6} peak RSS {part.peak / MIB:.1f} MiB,"
@@ -306,7 +307,7 @@ def run_memory(records: int, use_nginx: bool) -> int:
         )
     if large_records < 0.9 * records or len(bins) < 3:
         print(
-            f"no verdict: {large_records} records stored, {len(bins)} bins of {window} records"
+            f"no verdict: {large_records} records stored, {len(bins)} bins of {bin_records} records"
             f" (the growth needs at least 90% of the {records} records and 3 bins)"
         )
         return 1
@@ -314,7 +315,7 @@ def run_memory(records: int, use_nginx: bool) -> int:
     median_slope = slope_per_thousand([(b.middle, b.median / MIB) for b in bins])
     met = peak_slope < TARGET_RSS_GROWTH and median_slope < TARGET_RSS_GROWTH
     print(
-        f"growth within the {large_records}-record crawl, from {window} records on"
+        f"growth within the {large_records}-record crawl, from {bin_records} records on"
         f" (least-squares slope over {len(bins)} bins): peak RSS {peak_slope:+.3f},"
         f" median RSS {median_slope:+.3f} MiB per 1,000 records"
         f" (target < {TARGET_RSS_GROWTH}: {verdict(met)})"

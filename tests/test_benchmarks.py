@@ -77,7 +77,7 @@ def test_the_memory_measurement_tells_each_process_apart() -> None:
     assert len(children) == 1, peaks
     assert next(iter(children.values())) > 64 * MIB > peaks["main"]
     assert run.peak_rss >= sum(peaks.values()) - peaks["main"]
-    # every sample is kept with the count read before it: the windows below are cut from them
+    # every sample is kept with the count read before it: the memory verdict bins them
     assert max(rss for _, rss in run.samples) == run.peak_rss
     assert {counted for counted, _ in run.samples} <= {0, 7}
 
