@@ -89,8 +89,9 @@ def measure(
         while process.poll() is None:
             with contextlib.suppress(psutil.Error):  # it may have just exited
                 sample = process_rss(watched)
-                peak = max(peak, sum(sample.values()))
-                samples.append((counted, sum(sample.values())))
+                total = sum(sample.values())
+                peak = max(peak, total)
+                samples.append((counted, total))
                 for name, rss in sample.items():
                     peaks[name] = max(peaks.get(name, 0), rss)
             if counter is not None and time.perf_counter() >= next_count:

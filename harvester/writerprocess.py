@@ -77,11 +77,12 @@ class _MessagePickler(pickle.Pickler):
 
 def _page_with_its_body_apart(page: FetchedPage) -> tuple[Any, ...]:
     values = [getattr(page, name) for name in _PAGE_FIELDS]
-    values[_PAGE_FIELDS.index("body")] = pickle.PickleBuffer(page.body)
+    values[_BODY_AT] = pickle.PickleBuffer(page.body)
     return FetchedPage, tuple(values)
 
 
 _PAGE_FIELDS = [field.name for field in dataclasses.fields(FetchedPage)]
+_BODY_AT = _PAGE_FIELDS.index("body")
 
 
 def _send(connection: Connection, message: tuple[Any, ...]) -> None:
